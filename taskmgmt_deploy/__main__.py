@@ -1,0 +1,3 @@
+from taskmgmt_deploy.cli import main
+
+main()

@@ -1,0 +1,48 @@
+"""The one place that creates AWS clients: cached per (service, region), thread-safe.
+
+Throttling and transient errors are retried by botocore's standard retry mode on every
+client; semantic retries (IAM propagation, Lambda busy) live in aws/retry.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+GLOBAL_SERVICES = ("iam",)
+
+
+class AwsClients:
+    def __init__(self, session: boto3.Session, *, endpoint_url: str | None = None,
+                 home_region: str = "us-east-1", max_attempts: int = 10, max_pool: int = 16):
+        self.session = session
+        self.endpoint_url = endpoint_url
+        self.home_region = home_region
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=10,
+            read_timeout=70,
+            max_pool_connections=max_pool,
+            user_agent_extra="taskmgmt",
+        )
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, service: str, region: str | None = None) -> Any:
+        region = self.home_region if (region is None or service in GLOBAL_SERVICES) else region
+        key = (service, region)
+        with self._lock:  # boto3 sessions are not thread-safe while creating clients
+            client = self._cache.get(key)
+            if client is None:
+                kwargs: dict[str, Any] = {"region_name": region, "config": self._config}
+                if self.endpoint_url:
+                    kwargs["endpoint_url"] = self.endpoint_url
+                client = self.session.client(service, **kwargs)
+                self._cache[key] = client
+            return client
+
+    def account_id(self) -> str:
+        return str(self.get("sts").get_caller_identity()["Account"])

@@ -1,0 +1,89 @@
+"""Semantic retries: conditions that resolve with time but that botocore cannot know.
+
+Each condition is a named predicate with its own schedule. Throttling is deliberately not
+here: botocore's standard retry mode handles it on every client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+
+from taskmgmt_deploy.aws.errors import error_code, error_message
+from taskmgmt_deploy.clock import Clock
+
+T = TypeVar("T")
+
+_IAM_NOT_READY = re.compile(
+    r"cannot be assumed|role defined for the function|does not have permissions|not authorized to perform",
+    re.IGNORECASE,
+)
+_LAMBDA_BUSY = re.compile(r"update is in progress|cannot be performed at this time|pending", re.IGNORECASE)
+
+
+def is_iam_propagation(exc: BaseException) -> bool:
+    """A role or policy created moments ago is not yet visible to the calling service."""
+    return error_code(exc) in ("InvalidParameterValueException", "AccessDeniedException") and bool(
+        _IAM_NOT_READY.search(error_message(exc)))
+
+
+def is_lambda_busy(exc: BaseException) -> bool:
+    """The function is still Pending, or a previous update is in progress."""
+    return error_code(exc) == "ResourceConflictException" and bool(_LAMBDA_BUSY.search(error_message(exc)))
+
+
+def is_queue_deleted_recently(exc: BaseException) -> bool:
+    """SQS refuses a queue name for 60 seconds after a queue of that name was deleted."""
+    return error_code(exc) in ("AWS.SimpleQueueService.QueueDeletedRecently", "QueueDeletedRecently")
+
+
+def is_dsql_conflict(exc: BaseException) -> bool:
+    """DSQL refuses a change while the cluster is mid-transition."""
+    return error_code(exc) == "ConflictException"
+
+
+class _StopAfter:
+    """Stop once `seconds` of the injected clock have passed (tenacity's own uses real time)."""
+
+    def __init__(self, clock: Clock, seconds: float):
+        self.clock, self.seconds, self.start = clock, seconds, clock.now()
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return self.clock.now() - self.start >= self.seconds
+
+
+# name -> (initial wait, max wait, deadline in seconds)
+SCHEDULES = {
+    # Dense and long: propagation usually takes seconds, occasionally minutes.
+    "iam_propagation": (0.25, 2.0, 300.0),
+    "lambda_busy": (0.5, 5.0, 300.0),
+    "queue_deleted_recently": (5.0, 10.0, 90.0),
+    "dsql_conflict": (2.0, 15.0, 600.0),
+}
+
+
+def retrying(predicate: Callable[[BaseException], bool], schedule: str, clock: Clock,
+             on_retry: Callable[[str], None] | None = None) -> Retrying:
+    initial, maximum, deadline = SCHEDULES[schedule]
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry and state.outcome is not None:
+            exc = state.outcome.exception()
+            on_retry(f"{schedule.replace('_', ' ')}: {error_code(exc) or type(exc).__name__}, retrying")
+
+    return Retrying(
+        retry=retry_if_exception(predicate),
+        wait=wait_exponential_jitter(initial=initial, max=maximum, jitter=initial),
+        stop=_StopAfter(clock, deadline),
+        sleep=clock.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def call_with_retry(fn: Callable[[], T], predicate: Callable[[BaseException], bool],
+                    schedule: str, clock: Clock, on_retry: Callable[[str], None] | None = None) -> T:
+    return retrying(predicate, schedule, clock, on_retry)(fn)

@@ -1,0 +1,214 @@
+"""Settings: flags > environment > .env in the working directory > defaults.
+
+`load_settings` is pure apart from reading `.env`; every rule failure raises ConfigError
+naming the key, the value and the rule, before anything talks to AWS.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from taskmgmt_deploy.errors import ConfigError
+from taskmgmt_deploy.regions import MULTI_REGION, default_witness, region_set
+
+LOG_RETENTION_VALUES = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545,
+    731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+PROTECTED_ENVIRONMENTS = ("prod", "staging")
+
+# key -> default; None means "derived" (see _derived_default)
+DEFAULTS: dict[str, str | None] = {
+    "ENVIRONMENT": "dev",
+    "PRIMARY_REGION": "us-east-1",
+    "SECONDARY_REGION": "us-west-2",
+    "WITNESS_REGION": None,
+    "CLUSTER_NAME_PREFIX": "task-mgmt",
+    "LOG_RETENTION_DAYS": "7",
+    "LAMBDA_MEMORY_SIZE": "512",
+    "LAMBDA_TIMEOUT": "60",
+    "DELETION_PROTECTION": None,
+    "TASKMGMT_STATE_DIR": ".taskmgmt",
+    "TASKMGMT_MAX_WORKERS": "8",
+    "AWS_PROFILE": None,
+    "AWS_ENDPOINT_URL": None,
+    "TASKMGMT_DATABASE_URL": None,
+}
+
+_ENV_RE = re.compile(r"^[a-z0-9-]{1,16}$")
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """What defines the deployed stack; recorded in the manifest."""
+
+    env: str
+    prefix: str
+    primary_region: str
+    secondary_region: str
+    witness_region: str
+    log_retention_days: int
+    lambda_memory: int
+    lambda_timeout: int
+    deletion_protection: bool
+
+    @property
+    def regions(self) -> tuple[str, str]:
+        return (self.primary_region, self.secondary_region)
+
+    @property
+    def stack(self) -> str:
+        return f"{self.prefix}-{self.env}"
+
+    def name(self, suffix: str) -> str:
+        return f"{self.stack}-{suffix}"
+
+    def tags(self) -> dict[str, str]:
+        return {"taskmgmt:env": self.env, "taskmgmt:prefix": self.prefix, "managed-by": "taskmgmt"}
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs: the stack plus where and how to reach it."""
+
+    stack: StackConfig
+    state_dir: Path
+    max_workers: int = 8
+    profile: str | None = None
+    endpoint_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
+
+
+def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
+            dotenv: Mapping[str, str]) -> dict[str, str | None]:
+    """Pick each key from the first source that sets it (empty strings count as unset)."""
+    values: dict[str, str | None] = {}
+    for key, default in DEFAULTS.items():
+        for source in (flags, environ, dotenv):
+            value = source.get(key)
+            if value is not None and value != "":
+                values[key] = str(value).strip()
+                break
+        else:
+            values[key] = default
+    return values
+
+
+def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str],
+                  cwd: Path) -> Settings:
+    values = resolve(flags, environ, read_dotenv(cwd / ".env"))
+    stack = _stack_config(values)
+    state_dir = Path(values["TASKMGMT_STATE_DIR"] or ".taskmgmt")
+    return Settings(
+        stack=stack,
+        state_dir=state_dir if state_dir.is_absolute() else cwd / state_dir,
+        max_workers=_int_in_range(values, "TASKMGMT_MAX_WORKERS", 1, 64),
+        profile=values["AWS_PROFILE"],
+        endpoint_url=_endpoint_url(values),
+        database_url=values["TASKMGMT_DATABASE_URL"],
+    )
+
+
+def _stack_config(values: Mapping[str, str | None]) -> StackConfig:
+    env = _matching(values, "ENVIRONMENT", _ENV_RE, "must be 1-16 lowercase letters, digits or dashes")
+    prefix = _matching(values, "CLUSTER_NAME_PREFIX", _PREFIX_RE,
+                       "must start with a lowercase letter and be 1-24 lowercase letters, digits or dashes")
+    if prefix.endswith("-"):
+        raise ConfigError("CLUSTER_NAME_PREFIX", prefix, "must not end with a dash")
+    primary, secondary, witness = _regions(values)
+    return StackConfig(
+        env=env,
+        prefix=prefix,
+        primary_region=primary,
+        secondary_region=secondary,
+        witness_region=witness,
+        log_retention_days=_retention(values),
+        lambda_memory=_int_in_range(values, "LAMBDA_MEMORY_SIZE", 128, 10240),
+        lambda_timeout=_int_in_range(values, "LAMBDA_TIMEOUT", 1, 900),
+        deletion_protection=_deletion_protection(values, env),
+    )
+
+
+def _matching(values: Mapping[str, str | None], key: str, pattern: re.Pattern[str], rule: str) -> str:
+    value = values[key] or ""
+    if not pattern.match(value):
+        raise ConfigError(key, value, rule)
+    return value
+
+
+def _regions(values: Mapping[str, str | None]) -> tuple[str, str, str]:
+    primary = values["PRIMARY_REGION"] or ""
+    if primary not in MULTI_REGION:
+        raise ConfigError("PRIMARY_REGION", primary,
+                          "must be a region where Aurora DSQL supports multi-Region clusters: "
+                          + ", ".join(MULTI_REGION))
+    same_set = region_set(primary) or ()
+    secondary = values["SECONDARY_REGION"] or ""
+    if secondary == primary:
+        raise ConfigError("SECONDARY_REGION", secondary, f"must differ from PRIMARY_REGION ({primary})")
+    if secondary not in same_set:
+        raise ConfigError("SECONDARY_REGION", secondary,
+                          f"must be in the DSQL region set of PRIMARY_REGION {primary}: "
+                          + ", ".join(r for r in same_set if r != primary))
+    witness = values["WITNESS_REGION"] or default_witness(primary, secondary) or ""
+    if witness in (primary, secondary):
+        raise ConfigError("WITNESS_REGION", witness,
+                          f"must differ from PRIMARY_REGION ({primary}) and SECONDARY_REGION ({secondary})")
+    if witness not in same_set:
+        allowed = ", ".join(r for r in same_set if r not in (primary, secondary))
+        raise ConfigError("WITNESS_REGION", witness,
+                          f"must be in the DSQL region set of {primary} and {secondary}: {allowed}")
+    return primary, secondary, witness
+
+
+def _retention(values: Mapping[str, str | None]) -> int:
+    raw = values["LOG_RETENTION_DAYS"] or ""
+    if not raw.isdigit() or int(raw) not in LOG_RETENTION_VALUES:
+        raise ConfigError("LOG_RETENTION_DAYS", raw,
+                          "must be one of " + ", ".join(map(str, LOG_RETENTION_VALUES)))
+    return int(raw)
+
+
+def _int_in_range(values: Mapping[str, str | None], key: str, low: int, high: int) -> int:
+    raw = values[key] or ""
+    if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
+        raise ConfigError(key, raw, f"must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _deletion_protection(values: Mapping[str, str | None], env: str) -> bool:
+    raw = values["DELETION_PROTECTION"]
+    if raw is None:
+        return env in PROTECTED_ENVIRONMENTS
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError("DELETION_PROTECTION", raw, "must be true or false")
+
+
+def _endpoint_url(values: Mapping[str, str | None]) -> str | None:
+    raw = values["AWS_ENDPOINT_URL"]
+    if raw is None:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError("AWS_ENDPOINT_URL", raw, "must be an http(s) URL such as http://127.0.0.1:5000")
+    return raw

@@ -1,0 +1,127 @@
+"""The one place that prints. Progress and diagnostics go to stderr, data to stdout.
+
+Markup is off, so names and error messages from AWS are printed as they are. It also
+implements the engine's Reporter; workers may call `progress` from any thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.console import Console as RichConsole
+from rich.table import Table
+
+from taskmgmt_deploy.errors import one_line
+from taskmgmt_deploy.models import Action, Change, Health, Resource, Status
+
+_ACTION_STYLE = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red",
+                 Action.NOOP: "dim", Action.SKIP: "dim"}
+_HEALTH_STYLE = {Health.OK: "green", Health.MISSING: "red", Health.DRIFTED: "yellow",
+                 Health.UNHEALTHY: "red", Health.SKIPPED: "dim"}
+
+
+class Console:
+    def __init__(self, quiet: bool = False, width: int | None = None):
+        # Off a terminal nothing is wrapped at 80 columns: scripts read these lines.
+        self.out = RichConsole(markup=False, highlight=False, emoji=False, soft_wrap=True, width=width)
+        self.err = RichConsole(stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True,
+                               width=width)
+        for target in (self.out, self.err):
+            if not target.is_terminal and width is None:
+                target.width = 200
+        self.quiet = quiet
+        self._lock = threading.Lock()
+
+    # -- diagnostics (stderr) -----------------------------------------------------
+    def _say(self, text: str, style: str | None = None) -> None:
+        if not self.quiet:
+            with self._lock:
+                self.err.print(text, style=style)
+
+    def info(self, text: str) -> None:
+        self._say(text)
+
+    def success(self, text: str) -> None:
+        self._say(text, "green")
+
+    def warn(self, text: str) -> None:
+        self._say(f"warning: {text}", "yellow")
+
+    def error(self, text: str) -> None:
+        with self._lock:
+            self.err.print(f"error: {text}", style="red")
+
+    def confirm(self, question: str) -> bool:
+        if not sys.stdin.isatty():
+            return False
+        with self._lock:
+            answer = self.err.input(f"{question} [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    # -- the engine's Reporter ------------------------------------------------------
+    def phase(self, text: str) -> None:
+        self._say(f"- {text}", "dim")
+
+    def planned(self, res: Resource, change: Change) -> None:
+        pass  # the plan is shown as a table; per-step lines come from started/finished
+
+    def started(self, key: str, verb: str) -> None:
+        self._say(f"  {verb:<9} {key} ...")
+
+    def progress(self, key: str, message: str) -> None:
+        self._say(f"  {'':<9} {key}: {message}", "dim")
+
+    def finished(self, key: str, verb: str, seconds: float) -> None:
+        self._say(f"  {verb + 'd' if verb.endswith('e') else verb + 'ed':<9} {key} ({seconds:.1f}s)", "green")
+
+    def failed(self, key: str, error: BaseException) -> None:
+        self._say(f"  failed    {key}: {one_line(error)}", "red")
+
+    # -- data (stdout) ----------------------------------------------------------------
+    def json(self, data: Any) -> None:
+        with self._lock:
+            sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+            sys.stdout.flush()
+
+    def plan_table(self, changes: Iterable[tuple[Resource, Change]], stream: str = "out") -> None:
+        table = Table(title=None, box=None, pad_edge=False)
+        for column in ("action", "resource", "region", "why"):
+            table.add_column(column)
+        for res, change in changes:
+            why = "; ".join(change.reasons)
+            table.add_row(change.action.value, f"{res.kind}:{res.logical}", res.region or "global", why,
+                          style=_ACTION_STYLE[change.action])
+        with self._lock:
+            (self.out if stream == "out" else self.err).print(table)
+
+    def status_table(self, statuses: Iterable[Status]) -> None:
+        table = Table(box=None, pad_edge=False)
+        for column in ("resource", "region", "id", "live state", "drift"):
+            table.add_column(column, overflow="fold")
+        for status in statuses:
+            drift = "; ".join(status.problems) if status.problems else status.health.value
+            table.add_row(status.key.rsplit("@", 1)[0], status.region or "global", _short_id(status.id),
+                          status.state, drift, style=_HEALTH_STYLE[status.health])
+        with self._lock:
+            self.out.print(table)
+
+    def key_values(self, data: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._nested(data, 0)
+
+    def _nested(self, data: Mapping[str, Any], indent: int) -> None:
+        for key, value in data.items():
+            if isinstance(value, Mapping):
+                self.out.print(" " * indent + f"{key}:")
+                self._nested(value, indent + 2)
+            else:
+                self.out.print(" " * indent + f"{key}: {'-' if value is None else value}")
+
+
+def _short_id(ident: str) -> str:
+    """Queue URLs and other path-like ids are shown by their last part."""
+    return ident.rstrip("/").rsplit("/", 1)[-1]

@@ -1,0 +1,483 @@
+"""The provisioning engine: read, plan, apply, check and destroy a set of resources.
+
+It knows nothing of boto3, rich or typer. Steps do the AWS work in a bounded worker
+pool; this module's coordinating thread is the only one that plans, writes the manifest
+and talks to the reporter, so the manifest has one writer and is saved after every change.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from taskmgmt_deploy.clock import Clock, SystemClock
+from taskmgmt_deploy.errors import (
+    DeployFailed, Interrupted, ProtectedError, StepError, TaskmgmtError, UserError, one_line,
+)
+from taskmgmt_deploy.manifest import Manifest
+from taskmgmt_deploy.models import (
+    Action, Change, Health, Observed, Record, Resource, Status, resolve_refs,
+)
+from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.steps.base import Step
+
+
+class Reporter(Protocol):
+    def phase(self, text: str) -> None: ...
+    def planned(self, res: Resource, change: Change) -> None: ...
+    def started(self, key: str, verb: str) -> None: ...
+    def progress(self, key: str, message: str) -> None: ...
+    def finished(self, key: str, verb: str, seconds: float) -> None: ...
+    def failed(self, key: str, error: BaseException) -> None: ...
+
+
+class NullReporter:
+    def phase(self, text: str) -> None: ...
+    def planned(self, res: Resource, change: Change) -> None: ...
+    def started(self, key: str, verb: str) -> None: ...
+    def progress(self, key: str, message: str) -> None: ...
+    def finished(self, key: str, verb: str, seconds: float) -> None: ...
+    def failed(self, key: str, error: BaseException) -> None: ...
+
+
+class Finder(Protocol):
+    """Finds live resources tagged as this stack's, whatever the manifest says."""
+
+    def find(self) -> list[Record]: ...
+
+
+class Executor(Protocol):
+    records: bool
+
+    def apply(self, step: Step, res: Resource, spec: Mapping[str, Any], change: Change,
+              observed: Observed | None, ctx: StepContext) -> Mapping[str, Any]: ...
+
+
+class ApplyExecutor:
+    records = True
+
+    def apply(self, step: Step, res: Resource, spec: Mapping[str, Any], change: Change,
+              observed: Observed | None, ctx: StepContext) -> Mapping[str, Any]:
+        return step.apply(res, spec, change, observed, ctx)
+
+
+class PlanOnlyExecutor:
+    """The dry run: what exists keeps its outputs, what would be created has none yet."""
+
+    records = False
+
+    def apply(self, step: Step, res: Resource, spec: Mapping[str, Any], change: Change,
+              observed: Observed | None, ctx: StepContext) -> Mapping[str, Any]:
+        return dict(observed.outputs) if observed else {}
+
+
+Confirm = Callable[[list[tuple[Resource, Change]]], bool]
+
+
+class Aborted(UserError):
+    exit_code = 1
+
+
+@dataclass
+class DestroyReport:
+    deleted: list[str] = field(default_factory=list)
+    left: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+
+
+class Engine:
+    def __init__(self, steps: Mapping[str, Step], manifest: Manifest, *,
+                 reporter: Reporter | None = None, max_workers: int = 8,
+                 clock: Clock | None = None, cancel: threading.Event | None = None,
+                 finder: Finder | None = None):
+        self.steps = steps
+        self.manifest = manifest
+        self.reporter = reporter or NullReporter()
+        self.max_workers = max_workers
+        self.clock = clock or SystemClock()
+        self.cancel = cancel or threading.Event()
+        self.finder = finder
+
+    # -- public operations ------------------------------------------------------
+    def plan(self, resources: list[Resource]) -> list[tuple[Resource, Change]]:
+        observed = self._read_all([(r, self.manifest.get(r.key)) for r in resources])
+        return self._walk(resources, observed, PlanOnlyExecutor())
+
+    def deploy(self, resources: list[Resource], confirm: Confirm | None = None
+               ) -> list[tuple[Resource, Change]]:
+        observed = self._read_all([(r, self.manifest.get(r.key)) for r in resources])
+        preview = self._walk(resources, observed, PlanOnlyExecutor(), report=False)
+        if confirm and any(c.mutates for _, c in preview) and not confirm(preview):
+            raise Aborted("deploy cancelled; nothing was changed")
+        return self._walk(resources, observed, ApplyExecutor())
+
+    def status(self, resources: list[Resource]) -> list[Status]:
+        items = self._known_items(resources)
+        observed = self._read_all(items)
+        outputs = {res.key: (observed[res.key].outputs if observed.get(res.key) else
+                             (rec.outputs if rec else {})) for res, rec in items}
+        return [self._status_of(res, rec, observed.get(res.key), outputs)
+                for res, rec in _in_topo_order(items)]
+
+    def destroy(self, resources: list[Resource], force: bool = False) -> DestroyReport:
+        items = self._known_items(resources)
+        observed = self._read_all(items)
+        targets = self._deletion_targets(items, observed)
+        self._guard(targets, observed, force)
+        report = DestroyReport()
+        self._delete_walk(targets, force, report)
+        self._sweep(force, report)
+        if not report.left and not self.manifest.records:
+            self.manifest.delete_file()
+        return report
+
+    def rebuild(self, resources: list[Resource]) -> int:
+        """Record every blueprint resource found live by name or tag; return how many."""
+        observed = self._read_all([(r, None) for r in resources])
+        order = topo_order(resources)
+        by_key = {r.key: r for r in resources}
+        found = 0
+        for index, key in enumerate(order):
+            if observed.get(key) is not None:
+                self.manifest.put(self._make_record(by_key[key], index + 1, "ready", observed[key].outputs))
+                found += 1
+        self.manifest.save()
+        return found
+
+    # -- reading ----------------------------------------------------------------
+    def _read_all(self, items: list[tuple[Resource, Record | None]]) -> dict[str, Observed | None]:
+        self.reporter.phase(f"reading {len(items)} resources")
+        results: dict[str, Observed | None] = {}
+        failures: list[StepError] = []
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="read") as pool:
+            futures = {pool.submit(self._step(res.kind).read, res, rec): res.key for res, rec in items}
+            for future, key in futures.items():
+                try:
+                    results[key] = future.result()
+                except Exception as exc:  # noqa: BLE001 - every failure is reported by key
+                    failures.append(_step_error(key, exc))
+        if failures:
+            raise DeployFailed("reading", failures)
+        return results
+
+    def _known_items(self, resources: list[Resource]) -> list[tuple[Resource, Record | None]]:
+        """Blueprint resources plus manifest records the blueprint no longer has."""
+        wanted = {r.key: r for r in resources}
+        items = [(res, self.manifest.get(key)) for key, res in wanted.items()]
+        items += [(resource_of(rec), rec) for rec in self.manifest if rec.key not in wanted]
+        return items
+
+    # -- the deploy walk ----------------------------------------------------------
+    def _walk(self, resources: list[Resource], observed: Mapping[str, Observed | None],
+              executor: Executor, report: bool = True) -> list[tuple[Resource, Change]]:
+        order = topo_order(resources)
+        by_key = {r.key: r for r in resources}
+        step_no = {key: index + 1 for index, key in enumerate(order)}
+        walk = _Walk(list(order))
+        reporter = self.reporter if report else NullReporter()
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="apply") as pool:
+            while True:
+                if not walk.failures and not self.cancel.is_set():
+                    for res in walk.ready(by_key):
+                        self._plan_one(res, observed.get(res.key), walk, reporter)
+                    while walk.queued and len(walk.running) < self.max_workers:
+                        res, spec = walk.queued.pop(0)
+                        self._start_one(res, spec, step_no[res.key], observed.get(res.key),
+                                        walk, executor, pool, reporter)
+                if not walk.running:
+                    break
+                finished, _ = wait(list(walk.running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._finish_one(future, by_key, step_no, walk, executor, reporter)
+        if executor.records:
+            for key in walk.unchanged:
+                if observed.get(key) is not None:
+                    self._adopt(by_key[key], step_no[key], observed[key])  # type: ignore[arg-type]
+        if walk.failures:
+            raise DeployFailed("deploy", walk.failures)
+        if self.cancel.is_set():
+            raise Interrupted("interrupted: in-flight calls finished and the manifest was saved; "
+                              "run deploy again to resume")
+        return [(by_key[key], walk.changes[key]) for key in order if key in walk.changes]
+
+    def _plan_one(self, res: Resource, observed: Observed | None, walk: _Walk,
+                  reporter: Reporter) -> None:
+        step = self._step(res.kind)
+        spec = resolve_refs(res.spec, walk.outputs)
+        try:
+            change = step.plan(res, spec, observed)
+        except Exception as exc:  # noqa: BLE001 - a plan that cannot be made fails its resource
+            walk.failures.append(_step_error(res.key, exc))
+            reporter.failed(res.key, exc)
+            return
+        walk.changes[res.key] = change
+        reporter.planned(res, change)
+        if change.mutates:
+            walk.queued.append((res, spec))
+        else:
+            walk.outputs[res.key] = dict(observed.outputs) if observed else {}
+            walk.done.add(res.key)
+            walk.unchanged.append(res.key)
+
+    def _start_one(self, res: Resource, spec: Mapping[str, Any], step_no: int,
+                   observed: Observed | None, walk: _Walk, executor: Executor,
+                   pool: ThreadPoolExecutor, reporter: Reporter) -> None:
+        """Record the intent, then hand the change to a worker (a free one: nothing queues)."""
+        change = walk.changes[res.key]
+        token = self._record_intent(res, step_no, change, observed) if executor.records else None
+        ctx = StepContext(clock=self.clock, cancel=self.cancel, token=token,
+                          progress=lambda message, key=res.key: reporter.progress(key, message))
+        reporter.started(res.key, change.action.value)
+        future = pool.submit(self._timed, executor.apply, self._step(res.kind), res, spec,
+                             change, observed, ctx)
+        walk.running[future] = res.key
+
+    def _finish_one(self, future: Future[tuple[Mapping[str, Any], float]], by_key: Mapping[str, Resource],
+                    step_no: Mapping[str, int], walk: _Walk, executor: Executor,
+                    reporter: Reporter) -> None:
+        key = walk.running.pop(future)
+        res = by_key[key]
+        try:
+            outputs, seconds = future.result()
+        except Exception as exc:  # noqa: BLE001 - recorded per resource, raised together
+            if isinstance(exc, Interrupted):
+                return
+            error = _step_error(key, exc)
+            walk.failures.append(error)
+            reporter.failed(key, error.cause)
+            return
+        walk.outputs[key] = dict(outputs)
+        walk.done.add(key)
+        if executor.records:
+            self._record(res, step_no[key], "ready", outputs)
+        reporter.finished(key, walk.changes[key].action.value, seconds)
+
+    def _timed(self, fn: Callable[..., Mapping[str, Any]], *args: Any) -> tuple[Mapping[str, Any], float]:
+        start = self.clock.now()
+        outputs = fn(*args)
+        return outputs, self.clock.now() - start
+
+    # -- manifest bookkeeping ----------------------------------------------------
+    def _record_intent(self, res: Resource, step_no: int, change: Change,
+                       observed: Observed | None) -> str | None:
+        previous = self.manifest.get(res.key)
+        token = None
+        if change.action is Action.CREATE:
+            reusable = previous and previous.state == "creating" and previous.token
+            token = previous.token if reusable else uuid.uuid4().hex
+        state = "creating" if change.action is Action.CREATE else "updating"
+        outputs = observed.outputs if observed else (previous.outputs if previous else {})
+        self._record(res, step_no, state, outputs, token)
+        return token
+
+    def _adopt(self, res: Resource, step_no: int, observed: Observed) -> None:
+        current = self.manifest.get(res.key)
+        wanted = self._make_record(res, step_no, "ready", observed.outputs)
+        if current != wanted:
+            self.manifest.put(wanted)
+            self.manifest.save()
+
+    def _record(self, res: Resource, step_no: int, state: str, outputs: Mapping[str, Any],
+                token: str | None = None) -> None:
+        self.manifest.put(self._make_record(res, step_no, state, outputs, token))
+        self.manifest.save()
+
+    @staticmethod
+    def _make_record(res: Resource, step_no: int, state: str, outputs: Mapping[str, Any],
+                     token: str | None = None) -> Record:
+        return Record(key=res.key, kind=res.kind, region=res.region, name=res.name, step=step_no,
+                      state=state, outputs=dict(outputs), depends_on=res.depends_on, token=token)
+
+    # -- status -------------------------------------------------------------------
+    def _status_of(self, res: Resource, record: Record | None, observed: Observed | None,
+                   outputs: Mapping[str, Mapping[str, Any]]) -> Status:
+        step = self._step(res.kind)
+        ident = str((observed.outputs if observed else (record.outputs if record else {})).get("id") or "-")
+        if observed is None and step.local:
+            return Status(res.key, res.kind, res.region, ident, "-", Health.SKIPPED)
+        if observed is None:
+            why = "not deployed" if record is None else "missing: deleted outside taskmgmt?"
+            return Status(res.key, res.kind, res.region, ident, "absent", Health.MISSING, (why,))
+        change = step.plan(res, resolve_refs(res.spec, outputs), observed)
+        state = observed.state or "present"
+        if change.action is Action.SKIP:
+            return Status(res.key, res.kind, res.region, ident, state, Health.SKIPPED, change.reasons)
+        problems = list(change.reasons) if change.mutates else []
+        if record is None or record.state != "ready":
+            problems.append("not recorded as complete: run deploy to finish it")
+        if problems:
+            return Status(res.key, res.kind, res.region, ident, state, Health.DRIFTED, tuple(problems))
+        trouble = step.health(observed)
+        if trouble:
+            return Status(res.key, res.kind, res.region, ident, state, Health.UNHEALTHY, (trouble,))
+        return Status(res.key, res.kind, res.region, ident, state, Health.OK)
+
+    # -- destroy ------------------------------------------------------------------
+    def _deletion_targets(self, items: list[tuple[Resource, Record | None]],
+                          observed: Mapping[str, Observed | None]) -> dict[str, Record]:
+        """Every manifest record, plus blueprint resources found live by name or tag."""
+        targets: dict[str, Record] = {}
+        for index, (res, record) in enumerate(items):
+            found = observed.get(res.key)
+            if record is not None:
+                targets[res.key] = record
+            elif found is not None:
+                targets[res.key] = self._make_record(res, 10_000 + index, "ready", found.outputs)
+        return targets
+
+    def _guard(self, targets: Mapping[str, Record], observed: Mapping[str, Observed | None],
+               force: bool) -> None:
+        refusals = [reason for key, rec in targets.items()
+                    if (reason := self._step(rec.kind).guard_delete(rec, observed.get(key)))]
+        if refusals and not force:
+            raise ProtectedError("; ".join(refusals) + ". Nothing was changed. "
+                                 "Run `taskmgmt destroy --force` to turn protection off and delete")
+
+    def _delete_walk(self, targets: dict[str, Record], force: bool, report: DestroyReport) -> None:
+        dependents: dict[str, set[str]] = {key: set() for key in targets}
+        for key, rec in targets.items():
+            for dep in rec.depends_on:
+                if dep in dependents:
+                    dependents[dep].add(key)
+        remaining = set(targets)
+        running: dict[Future[tuple[Mapping[str, Any], float]], str] = {}
+        failures: list[StepError] = []
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="delete") as pool:
+            while True:
+                if not failures and not self.cancel.is_set():
+                    for key in sorted(remaining, key=lambda k: -targets[k].step):
+                        if dependents[key] & (remaining | set(running.values())) - {key}:
+                            continue
+                        remaining.discard(key)
+                        running[self._submit_delete(pool, targets[key], force)] = key
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    key = running.pop(future)
+                    try:
+                        _, seconds = future.result()
+                    except Exception as exc:  # noqa: BLE001
+                        if not isinstance(exc, Interrupted):
+                            failures.append(_step_error(key, exc))
+                            self.reporter.failed(key, exc)
+                        continue
+                    self.manifest.forget(key)
+                    self.manifest.save()
+                    report.deleted.append(key)
+                    self.reporter.finished(key, "delete", seconds)
+        if failures:
+            raise DeployFailed("destroy", failures)
+        if self.cancel.is_set():
+            raise Interrupted("interrupted: in-flight deletes finished and the manifest was saved; "
+                              "run destroy again to finish")
+
+    def _submit_delete(self, pool: ThreadPoolExecutor, record: Record, force: bool
+                       ) -> Future[tuple[Mapping[str, Any], float]]:
+        if record.key in self.manifest.records:
+            self.manifest.put(replace(record, state="deleting"))
+            self.manifest.save()
+        step = self._step(record.kind)
+        ctx = StepContext(clock=self.clock, cancel=self.cancel, force=force,
+                          progress=lambda message, key=record.key: self.reporter.progress(key, message))
+        self.reporter.started(record.key, "delete")
+
+        def run() -> Mapping[str, Any]:
+            if not step.local:
+                step.delete(record, ctx)
+            return {}
+
+        return pool.submit(self._timed, run)
+
+    def _sweep(self, force: bool, report: DestroyReport) -> None:
+        """Delete what still carries this stack's tags, then report what is left."""
+        if self.finder is None:
+            return
+        strays = {rec.key: rec for rec in self.finder.find() if rec.kind in self.steps}
+        errors: dict[str, str] = {}
+        if strays:
+            self.reporter.phase(f"sweeping {len(strays)} resources found by tag")
+            try:
+                self._delete_walk(strays, force, report)
+            except DeployFailed as exc:
+                errors = {f.key: one_line(f.cause) for f in exc.failures}
+        for rec in self.finder.find():
+            why = errors.get(rec.key, "still exists after delete; check it in the console")
+            report.left.append((f"{rec.kind} {rec.arn or rec.name} ({rec.region})", why))
+
+    # -- helpers ------------------------------------------------------------------
+    def _step(self, kind: str) -> Step:
+        try:
+            return self.steps[kind]
+        except KeyError:
+            raise TaskmgmtError(f"no step handles resource kind {kind!r}") from None
+
+
+@dataclass
+class _Walk:
+    """Mutable state of one DAG walk, owned by the coordinating thread."""
+
+    waiting: list[str]
+    outputs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    changes: dict[str, Change] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+    queued: list[tuple[Resource, Mapping[str, Any]]] = field(default_factory=list)
+    running: dict[Future[tuple[Mapping[str, Any], float]], str] = field(default_factory=dict)
+    unchanged: list[str] = field(default_factory=list)
+    failures: list[StepError] = field(default_factory=list)
+
+    def ready(self, by_key: Mapping[str, Resource]) -> Iterable[Resource]:
+        """Yield resources whose dependencies are done, re-checking as they finish."""
+        progressed = True
+        while progressed:
+            progressed = False
+            for key in list(self.waiting):
+                res = by_key[key]
+                if all(dep in self.done for dep in res.depends_on):
+                    self.waiting.remove(key)
+                    progressed = True
+                    yield res
+
+
+def topo_order(resources: list[Resource]) -> list[str]:
+    """Dependencies first, otherwise in the given order. Raises on unknown deps or cycles."""
+    keys = [r.key for r in resources]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate resource keys in blueprint")
+    by_key = {r.key: r for r in resources}
+    for res in resources:
+        missing = [dep for dep in res.depends_on if dep not in by_key]
+        if missing:
+            raise ValueError(f"{res.key} depends on unknown {', '.join(missing)}")
+    order: list[str] = []
+    placed: set[str] = set()
+    while len(order) < len(resources):
+        batch = [r.key for r in resources
+                 if r.key not in placed and all(d in placed for d in r.depends_on)]
+        if not batch:
+            raise ValueError("dependency cycle among " + ", ".join(k for k in keys if k not in placed))
+        order += batch
+        placed.update(batch)
+    return order
+
+
+def resource_of(record: Record) -> Resource:
+    """A Resource good enough to read and delete what a record describes."""
+    logical = record.key.split(":", 1)[1].rsplit("@", 1)[0]
+    return Resource(kind=record.kind, logical=logical, region=record.region, name=record.name,
+                    after=tuple(record.depends_on))
+
+
+def _in_topo_order(items: list[tuple[Resource, Record | None]]) -> list[tuple[Resource, Record | None]]:
+    resources = [res for res, _ in items]
+    keys = {r.key for r in resources}
+    trimmed = [replace(r, spec={}, after=tuple(d for d in r.depends_on if d in keys)) for r in resources]
+    position = {key: index for index, key in enumerate(topo_order(trimmed))}
+    return sorted(items, key=lambda item: position[item[0].key])
+
+
+def _step_error(key: str, exc: BaseException) -> StepError:
+    return exc if isinstance(exc, StepError) else StepError(key, exc)

@@ -1,0 +1,198 @@
+"""Composition root: Settings -> AWS clients, steps, manifest, lock and engine.
+
+Commands get everything they work with from `open_stack`. What tests need to swap (the
+clock, the boto3 session, the package target) lives in one `Runtime` object.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import (
+    ClientError, EndpointConnectionError, NoCredentialsError, PartialCredentialsError, ProfileNotFound,
+)
+
+from taskmgmt_deploy import blueprint
+from taskmgmt_deploy.assets import lambda_dir
+from taskmgmt_deploy.aws.clients import AwsClients
+from taskmgmt_deploy.aws.errors import error_message
+from taskmgmt_deploy.aws.finder import TagFinder
+from taskmgmt_deploy.clock import Clock, SystemClock
+from taskmgmt_deploy.config import Settings, StackConfig
+from taskmgmt_deploy.engine import Engine, Reporter
+from taskmgmt_deploy.errors import ManifestError, UserError
+from taskmgmt_deploy.lock import EnvLock, lock_path
+from taskmgmt_deploy.manifest import Manifest, manifest_path, utc_now
+from taskmgmt_deploy.models import Resource
+from taskmgmt_deploy.packaging import LAMBDA_ARM64, Installer, PackageBuilder, Target, pip_install
+from taskmgmt_deploy.steps.base import Step
+from taskmgmt_deploy.steps.cloudwatch import DashboardStep, MetricAlarmStep
+from taskmgmt_deploy.steps.dsql import DsqlClusterStep, DsqlPeeringStep
+from taskmgmt_deploy.steps.events import EventBusStep, EventRuleStep, EventTargetStep
+from taskmgmt_deploy.steps.iam import IamRolePolicyStep, IamRoleStep
+from taskmgmt_deploy.steps.lambda_fn import LambdaFunctionStep, LambdaInvokeConfigStep, LambdaPermissionStep
+from taskmgmt_deploy.steps.logs import LogGroupStep
+from taskmgmt_deploy.steps.package import LambdaPackageStep
+from taskmgmt_deploy.steps.sqs import SqsQueuePolicyStep, SqsQueueStep
+
+# config key -> StackConfig field that cannot change under an existing deployment
+_FIXED = {"CLUSTER_NAME_PREFIX": "prefix", "PRIMARY_REGION": "primary_region",
+          "SECONDARY_REGION": "secondary_region", "WITNESS_REGION": "witness_region"}
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("TASKMGMT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "taskmgmt")
+    return Path(base)
+
+
+@dataclass
+class Runtime:
+    clock: Clock = field(default_factory=SystemClock)
+    session_factory: Callable[[str | None], boto3.Session] = lambda profile: boto3.Session(profile_name=profile)
+    package_target: Target = LAMBDA_ARM64
+    installer: Installer = pip_install
+    cache_dir: Path = field(default_factory=_default_cache)
+
+
+RUNTIME = Runtime()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    resources: list[Resource]
+    manifest: Manifest
+    engine: Engine
+    aws: AwsClients
+
+
+def make_steps(aws: AwsClients, builder: PackageBuilder) -> dict[str, Step]:
+    steps: list[Step] = [
+        LambdaPackageStep(builder), IamRoleStep(aws), IamRolePolicyStep(aws), DsqlClusterStep(aws),
+        DsqlPeeringStep(aws), SqsQueueStep(aws), SqsQueuePolicyStep(aws), EventBusStep(aws),
+        EventRuleStep(aws), EventTargetStep(aws), LogGroupStep(aws), LambdaFunctionStep(aws),
+        LambdaInvokeConfigStep(aws), LambdaPermissionStep(aws), MetricAlarmStep(aws), DashboardStep(aws),
+    ]
+    return {step.kind: step for step in steps}
+
+
+def package_builder(runtime: Runtime | None = None) -> PackageBuilder:
+    runtime = runtime or RUNTIME
+    return PackageBuilder(lambda_dir(), runtime.cache_dir / "packages", runtime.package_target, runtime.installer)
+
+
+def aws_clients(settings: Settings, runtime: Runtime | None = None) -> AwsClients:
+    runtime = runtime or RUNTIME
+    try:
+        session = runtime.session_factory(settings.profile)
+    except ProfileNotFound as exc:
+        raise UserError(f"AWS_PROFILE={settings.profile!r} is invalid: {exc}") from None
+    return AwsClients(session, endpoint_url=settings.endpoint_url, home_region=settings.stack.primary_region,
+                      max_pool=max(16, settings.max_workers * 2))
+
+
+def caller_account(aws: AwsClients) -> str:
+    """The account the credentials belong to; a user error when there are none or they fail."""
+    try:
+        return aws.account_id()
+    except (NoCredentialsError, PartialCredentialsError):
+        raise UserError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                        "AWS_SECRET_ACCESS_KEY, or run `aws configure`") from None
+    except EndpointConnectionError as exc:
+        raise UserError(f"cannot reach AWS: {exc}") from None
+    except ClientError as exc:
+        raise UserError(f"AWS rejected the credentials: {error_message(exc)}") from None
+
+
+def load_manifest(settings: Settings) -> Manifest | None:
+    manifest = Manifest.load(manifest_path(settings.state_dir, settings.stack.env))
+    if manifest is not None:
+        check_compatible(manifest, settings.stack)
+    return manifest
+
+
+def require_manifest(settings: Settings) -> Manifest:
+    manifest = load_manifest(settings)
+    if manifest is None:
+        path = manifest_path(settings.state_dir, settings.stack.env)
+        raise ManifestError(f"no deployment of environment '{settings.stack.env}' is recorded ({path} "
+                            "does not exist); deploy it first, or find its resources with "
+                            "`taskmgmt status --rebuild`")
+    return manifest
+
+
+def check_compatible(manifest: Manifest, stack: StackConfig) -> None:
+    if manifest.env != stack.env:
+        raise ManifestError(f"{manifest.path} describes environment '{manifest.env}', not '{stack.env}'")
+    for key, attr in _FIXED.items():
+        recorded = manifest.config.get(attr)
+        if recorded is not None and recorded != getattr(stack, attr):
+            raise UserError(f"{key}={getattr(stack, attr)!r} is invalid: environment '{stack.env}' was "
+                            f"deployed with {key}={recorded!r}; destroy it first or use another --env")
+
+
+def recorded_config(manifest: Manifest) -> StackConfig:
+    try:
+        return StackConfig(**manifest.config)
+    except TypeError as exc:
+        raise ManifestError(f"manifest {manifest.path} has an unreadable config ({exc}); "
+                            "rebuild it with `taskmgmt status --rebuild`") from None
+
+
+@contextmanager
+def open_stack(settings: Settings, reporter: Reporter, *, command: str, lock: bool,
+               existing: bool, cancel: threading.Event | None = None,
+               runtime: Runtime | None = None) -> Iterator[Stack]:
+    """Lock the environment (if asked), load its manifest, check the account, wire the engine.
+
+    existing=True (status, destroy): the environment must have a manifest, and the wanted
+    state is the configuration its last deploy recorded. Otherwise (deploy, plan) it is the
+    configuration given now.
+    """
+    runtime = runtime or RUNTIME
+    env_lock = EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env)
+    if lock:
+        env_lock.acquire(command)
+    try:
+        manifest = require_manifest(settings) if existing else load_manifest(settings)
+        stack_config = recorded_config(manifest) if existing and manifest else settings.stack
+        aws = aws_clients(settings, runtime)
+        account = caller_account(aws)
+        if manifest is None:
+            manifest = Manifest(path=manifest_path(settings.state_dir, settings.stack.env),
+                                env=settings.stack.env, account_id=account, config=settings.stack.to_dict())
+        elif manifest.account_id and manifest.account_id != account:
+            raise UserError(f"the credentials are for account {account}, but environment "
+                            f"'{settings.stack.env}' is deployed in account {manifest.account_id}")
+        manifest.account_id = account
+        engine = Engine(make_steps(aws, package_builder(runtime)), manifest, reporter=reporter,
+                        max_workers=settings.max_workers, clock=runtime.clock, cancel=cancel,
+                        finder=TagFinder(aws, stack_config.regions, stack_config.tags()))
+        yield Stack(settings, blueprint.build(stack_config), manifest, engine, aws)
+    finally:
+        env_lock.release()
+
+
+def rebuild_manifest(settings: Settings, reporter: Reporter, runtime: Runtime | None = None) -> tuple[int, Path | None]:
+    """Replace the manifest with one made from the live resources; keep the old file aside."""
+    runtime = runtime or RUNTIME
+    path = manifest_path(settings.state_dir, settings.stack.env)
+    with EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env) as env_lock:
+        env_lock.acquire("status --rebuild")
+        aws = aws_clients(settings, runtime)
+        account = caller_account(aws)
+        manifest = Manifest(path=path, env=settings.stack.env, account_id=account, config=settings.stack.to_dict())
+        engine = Engine(make_steps(aws, package_builder(runtime)), manifest, reporter=reporter,
+                        max_workers=settings.max_workers, clock=runtime.clock)
+        moved = None
+        if path.exists():
+            moved = path.with_name(f"{path.name}.replaced-{utc_now().replace(':', '')}")
+            path.rename(moved)
+        return engine.rebuild(blueprint.build(settings.stack)), moved

@@ -1,0 +1,179 @@
+"""The local JSON manifest: what was deployed, written atomically after every change.
+
+A manifest that cannot be read is never overwritten: loading raises ManifestError and the
+command stops. Writes go to a temporary file in the same directory, are fsynced, and
+replace the old file in one rename, so a crash leaves either the old or the new version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from taskmgmt_deploy.errors import ManifestError
+from taskmgmt_deploy.models import Record
+
+SCHEMA_VERSION = 1
+_RECORD_FIELDS = ("key", "kind", "region", "name", "step", "state")
+
+
+def manifest_path(state_dir: Path, env: str) -> Path:
+    return state_dir / f"{env}.json"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Manifest:
+    path: Path
+    env: str
+    account_id: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=utc_now)
+    updated_at: str = field(default_factory=utc_now)
+    records: dict[str, Record] = field(default_factory=dict)
+
+    # -- reading -----------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path) -> Manifest | None:
+        """The manifest at `path`, None when there is none, ManifestError when damaged."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
+        try:
+            return cls._from_json(path, json.loads(text))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ManifestError(
+                f"manifest {path} is damaged ({exc}); it was left untouched. "
+                "Rebuild it from the live resources with `taskmgmt status --rebuild`"
+            ) from exc
+
+    @classmethod
+    def _from_json(cls, path: Path, data: Any) -> Manifest:
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"unknown schema_version {version!r}, expected {SCHEMA_VERSION}")
+        records = [_record_from_json(item) for item in data["resources"]]
+        return cls(
+            path=path,
+            env=str(data["env"]),
+            account_id=data.get("account_id"),
+            config=dict(data.get("config") or {}),
+            created_at=str(data.get("created_at") or utc_now()),
+            updated_at=str(data.get("updated_at") or utc_now()),
+            records={r.key: r for r in records},
+        )
+
+    # -- changing ----------------------------------------------------------------
+    def put(self, record: Record) -> None:
+        self.records[record.key] = record
+
+    def forget(self, key: str) -> None:
+        self.records.pop(key, None)
+
+    def get(self, key: str) -> Record | None:
+        return self.records.get(key)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(sorted(self.records.values(), key=lambda r: (r.step, r.key)))
+
+    def outputs(self) -> dict[str, Mapping[str, Any]]:
+        return {r.key: r.outputs for r in self.records.values() if r.state == "ready"}
+
+    # -- writing -----------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "env": self.env,
+            "account_id": self.account_id,
+            "config": self.config,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "resources": [_record_to_json(r) for r in self],
+        }
+
+    def save(self) -> None:
+        self.updated_at = utc_now()
+        text = json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
+        atomic_write(self.path, text)
+
+    def delete_file(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _record_to_json(record: Record) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "key": record.key,
+        "kind": record.kind,
+        "region": record.region,
+        "name": record.name,
+        "id": record.id,
+        "arn": record.arn,
+        "step": record.step,
+        "state": record.state,
+        "outputs": {k: record.outputs[k] for k in sorted(record.outputs)},
+        "depends_on": list(record.depends_on),
+    }
+    if record.token:
+        data["token"] = record.token
+    return data
+
+
+def _record_from_json(item: Any) -> Record:
+    if not isinstance(item, dict) or any(f not in item for f in _RECORD_FIELDS):
+        raise ValueError(f"resource entry lacks one of {', '.join(_RECORD_FIELDS)}")
+    outputs = item.get("outputs") or {}
+    if not isinstance(outputs, dict):
+        raise ValueError(f"outputs of {item['key']} is not an object")
+    return Record(
+        key=str(item["key"]),
+        kind=str(item["kind"]),
+        region=item["region"],
+        name=str(item["name"]),
+        step=int(item["step"]),
+        state=str(item["state"]),
+        outputs=outputs,
+        depends_on=tuple(item.get("depends_on") or ()),
+        token=item.get("token"),
+    )

@@ -1,0 +1,81 @@
+"""CloudWatch alarms (one resource each, per region) and the one dashboard for both regions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.models import Change, Observed, Record, Resource
+from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, tag_list
+
+# The alarm settings we manage, by their PutMetricAlarm / DescribeAlarms names.
+ALARM_FIELDS = ("Namespace", "MetricName", "Dimensions", "Statistic", "Period", "EvaluationPeriods",
+                "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData",
+                "AlarmDescription", "ActionsEnabled")
+
+
+class MetricAlarmStep(AwsStep):
+    kind = "metric_alarm"
+
+    def read(self, res: Resource, record: Record | None) -> Observed | None:
+        alarms = self.aws.get("cloudwatch", res.region).describe_alarms(
+            AlarmNames=[res.name], AlarmTypes=["MetricAlarm"])["MetricAlarms"]
+        alarm = next((a for a in alarms if a["AlarmName"] == res.name), None)
+        if alarm is None:
+            return None
+        live = {f: alarm.get(f) for f in ALARM_FIELDS}
+        live["Dimensions"] = sorted(live["Dimensions"] or [], key=lambda d: d["Name"])
+        return Observed(outputs={"id": res.name, "arn": alarm["AlarmArn"], "name": res.name},
+                        live={"alarm": live}, state=str(alarm.get("StateValue")))
+
+    def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
+        alarm = {f: spec["alarm"].get(f) for f in ALARM_FIELDS}
+        alarm["Dimensions"] = sorted(alarm["Dimensions"] or [], key=lambda d: d["Name"])
+        return {"alarm": alarm}
+
+    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
+              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+        cloudwatch = self.aws.get("cloudwatch", res.region)
+        cloudwatch.put_metric_alarm(AlarmName=res.name, Tags=tag_list(spec["tags"]), **spec["alarm"])
+        alarm = cloudwatch.describe_alarms(AlarmNames=[res.name])["MetricAlarms"][0]
+        return {"id": res.name, "arn": alarm["AlarmArn"], "name": res.name}
+
+    def delete(self, record: Record, ctx: StepContext) -> None:
+        absent_is_done(lambda: self.aws.get("cloudwatch", record.region).delete_alarms(AlarmNames=[record.name]))
+
+
+class DashboardStep(AwsStep):
+    """Dashboards are global in AWS; the API of the primary region manages it."""
+
+    kind = "dashboard"
+
+    def read(self, res: Resource, record: Record | None) -> Observed | None:
+        found = absent_is_none(lambda: self.aws.get("cloudwatch", res.region).get_dashboard(DashboardName=res.name))
+        if found is None:
+            return None
+        return Observed(outputs=_outputs(found["DashboardArn"], res.name, res.region),
+                        live={"body": json.loads(found["DashboardBody"])}, state="present")
+
+    def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"body": spec["body"]}
+
+    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
+              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+        cloudwatch = self.aws.get("cloudwatch", res.region)
+        answer = cloudwatch.put_dashboard(DashboardName=res.name, DashboardBody=json.dumps(spec["body"]))
+        problems = [m.get("Message") for m in answer.get("DashboardValidationMessages", [])]
+        if problems:
+            raise ValueError("dashboard rejected: " + "; ".join(map(str, problems)))
+        arn = cloudwatch.get_dashboard(DashboardName=res.name)["DashboardArn"]
+        return _outputs(arn, res.name, res.region)
+
+    def delete(self, record: Record, ctx: StepContext) -> None:
+        absent_is_done(lambda: self.aws.get("cloudwatch", record.region).delete_dashboards(
+            DashboardNames=[record.name]))
+
+
+def _outputs(arn: str, name: str, region: str | None) -> dict[str, Any]:
+    url = f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#dashboards/dashboard/{name}"
+    return {"id": name, "arn": arn, "name": name, "url": url}

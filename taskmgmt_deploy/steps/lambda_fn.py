@@ -1,0 +1,245 @@
+"""The task-processor function, its asynchronous-invoke settings, and the permission that
+lets exactly our rule invoke it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+
+from taskmgmt_deploy.aws.errors import error_code, error_message
+from taskmgmt_deploy.aws.retry import call_with_retry, is_iam_propagation, is_lambda_busy
+from taskmgmt_deploy.aws.waiting import poll
+from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.models import Change, Observed, Record, Resource
+from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, ours
+
+T = TypeVar("T")
+FUNCTION_TIMEOUT = 10 * 60.0
+CODE_FIELDS = ("code_sha256", "architectures")
+CONFIG_FIELDS = ("runtime", "handler", "memory", "timeout", "role", "environment", "logging", "description")
+
+
+def guarded(fn: Callable[[], T], ctx: StepContext) -> T:
+    """Retry while the role is not yet visible to Lambda, and while the function is busy."""
+    def busy_retried() -> T:
+        return call_with_retry(fn, is_lambda_busy, "lambda_busy", ctx.clock, ctx.progress)
+
+    return call_with_retry(busy_retried, is_iam_propagation, "iam_propagation", ctx.clock, ctx.progress)
+
+
+def wait_settled(lam: Any, name: str, ctx: StepContext) -> dict[str, Any]:
+    """Until State is Active and no update is in progress (Pending after create, InProgress after updates)."""
+    def failed(cfg: Mapping[str, Any]) -> str | None:
+        if cfg.get("State") == "Failed":
+            return f"function failed: {cfg.get('StateReason', 'no reason given')}"
+        if cfg.get("LastUpdateStatus") == "Failed":
+            return f"update failed: {cfg.get('LastUpdateStatusReason', 'no reason given')}"
+        return None
+
+    return poll(lambda: lam.get_function_configuration(FunctionName=name),
+                done=lambda cfg: cfg.get("State") == "Active" and cfg.get("LastUpdateStatus") in (None, "Successful"),
+                failed=failed, state=lambda cfg: f"{cfg.get('State')}/{cfg.get('LastUpdateStatus')}",
+                what=f"function {name}", ctx=ctx, timeout=FUNCTION_TIMEOUT, interval=2.0)
+
+
+class LambdaFunctionStep(AwsStep):
+    kind = "lambda_function"
+
+    def read(self, res: Resource, record: Record | None) -> Observed | None:
+        found = absent_is_none(lambda: self.aws.get("lambda", res.region).get_function(FunctionName=res.name))
+        if found is None:
+            return None
+        cfg = found["Configuration"]
+        live = {
+            "runtime": cfg.get("Runtime"), "handler": cfg.get("Handler"),
+            "memory": cfg.get("MemorySize"), "timeout": cfg.get("Timeout"), "role": cfg.get("Role"),
+            "description": cfg.get("Description"),
+            "environment": (cfg.get("Environment") or {}).get("Variables") or {},
+            "architectures": cfg.get("Architectures"), "code_sha256": cfg.get("CodeSha256"),
+            "tags": ours(found.get("Tags") or {}, res.spec.get("tags", {})),
+        }
+        if "LoggingConfig" in cfg:  # AWS always reports it; an emulator that drops it cannot be compared
+            logging = cfg["LoggingConfig"]
+            live["logging"] = {k: logging.get(k) for k in ("LogFormat", "LogGroup", "ApplicationLogLevel",
+                                                           "SystemLogLevel")}
+        return Observed(outputs=_outputs(cfg), live=live,
+                        state=f"{cfg.get('State', '?')}/{cfg.get('LastUpdateStatus', '?')}")
+
+    def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "runtime": spec["runtime"], "handler": spec["handler"], "memory": spec["memory"],
+            "timeout": spec["timeout"], "role": spec["role_arn"], "description": spec["description"],
+            "environment": spec["environment"], "logging": spec["logging"],
+            "architectures": spec["architectures"], "code_sha256": spec["code_sha256"], "tags": spec["tags"],
+        }
+
+    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
+              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+        lam = self.aws.get("lambda", res.region)
+        if observed is None and self._create(lam, res.name, spec, ctx):
+            return _outputs(wait_settled(lam, res.name, ctx))
+        diff = change.diff if observed is not None else {f: None for f in CODE_FIELDS + CONFIG_FIELDS}
+        if any(f in diff for f in CODE_FIELDS):
+            wait_settled(lam, res.name, ctx)
+            guarded(lambda: lam.update_function_code(
+                FunctionName=res.name, ZipFile=Path(spec["package_path"]).read_bytes(),
+                Architectures=spec["architectures"]), ctx)
+        if any(f in diff for f in CONFIG_FIELDS):
+            wait_settled(lam, res.name, ctx)
+            guarded(lambda: lam.update_function_configuration(FunctionName=res.name, **_configuration(spec)), ctx)
+        if "tags" in diff:
+            arn = lam.get_function_configuration(FunctionName=res.name)["FunctionArn"]
+            lam.tag_resource(Resource=arn, Tags=dict(spec["tags"]))
+        return _outputs(wait_settled(lam, res.name, ctx))
+
+    def _create(self, lam: Any, name: str, spec: Mapping[str, Any], ctx: StepContext) -> bool:
+        """Create it; False when it already exists (a lost response), so the caller updates."""
+        try:
+            guarded(lambda: lam.create_function(
+                FunctionName=name, Code={"ZipFile": Path(spec["package_path"]).read_bytes()},
+                Architectures=spec["architectures"], Tags=dict(spec["tags"]), Publish=False,
+                **_configuration(spec)), ctx)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceConflictException" and "exist" in error_message(exc).lower():
+                return False
+            raise
+        return True
+
+    def delete(self, record: Record, ctx: StepContext) -> None:
+        lam = self.aws.get("lambda", record.region)
+        absent_is_done(lambda: guarded(lambda: lam.delete_function(FunctionName=record.name), ctx))
+        poll(lambda: absent_is_none(lambda: lam.get_function(FunctionName=record.name)),
+             done=lambda found: found is None, what=f"function {record.name} to be deleted",
+             ctx=ctx, timeout=FUNCTION_TIMEOUT, interval=2.0)
+
+    def health(self, observed: Observed) -> str | None:
+        if observed.state.startswith("Failed") or observed.state.endswith("/Failed"):
+            return f"function state {observed.state}"
+        return None
+
+
+def _configuration(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "Runtime": spec["runtime"], "Role": spec["role_arn"], "Handler": spec["handler"],
+        "Description": spec["description"], "Timeout": spec["timeout"], "MemorySize": spec["memory"],
+        "Environment": {"Variables": dict(spec["environment"])}, "LoggingConfig": dict(spec["logging"]),
+    }
+
+
+def _outputs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": cfg["FunctionName"], "arn": cfg["FunctionArn"], "name": cfg["FunctionName"]}
+
+
+class LambdaInvokeConfigStep(AwsStep):
+    """Bounded retries and event age for asynchronous invocations, failures to a queue."""
+
+    kind = "lambda_invoke_config"
+
+    def read(self, res: Resource, record: Record | None) -> Observed | None:
+        lam = self.aws.get("lambda", res.region)
+        function = res.spec.get("function_name") or (record.outputs.get("function_name") if record else None)
+        found = absent_is_none(lambda: lam.get_function_event_invoke_config(FunctionName=function))
+        if found is None:
+            return None
+        return Observed(
+            outputs={"id": f"{function}/event-invoke-config", "function_name": function},
+            live={"max_retries": found.get("MaximumRetryAttempts"), "max_age": found.get("MaximumEventAgeInSeconds"),
+                  "on_failure": ((found.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")},
+            state="present",
+        )
+
+    def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"max_retries": spec["max_retries"], "max_age": spec["max_age"], "on_failure": spec["on_failure_arn"]}
+
+    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
+              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+        lam = self.aws.get("lambda", res.region)
+        # Lambda checks that the role may send to the destination: a fresh policy may not be visible yet.
+        guarded(lambda: lam.put_function_event_invoke_config(
+            FunctionName=spec["function_name"], MaximumRetryAttempts=spec["max_retries"],
+            MaximumEventAgeInSeconds=spec["max_age"],
+            DestinationConfig={"OnFailure": {"Destination": spec["on_failure_arn"]}}), ctx)
+        return {"id": f"{spec['function_name']}/event-invoke-config", "function_name": spec["function_name"]}
+
+    def delete(self, record: Record, ctx: StepContext) -> None:
+        lam = self.aws.get("lambda", record.region)
+        function = record.outputs.get("function_name")
+        if function:
+            absent_is_done(lambda: lam.delete_function_event_invoke_config(FunctionName=function))
+
+
+class LambdaPermissionStep(AwsStep):
+    """events.amazonaws.com may invoke the function, only from the RuleArn put_rule returned."""
+
+    kind = "lambda_permission"
+
+    def read(self, res: Resource, record: Record | None) -> Observed | None:
+        function = res.spec.get("function_name") or (record.outputs.get("function_name") if record else None)
+        statement = self._statement(self.aws.get("lambda", res.region), function, res.name)
+        if statement is None:
+            return None
+        return Observed(outputs=_permission_outputs(res.name, function), live=_statement_live(statement),
+                        state="present")
+
+    def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"principal": spec["principal"], "action": "lambda:InvokeFunction", "source_arn": spec["source_arn"]}
+
+    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
+              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+        lam = self.aws.get("lambda", res.region)
+        function = spec["function_name"]
+
+        def add() -> None:
+            lam.add_permission(FunctionName=function, StatementId=res.name, Action="lambda:InvokeFunction",
+                               Principal=spec["principal"], SourceArn=spec["source_arn"])
+
+        if observed is not None:  # statement ids are unique: replace a statement that differs
+            self._remove(lam, function, res.name, ctx)
+        try:
+            guarded(add, ctx)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceConflictException":
+                raise
+            # Someone added the same id meanwhile (or an earlier response was lost): take it over.
+            current = self._statement(lam, function, res.name)
+            if current is None or _statement_live(current) != self.desired(res, spec):
+                self._remove(lam, function, res.name, ctx)
+                guarded(add, ctx)
+        return _permission_outputs(res.name, function)
+
+    def delete(self, record: Record, ctx: StepContext) -> None:
+        function = record.outputs.get("function_name")
+        if function:
+            self._remove(self.aws.get("lambda", record.region), function, record.name, ctx)
+
+    @staticmethod
+    def _remove(lam: Any, function: str, sid: str, ctx: StepContext) -> None:
+        absent_is_done(lambda: guarded(lambda: lam.remove_permission(FunctionName=function, StatementId=sid), ctx))
+
+    @staticmethod
+    def _statement(lam: Any, function: str | None, sid: str) -> dict[str, Any] | None:
+        if not function:
+            return None
+        policy = absent_is_none(lambda: lam.get_policy(FunctionName=function))
+        if policy is None:
+            return None
+        statements = json.loads(policy["Policy"]).get("Statement", [])
+        return next((s for s in statements if s.get("Sid") == sid), None)
+
+
+def _statement_live(statement: Mapping[str, Any]) -> dict[str, Any]:
+    principal = statement.get("Principal")
+    if isinstance(principal, Mapping):
+        principal = principal.get("Service")
+    condition = statement.get("Condition") or {}
+    source = next((v.get("AWS:SourceArn") for v in condition.values() if isinstance(v, Mapping)
+                   and "AWS:SourceArn" in v), None)
+    return {"principal": principal, "action": statement.get("Action"), "source_arn": source}
+
+
+def _permission_outputs(sid: str, function: str | None) -> dict[str, Any]:
+    return {"id": sid, "name": sid, "function_name": function}

@@ -1,0 +1,60 @@
+"""The function's log group, created before the function so Lambda never has to (the role
+is not allowed to create log groups), with retention and tags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from taskmgmt_deploy.aws.errors import is_already_exists
+from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.models import Change, Observed, Record, Resource
+from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done
+
+
+class LogGroupStep(AwsStep):
+    kind = "log_group"
+
+    def read(self, res: Resource, record: Record | None) -> Observed | None:
+        group = find_log_group(self.aws.get("logs", res.region), res.name)
+        if group is None:
+            return None
+        return Observed(outputs=_outputs(group), live={"retention_days": group.get("retentionInDays")},
+                        state=f"{group.get('storedBytes', 0)} bytes")
+
+    def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"retention_days": spec["retention_days"]}
+
+    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
+              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+        logs = self.aws.get("logs", res.region)
+        if observed is None:
+            try:
+                logs.create_log_group(logGroupName=res.name, tags=dict(spec["tags"]))
+            except ClientError as exc:
+                if not is_already_exists(exc):
+                    raise
+        logs.put_retention_policy(logGroupName=res.name, retentionInDays=spec["retention_days"])
+        group = find_log_group(logs, res.name)
+        if group is None:
+            raise RuntimeError(f"log group {res.name} vanished right after it was created")
+        return _outputs(group)
+
+    def delete(self, record: Record, ctx: StepContext) -> None:
+        absent_is_done(lambda: self.aws.get("logs", record.region).delete_log_group(logGroupName=record.name))
+
+
+def find_log_group(logs: Any, name: str) -> dict[str, Any] | None:
+    """Exact match only: a prefix query also returns /aws/lambda/name-other groups."""
+    for page in logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=name):
+        for group in page.get("logGroups", []):
+            if group["logGroupName"] == name:
+                return group
+    return None
+
+
+def _outputs(group: Mapping[str, Any]) -> dict[str, Any]:
+    # `arn` ends with ":*" (covers the group's streams), which is what the policy needs.
+    return {"id": group["logGroupName"], "name": group["logGroupName"], "arn": group["arn"]}
