@@ -25,6 +25,14 @@ from taskmgmt_deploy.console import Console
 from taskmgmt_deploy.errors import TaskmgmtError, UserError, one_line
 from taskmgmt_deploy.models import Action, Change, Health, Resource
 
+try:  # recent typer vendors click and raises its own copies of click's exceptions
+    from typer._click.exceptions import ClickException as _VendoredClickException
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _VendoredClickException = click.ClickException
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+_USAGE = (click.ClickException, _VendoredClickException)
+
 app = typer.Typer(
     name="taskmgmt",
     help="Provision, check and remove the two-region Aurora DSQL task-management backend.",
@@ -151,9 +159,9 @@ def deploy(
         return
     with interruptible() as cancel, open_stack(settings, console, command="deploy", lock=True,
                                                existing=False, cancel=cancel) as stack:
-        stack.manifest.config = settings.stack.to_dict()
-        stack.manifest.save()
+        stack.manifest.config = settings.stack.to_dict()  # written with the first recorded change
         changes = stack.engine.deploy(stack.resources, confirm=None if yes else _confirm_changes)
+        stack.manifest.save()
         console.success(f"deployed {settings.stack.stack}: {_summary(changes)}")
         console.key_values(stack_outputs(stack.manifest))
 
@@ -283,12 +291,12 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=argv, prog_name="taskmgmt", standalone_mode=False)
         # Without standalone mode, click returns typer.Exit's code instead of raising it.
         sys.exit(code if isinstance(code, int) else 0)
-    except click.exceptions.Exit as done:
+    except _EXIT as done:
         sys.exit(done.exit_code)
-    except click.exceptions.Abort:
+    except _ABORT:
         console.error("aborted")
         sys.exit(130)
-    except click.ClickException as exc:
+    except _USAGE as exc:
         console.error(one_line(exc.format_message()) + " (see --help)")
         sys.exit(exc.exit_code)
     except TaskmgmtError as exc:

@@ -6,11 +6,12 @@ here: botocore's standard retry mode handles it on every client.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from taskmgmt_deploy.aws.errors import error_code, error_message
 from taskmgmt_deploy.clock import Clock
@@ -45,6 +46,16 @@ def is_dsql_conflict(exc: BaseException) -> bool:
     return error_code(exc) == "ConflictException"
 
 
+class _Backoff:
+    """initial, 2x initial, ... up to maximum, plus up to `initial` of jitter."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.initial, self.maximum = initial, maximum
+
+    def __call__(self, state: RetryCallState) -> float:
+        return min(self.maximum, self.initial * 2 ** (state.attempt_number - 1)) + random.uniform(0, self.initial)
+
+
 class _StopAfter:
     """Stop once `seconds` of the injected clock have passed (tenacity's own uses real time)."""
 
@@ -76,7 +87,7 @@ def retrying(predicate: Callable[[BaseException], bool], schedule: str, clock: C
 
     return Retrying(
         retry=retry_if_exception(predicate),
-        wait=wait_exponential_jitter(initial=initial, max=maximum, jitter=initial),
+        wait=_Backoff(initial, maximum),
         stop=_StopAfter(clock, deadline),
         sleep=clock.sleep,
         before_sleep=before_sleep,

@@ -1,0 +1,261 @@
+"""Lambda and IAM as AWS behaves (provisioning-lessons.md 3.1, 3.2, 3.11; moto-notes 9)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from moto.awslambda.exceptions import InvalidParameterValueException, LambdaClientError
+from moto.awslambda.models import LambdaBackend, LambdaFunction
+from moto.iam.exceptions import DeleteConflictException
+from moto.iam.models import IAMBackend, iam_backends
+
+from taskmgmt_deploy.clock import Clock
+from taskmgmt_deploy.emulator.patching import Patches
+
+RESERVED_ENV = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+})
+RUNTIMES = frozenset({"python3.10", "python3.11", "python3.12", "python3.13", "python3.14",
+                      "nodejs20.x", "nodejs22.x", "java21", "provided.al2023"})
+ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
+
+
+@dataclass
+class Invocation:
+    """What a runner needs to execute a function the way Lambda would."""
+
+    function_name: str
+    function_arn: str
+    region: str
+    handler: str
+    runtime: str
+    timeout: int
+    environment: dict[str, str]
+    code: bytes
+    payload: bytes
+    asynchronous: bool
+
+
+# Returns (response payload, function error or None).
+Invoker = Callable[[Invocation], "tuple[bytes, str | None]"]
+
+
+def _conflict(message: str) -> LambdaClientError:
+    return LambdaClientError("ResourceConflictException", message)
+
+
+class LambdaFidelity:
+    def __init__(self, clock: Clock, iam_propagation_seconds: float, settle_seconds: float,
+                 lock: threading.RLock, invoker: Invoker | None):
+        self.clock = clock
+        self.propagation = iam_propagation_seconds
+        self.settle = settle_seconds
+        self.lock = lock
+        self.invoker = invoker
+        self.busy_until: dict[str, tuple[float, str]] = {}  # function ARN -> (until, "create"|"update")
+        self.logging: dict[str, dict[str, str]] = {}  # function ARN -> LoggingConfig
+        self.role_created: dict[str, float] = {}  # role name -> when it was created
+        self.policy_changed: dict[str, float] = {}  # role name -> when its policies last changed
+
+    # -- IAM -----------------------------------------------------------------------------
+    def _settled(self, changes: dict[str, float], role_arn: str) -> bool:
+        changed = changes.get(role_arn.rsplit("/", 1)[-1])
+        return changed is None or self.clock.now() - changed >= self.propagation
+
+    def _role_ready(self, role_arn: str) -> bool:
+        """Lambda can assume a role only some time after it was created."""
+        return self._settled(self.role_created, role_arn)
+
+    def _role_allows(self, account: str, role_arn: str, action: str, resource: str) -> bool:
+        role_name = role_arn.rsplit("/", 1)[-1]
+        iam = iam_backends[account]["global"]
+        role = next((r for r in iam.roles.values() if r.name == role_name), None)
+        if role is None:
+            return False
+        documents = list(role.policies.values()) + [
+            p.default_version.document for p in role.managed_policies.values()]
+        return any(_allows(json.loads(doc) if isinstance(doc, str) else doc, action, resource) for doc in documents)
+
+    # -- state after create and update -----------------------------------------------------
+    def _mark_busy(self, fn: LambdaFunction, kind: str) -> None:
+        with self.lock:
+            self.busy_until[fn.function_arn] = (self.clock.now() + self.settle, kind)
+
+    def _busy(self, fn: LambdaFunction) -> str | None:
+        with self.lock:
+            until, kind = self.busy_until.get(fn.function_arn, (0.0, ""))
+            return kind if self.clock.now() < until else None
+
+    def _refuse_if_busy(self, fn: LambdaFunction) -> None:
+        kind = self._busy(fn)
+        if kind == "create":
+            raise _conflict("The operation cannot be performed at this time. "
+                            "The function is currently in the following state: Pending")
+        if kind == "update":
+            raise _conflict(f"The operation cannot be performed at this time. "
+                            f"An update is in progress for resource: {fn.function_arn}")
+
+    def _validate_spec(self, spec: dict[str, Any]) -> None:
+        runtime = spec.get("Runtime")
+        if runtime is not None and runtime not in RUNTIMES:
+            raise InvalidParameterValueException(f"Value {runtime} at 'runtime' failed to satisfy constraint")
+        reserved = sorted(RESERVED_ENV & set((spec.get("Environment") or {}).get("Variables") or {}))
+        if reserved:
+            raise InvalidParameterValueException(
+                "Lambda was unable to configure your environment variables because the environment variables "
+                "you have provided contains reserved keys that are currently not supported for modification. "
+                f"Reserved keys used in this request: {', '.join(reserved)}")
+        if spec.get("Role") and not self._role_ready(spec["Role"]):
+            raise InvalidParameterValueException(ROLE_NOT_READY)
+
+    def _store_logging(self, fn: LambdaFunction, config: dict[str, Any] | None) -> None:
+        current = self.logging.get(fn.function_arn) or {
+            "LogFormat": "Text", "LogGroup": f"/aws/lambda/{fn.function_name}"}
+        if config:
+            current = {**current, **config}
+            if current.get("LogFormat") == "JSON":
+                current.setdefault("ApplicationLogLevel", "INFO")
+                current.setdefault("SystemLogLevel", "INFO")
+        self.logging[fn.function_arn] = current
+
+    # -- patched operations -----------------------------------------------------------------
+    def create_function(self, original: Any, backend: LambdaBackend, spec: dict[str, Any]) -> LambdaFunction:
+        self._validate_spec(spec)
+        fn = original(backend, spec)
+        with self.lock:
+            self._store_logging(fn, spec.get("LoggingConfig"))
+        self._mark_busy(fn, "create")
+        return fn
+
+    def update_function_configuration(self, original: Any, backend: LambdaBackend, function_name: str,
+                                      qualifier: str, body: dict[str, Any]) -> Any:
+        fn = backend.get_function(function_name, qualifier)
+        self._refuse_if_busy(fn)
+        self._validate_spec(body)
+        original(backend, function_name, qualifier, body)
+        with self.lock:
+            self._store_logging(fn, body.get("LoggingConfig"))
+        self._mark_busy(fn, "update")
+        return fn.get_configuration()
+
+    def update_function_code(self, original: Any, backend: LambdaBackend, function_name: str,
+                             qualifier: str, body: dict[str, Any]) -> Any:
+        fn = backend.get_function(function_name, qualifier)
+        self._refuse_if_busy(fn)
+        if body.get("Architectures"):
+            fn.architectures = body["Architectures"]
+        result = original(backend, function_name, qualifier, body)
+        self._mark_busy(fn, "update")
+        return result
+
+    def get_configuration(self, original: Any, fn: LambdaFunction, on_create: bool = False) -> dict[str, Any]:
+        config = original(fn, on_create)
+        with self.lock:
+            if fn.function_arn in self.logging:
+                config["LoggingConfig"] = dict(self.logging[fn.function_arn])
+        kind = self._busy(fn)
+        if kind == "create":
+            config.update(State="Pending", StateReason="The function is being created.", StateReasonCode="Creating")
+            config.pop("LastUpdateStatus", None)
+        elif kind == "update":
+            config.update(LastUpdateStatus="InProgress", LastUpdateStatusReason="The function is being updated.")
+        return config
+
+    def add_permission(self, original: Any, backend: LambdaBackend, function_name: str, qualifier: str,
+                       raw: str) -> Any:
+        sid = json.loads(raw).get("StatementId")
+        fn = backend.get_function(function_name, qualifier)
+        if sid and any(s.get("Sid") == sid for s in fn.policy.statements):
+            raise _conflict(f"The statement id ({sid}) provided already exists. Please provide a new statement "
+                            "id, or remove the existing statement.")
+        return original(backend, function_name, qualifier, raw)
+
+    def put_function_event_invoke_config(self, original: Any, backend: LambdaBackend, function_name: str,
+                                         config: dict[str, Any]) -> Any:
+        fn = backend.get_function(function_name)
+        destination = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        if destination and destination.split(":")[2] == "sqs":
+            ready = self._role_ready(fn.role) and self._settled(self.policy_changed, fn.role)
+            if not ready or not self._role_allows(fn.account_id, fn.role, "sqs:SendMessage", destination):
+                raise InvalidParameterValueException(
+                    f"The function's execution role does not have permissions to call SendMessage on {destination}")
+        fn.event_invoke_config = []  # a put replaces; moto appends
+        return original(backend, function_name, config)
+
+    def invoke(self, original: Any, backend: LambdaBackend, function_name: str, qualifier: str | None,
+               body: Any, headers: Any, response_headers: dict[str, str]) -> Any:
+        fn = backend.get_function(function_name, qualifier)
+        if self._busy(fn) == "create":
+            raise _conflict("The operation cannot be performed at this time. "
+                            "The function is currently in the following state: Pending")
+        if self.invoker is None:
+            return original(backend, function_name, qualifier, body, headers, response_headers)
+        asynchronous = (headers or {}).get("X-Amz-Invocation-Type") == "Event"
+        payload, error = self.invoker(invocation_for(fn, body, asynchronous))
+        if error:
+            response_headers["x-amz-function-error"] = error
+        return payload
+
+    # IAM
+    def create_role(self, original: Any, backend: IAMBackend, role_name: str, *args: Any, **kwargs: Any) -> Any:
+        role = original(backend, role_name, *args, **kwargs)
+        with self.lock:
+            self.role_created[role_name] = self.clock.now()
+        return role
+
+    def put_role_policy(self, original: Any, backend: IAMBackend, role_name: str, *args: Any, **kwargs: Any) -> Any:
+        result = original(backend, role_name, *args, **kwargs)
+        with self.lock:
+            self.policy_changed[role_name] = self.clock.now()
+        return result
+
+    def delete_policy(self, original: Any, backend: IAMBackend, policy_arn: str) -> Any:
+        policy = backend.get_policy(policy_arn)
+        if policy.attachment_count > 0:
+            raise DeleteConflictException("Cannot delete a policy attached to entities.")
+        return original(backend, policy_arn)
+
+    def install(self, patches: Patches) -> None:
+        for name in ("create_function", "update_function_configuration", "update_function_code",
+                     "add_permission", "put_function_event_invoke_config", "invoke"):
+            patches.around(LambdaBackend, name, getattr(self, name))
+        patches.around(LambdaFunction, "get_configuration", self.get_configuration)
+        for name in ("create_role", "put_role_policy", "delete_policy"):
+            patches.around(IAMBackend, name, getattr(self, name))
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        patches.around(LambdaSimpleBackend, "invoke", self.invoke)
+
+
+def invocation_for(fn: LambdaFunction, body: Any, asynchronous: bool) -> Invocation:
+    payload = body if isinstance(body, bytes) else (body or "").encode()
+    return Invocation(
+        function_name=fn.function_name, function_arn=fn.function_arn, region=fn.region,
+        handler=fn.handler, runtime=fn.run_time, timeout=int(fn.timeout),
+        environment=dict(fn.environment_vars or {}), code=fn.code_bytes, payload=payload,
+        asynchronous=asynchronous)
+
+
+def _allows(document: dict[str, Any], action: str, resource: str) -> bool:
+    statements = document.get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if statement.get("Effect") != "Allow":
+            continue
+        actions = statement.get("Action", [])
+        resources = statement.get("Resource", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = [resources] if isinstance(resources, str) else resources
+        if any(fnmatch.fnmatchcase(action, a) for a in actions) and \
+                any(fnmatch.fnmatchcase(resource, r) for r in resources):
+            return True
+    return False
+

@@ -1,0 +1,251 @@
+"""EventBridge delivery, CloudWatch, Logs and SQS as AWS behaves."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from moto.awslambda.models import LambdaFunction, lambda_backends
+from moto.cloudwatch.models import CloudWatchBackend, cloudwatch_backends
+from moto.cloudwatch.exceptions import ValidationError
+from moto.events.models import Rule
+from moto.logs.exceptions import InvalidParameterException
+from moto.logs.models import LogsBackend
+from moto.sqs.exceptions import SQSException
+from moto.sqs.models import SQSBackend, sqs_backends
+
+from taskmgmt_deploy.clock import Clock
+from taskmgmt_deploy.emulator.awslambda import Invoker, invocation_for
+from taskmgmt_deploy.emulator.patching import Patches
+
+RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                  2922, 3288, 3653}
+COMPARISONS = {"GreaterThanOrEqualToThreshold", "GreaterThanThreshold", "LessThanThreshold",
+               "LessThanOrEqualToThreshold", "LessThanLowerOrGreaterThanUpperThreshold",
+               "LessThanLowerThreshold", "GreaterThanUpperThreshold"}
+STATISTICS = {"SampleCount", "Average", "Sum", "Minimum", "Maximum"}
+QUEUE_NAME_REUSE_SECONDS = 60.0
+
+
+@dataclass
+class Delivery:
+    """One event EventBridge handed (or failed to hand) to a Lambda target."""
+
+    rule_arn: str
+    function_arn: str
+    event: dict[str, Any]
+    outcome: str  # "invoked", "function-error", "no-permission", "no-function"
+
+
+class EventsFidelity:
+    """Disabled rules deliver nothing; Lambda targets are invoked asynchronously, as AWS does:
+    the function's resource policy must allow this rule, failures end in the DLQs."""
+
+    def __init__(self, lock: threading.RLock, invoker: Invoker | None, asynchronous: bool):
+        self.lock = lock
+        self.invoker = invoker
+        self.deliveries: list[Delivery] = []
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="eventbridge") if asynchronous else None
+
+    def send_to_targets(self, original: Any, rule: Rule, event: dict[str, Any], transform_input: bool = True) -> None:
+        if rule.state == "DISABLED" or not rule.event_pattern.matches_event(event):
+            return
+        functions = [t for t in rule.targets if t["Arn"].split(":")[2] == "lambda"]
+        others = [t for t in rule.targets if t not in functions]
+        if others:
+            with self.lock:  # moto reads rule.targets; show it only the targets it can deliver to
+                saved, rule.targets = rule.targets, others
+                try:
+                    original(rule, event, transform_input)
+                finally:
+                    rule.targets = saved
+        for target in functions:
+            if self._pool is not None:
+                self._pool.submit(self._deliver, rule, target, dict(event))
+            else:
+                self._deliver(rule, target, dict(event))
+
+    def _deliver(self, rule: Rule, target: dict[str, Any], event: dict[str, Any]) -> None:
+        event.setdefault("account", rule.account_id)
+        fn = _function(target["Arn"])
+        if fn is None or not _permits(fn, rule.arn):
+            outcome = "no-function" if fn is None else "no-permission"
+            self._to_queue((target.get("DeadLetterConfig") or {}).get("Arn"), json.dumps(event), {
+                "RULE_ARN": rule.arn, "TARGET_ARN": target["Arn"],
+                "ERROR_CODE": "NO_PERMISSIONS" if fn else "RESOURCE_NOT_FOUND"})
+            self._record(Delivery(rule.arn, target["Arn"], event, outcome))
+            return
+        if self.invoker is None:
+            self._record(Delivery(rule.arn, fn.function_arn, event, "invoked"))
+            return
+        payload = json.dumps(event).encode()
+        attempts = 1 + _max_retries(fn)
+        for attempt in range(attempts):
+            response, error = self.invoker(invocation_for(fn, payload, asynchronous=True))
+            if not error:
+                self._record(Delivery(rule.arn, fn.function_arn, event, "invoked"))
+                return
+        self._record(Delivery(rule.arn, fn.function_arn, event, "function-error"))
+        self._to_queue(_on_failure(fn), json.dumps(_failure_record(fn, event, response, attempts)), {})
+
+    def _record(self, delivery: Delivery) -> None:
+        with self.lock:
+            self.deliveries.append(delivery)
+
+    @staticmethod
+    def _to_queue(queue_arn: str | None, body: str, attributes: dict[str, str]) -> None:
+        if not queue_arn:
+            return
+        _, _, _, region, account, name = queue_arn.split(":", 5)
+        sqs_backends[account][region].send_message(name, body, message_attributes={
+            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()})
+
+    def install(self, patches: Patches) -> None:
+        patches.around(Rule, "send_to_targets", self.send_to_targets)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _function(arn: str) -> LambdaFunction | None:
+    _, _, _, region, account, rest = arn.split(":", 5)
+    name = rest.split(":")[1]
+    from moto.awslambda_simple.models import lambda_simple_backends
+
+    for backends in (lambda_simple_backends, lambda_backends):
+        try:
+            return backends[account][region].get_function(name)
+        except Exception:  # noqa: BLE001 - not in this backend
+            continue
+    return None
+
+
+def _permits(fn: LambdaFunction, rule_arn: str) -> bool:
+    for statement in fn.policy.statements:
+        principal = statement.get("Principal") or {}
+        service = principal.get("Service") if isinstance(principal, dict) else principal
+        if service != "events.amazonaws.com":
+            continue
+        conditions = statement.get("Condition") or {}
+        source = next((v.get("AWS:SourceArn") for v in conditions.values()
+                       if isinstance(v, dict) and "AWS:SourceArn" in v), None)
+        if source is None or source == rule_arn:
+            return True
+    return False
+
+
+def _max_retries(fn: LambdaFunction) -> int:
+    configs = getattr(fn, "event_invoke_config", None) or []
+    if configs:
+        return int(configs[-1].config.get("MaximumRetryAttempts", 2))
+    return 2
+
+
+def _on_failure(fn: LambdaFunction) -> str | None:
+    configs = getattr(fn, "event_invoke_config", None) or []
+    if not configs:
+        return None
+    destination = (configs[-1].config.get("DestinationConfig") or {}).get("OnFailure") or {}
+    return destination.get("Destination")
+
+
+def _failure_record(fn: LambdaFunction, event: dict[str, Any], response: bytes, attempts: int) -> dict[str, Any]:
+    try:
+        payload: Any = json.loads(response or b"null")
+    except ValueError:
+        payload = response.decode(errors="replace")
+    return {
+        "version": "1.0", "timestamp": datetime.now(timezone.utc).isoformat(),
+        "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{fn.function_arn}:$LATEST",
+                           "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": payload,
+    }
+
+
+class CloudWatchFidelity:
+    """Dashboards are global (one store for every region); alarm parameters are checked."""
+
+    HOME = "us-east-1"
+
+    def _home(self, backend: CloudWatchBackend) -> CloudWatchBackend:
+        return cloudwatch_backends[backend.account_id][self.HOME]
+
+    def install(self, patches: Patches) -> None:
+        for name in ("put_dashboard", "get_dashboard", "delete_dashboards", "list_dashboards"):
+            patches.around(CloudWatchBackend, name, self._global(name))
+        patches.around(CloudWatchBackend, "put_metric_alarm", self.put_metric_alarm)
+
+    def _global(self, name: str) -> Callable[..., Any]:
+        def hook(original: Any, backend: CloudWatchBackend, *args: Any, **kwargs: Any) -> Any:
+            return original(self._home(backend), *args, **kwargs)
+        return hook
+
+    @staticmethod
+    def put_metric_alarm(original: Any, backend: CloudWatchBackend, *args: Any, **kwargs: Any) -> Any:
+        comparison = kwargs.get("comparison_operator")
+        statistic = kwargs.get("statistic")
+        periods = kwargs.get("evaluation_periods")
+        datapoints = kwargs.get("datapoints_to_alarm")
+        problems = []
+        if comparison not in COMPARISONS:
+            problems.append(f"ComparisonOperator {comparison!r} is not valid")
+        if statistic is not None and statistic not in STATISTICS:
+            problems.append(f"Statistic {statistic!r} is not valid")
+        if not kwargs.get("metric_name") and not kwargs.get("metric_data_queries"):
+            problems.append("an alarm needs a metric")
+        if periods is None or int(periods) < 1:
+            problems.append("EvaluationPeriods must be at least 1")
+        if datapoints is not None and periods is not None and int(datapoints) > int(periods):
+            problems.append("DatapointsToAlarm must not exceed EvaluationPeriods")
+        if problems:
+            raise ValidationError("; ".join(problems))
+        return original(backend, *args, **kwargs)
+
+
+class LogsFidelity:
+    @staticmethod
+    def put_retention_policy(original: Any, backend: LogsBackend, log_group_name: str, retention_in_days: int) -> Any:
+        if int(retention_in_days) not in RETENTION_DAYS:
+            raise InvalidParameterException(
+                f"1 validation error detected: Value '{retention_in_days}' at 'retentionInDays' "
+                "failed to satisfy constraint: Member must satisfy enum value set")
+        return original(backend, log_group_name, retention_in_days)
+
+    def install(self, patches: Patches) -> None:
+        patches.around(LogsBackend, "put_retention_policy", self.put_retention_policy)
+
+
+class SqsFidelity:
+    """A queue name cannot be reused until 60 seconds after its queue was deleted."""
+
+    def __init__(self, clock: Clock, lock: threading.RLock):
+        self.clock, self.lock = clock, lock
+        self.deleted: dict[tuple[str, str, str], float] = {}
+
+    def delete_queue(self, original: Any, backend: SQSBackend, queue_name: str) -> Any:
+        result = original(backend, queue_name)
+        with self.lock:
+            self.deleted[(backend.account_id, backend.region_name, queue_name)] = self.clock.now()
+        return result
+
+    def create_queue(self, original: Any, backend: SQSBackend, name: str, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            when = self.deleted.get((backend.account_id, backend.region_name, name))
+        if when is not None and self.clock.now() - when < QUEUE_NAME_REUSE_SECONDS:
+            raise SQSException("AWS.SimpleQueueService.QueueDeletedRecently",
+                               "You must wait 60 seconds after deleting a queue before you can create another "
+                               "with the same name.")
+        return original(backend, name, *args, **kwargs)
+
+    def install(self, patches: Patches) -> None:
+        patches.around(SQSBackend, "delete_queue", self.delete_queue)
+        patches.around(SQSBackend, "create_queue", self.create_queue)

@@ -1,0 +1,157 @@
+"""Shared fixtures: moto made AWS-like by the fidelity layer, on a fake clock."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from taskmgmt_deploy import factory
+from taskmgmt_deploy.config import DEFAULTS
+from taskmgmt_deploy.packaging import Target
+
+READ_PREFIXES = ("Get", "List", "Describe", "Head")
+
+
+class FakeClock:
+    """Sleeping advances time; nothing waits for real."""
+
+    def __init__(self) -> None:
+        self._now = 1_000.0
+        self._lock = threading.Lock()
+        self.slept = 0.0
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._now += max(seconds, 0.0)
+            self.slept += max(seconds, 0.0)
+
+    def advance(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+@dataclass
+class CallLog:
+    """Every AWS call made through sessions from `session_factory`, by operation."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, event_name: str, **kwargs: Any) -> None:
+        _, service, operation = event_name.split(".")[:3]
+        with self.lock:
+            self.calls.append((service, operation))
+
+    def mutating(self) -> list[tuple[str, str]]:
+        return [c for c in self.calls if not c[1].startswith(READ_PREFIXES)]
+
+    def reads(self) -> list[tuple[str, str]]:
+        return [c for c in self.calls if c[1].startswith(READ_PREFIXES)]
+
+    def count(self, operation: str) -> int:
+        return sum(1 for _, op in self.calls if op == operation)
+
+    def by_operation(self) -> Counter[str]:
+        return Counter(op for _, op in self.calls)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.calls.clear()
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No configuration or AWS endpoint leaks in from the machine running the tests."""
+    for key in list(DEFAULTS) + ["AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "TASKMGMT_DEBUG",
+                                 "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"]:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fidelity_settings():
+    from taskmgmt_deploy.emulator import FidelitySettings
+
+    return FidelitySettings()
+
+
+@pytest.fixture
+def aws(clock: FakeClock, fidelity_settings: Any) -> Iterator[Any]:
+    """moto in-process, behaving like AWS; yields the Fidelity object."""
+    from moto import mock_aws
+
+    from taskmgmt_deploy.emulator import Fidelity
+
+    with mock_aws(config={"lambda": {"use_docker": False}}), Fidelity(clock, fidelity_settings) as fidelity:
+        yield fidelity
+
+
+def stub_installer(requirements: Path, dest: Path, target: Target) -> None:
+    """Provisioning tests need a package, not its dependencies (tests/lambda covers those)."""
+    (dest / "stub_dependency").mkdir(parents=True)
+    (dest / "stub_dependency" / "__init__.py").write_text("")
+
+
+@pytest.fixture
+def calls() -> CallLog:
+    return CallLog()
+
+
+@pytest.fixture
+def runtime(clock: FakeClock, calls: CallLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> factory.Runtime:
+    def session(profile: str | None) -> boto3.Session:
+        made = boto3.Session(profile_name=profile)
+        made.events.register("before-call", calls.record)
+        return made
+
+    rt = factory.Runtime(clock=clock, session_factory=session, installer=stub_installer,
+                         package_target=Target("3.13", os.uname().machine, ()), cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(factory, "RUNTIME", rt)
+    return rt
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run `taskmgmt ARGS` in-process; returns exit code, stdout and stderr."""
+    from taskmgmt_deploy.cli import main
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as done:
+            code = int(done.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run

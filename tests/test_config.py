@@ -1,0 +1,137 @@
+"""Every configuration rule: one line naming key, value and rule; exit 2; no AWS call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from taskmgmt_deploy.config import load_settings
+from taskmgmt_deploy.errors import ConfigError
+
+BAD_FLAGS = [
+    (["--env", "Dev"], "ENVIRONMENT='Dev' is invalid: must be 1-16 lowercase letters, digits or dashes"),
+    (["--env", "a" * 17], "ENVIRONMENT='aaaaaaaaaaaaaaaaa' is invalid"),
+    (["--env", "dev_1"], "ENVIRONMENT='dev_1' is invalid"),
+    (["--primary-region", "ap-southeast-2"],
+     "PRIMARY_REGION='ap-southeast-2' is invalid: must be a region where Aurora DSQL supports multi-Region"),
+    (["--secondary-region", "us-east-1"],
+     "SECONDARY_REGION='us-east-1' is invalid: must differ from PRIMARY_REGION (us-east-1)"),
+    (["--secondary-region", "eu-west-1"],
+     "SECONDARY_REGION='eu-west-1' is invalid: must be in the DSQL region set of PRIMARY_REGION us-east-1: "
+     "us-east-2, us-west-2"),
+    (["--witness-region", "us-west-2"],
+     "WITNESS_REGION='us-west-2' is invalid: must differ from PRIMARY_REGION (us-east-1) and SECONDARY_REGION"),
+    (["--witness-region", "eu-west-1"],
+     "WITNESS_REGION='eu-west-1' is invalid: must be in the DSQL region set of us-east-1 and us-west-2: us-east-2"),
+    (["--prefix", "Task"], "CLUSTER_NAME_PREFIX='Task' is invalid: must start with a lowercase letter"),
+    (["--prefix", "1task"], "CLUSTER_NAME_PREFIX='1task' is invalid"),
+    (["--prefix", "task-"], "CLUSTER_NAME_PREFIX='task-' is invalid: must not end with a dash"),
+    (["--prefix", "t" * 25], "CLUSTER_NAME_PREFIX='" + "t" * 25 + "' is invalid"),
+    (["--log-retention-days", "13"], "LOG_RETENTION_DAYS='13' is invalid: must be one of 1, 3, 5, 7, 14"),
+    (["--log-retention-days", "week"], "LOG_RETENTION_DAYS='week' is invalid"),
+    (["--lambda-memory", "64"], "LAMBDA_MEMORY_SIZE='64' is invalid: must be an integer from 128 to 10240"),
+    (["--lambda-memory", "10241"], "LAMBDA_MEMORY_SIZE='10241' is invalid"),
+    (["--lambda-memory", "512MB"], "LAMBDA_MEMORY_SIZE='512MB' is invalid"),
+    (["--lambda-timeout", "0"], "LAMBDA_TIMEOUT='0' is invalid: must be an integer from 1 to 900"),
+    (["--lambda-timeout", "901"], "LAMBDA_TIMEOUT='901' is invalid"),
+    (["--lambda-timeout", "-5"], "LAMBDA_TIMEOUT='-5' is invalid"),
+    (["--max-workers", "0"], "TASKMGMT_MAX_WORKERS='0' is invalid: must be an integer from 1 to 64"),
+    (["--endpoint-url", "localhost:5000"], "AWS_ENDPOINT_URL='localhost:5000' is invalid: must be an http(s) URL"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_FLAGS)
+@pytest.mark.parametrize("command", ["deploy", "status", "destroy"])
+def test_bad_flag_stops_before_any_aws_call(aws, runtime, cli, calls, command, flags, message):
+    extra = ["--yes"] if command in ("deploy", "destroy") else []
+    result = cli(command, *extra, *flags)
+    assert result.code == 2
+    assert message in result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert "Traceback" not in result.err
+    assert calls.calls == []
+
+
+def test_bad_environment_variable_names_the_key(aws, runtime, cli, calls, monkeypatch):
+    monkeypatch.setenv("LAMBDA_MEMORY_SIZE", "lots")
+    result = cli("deploy", "--plan")
+    assert result.code == 2
+    assert result.err.strip() == "error: LAMBDA_MEMORY_SIZE='lots' is invalid: must be an integer from 128 to 10240"
+    assert calls.calls == []
+
+
+def test_bad_dotenv_value_names_the_key(aws, runtime, cli, calls, tmp_path):
+    (tmp_path / ".env").write_text("LOG_RETENTION_DAYS=2\n")
+    result = cli("status")
+    assert result.code == 2
+    assert "LOG_RETENTION_DAYS='2' is invalid" in result.err
+
+
+def test_bad_deletion_protection_value(monkeypatch, tmp_path):
+    with pytest.raises(ConfigError, match="DELETION_PROTECTION='maybe' is invalid: must be true or false"):
+        load_settings({}, {"DELETION_PROTECTION": "maybe"}, tmp_path)
+
+
+def test_defaults(tmp_path: Path):
+    settings = load_settings({}, {}, tmp_path)
+    stack = settings.stack
+    assert (stack.env, stack.prefix) == ("dev", "task-mgmt")
+    assert (stack.primary_region, stack.secondary_region, stack.witness_region) == ("us-east-1", "us-west-2", "us-east-2")
+    assert (stack.log_retention_days, stack.lambda_memory, stack.lambda_timeout) == (7, 512, 60)
+    assert stack.deletion_protection is False
+    assert settings.state_dir == tmp_path / ".taskmgmt"
+    assert settings.max_workers == 8
+
+
+def test_precedence_is_flag_then_environment_then_dotenv_then_default(tmp_path: Path):
+    (tmp_path / ".env").write_text("# comment\nexport LAMBDA_MEMORY_SIZE=1024\nLAMBDA_TIMEOUT='30'\n"
+                                   'LOG_RETENTION_DAYS="14"\nENVIRONMENT=\n')
+    environ = {"LAMBDA_TIMEOUT": "45", "LOG_RETENTION_DAYS": "30"}
+    stack = load_settings({"LOG_RETENTION_DAYS": "90"}, environ, tmp_path).stack
+    assert stack.log_retention_days == 90  # flag
+    assert stack.lambda_timeout == 45  # environment over .env
+    assert stack.lambda_memory == 1024  # .env over default
+    assert stack.env == "dev"  # an empty value counts as unset
+
+
+def test_witness_defaults_to_the_remaining_region_of_the_set(tmp_path: Path):
+    stack = load_settings({"PRIMARY_REGION": "us-east-2", "SECONDARY_REGION": "us-west-2"}, {}, tmp_path).stack
+    assert stack.witness_region == "us-east-1"
+    eu = load_settings({"PRIMARY_REGION": "eu-west-1", "SECONDARY_REGION": "eu-west-2"}, {}, tmp_path).stack
+    assert eu.witness_region == "eu-central-1"
+
+
+def test_deletion_protection_defaults_on_for_prod_and_staging(tmp_path: Path):
+    for env, expected in (("prod", True), ("staging", True), ("qa", False)):
+        assert load_settings({"ENVIRONMENT": env}, {}, tmp_path).stack.deletion_protection is expected
+    assert load_settings({"ENVIRONMENT": "prod", "DELETION_PROTECTION": "false"}, {}, tmp_path
+                         ).stack.deletion_protection is False
+
+
+def test_state_dir_from_environment(tmp_path: Path):
+    settings = load_settings({}, {"TASKMGMT_STATE_DIR": "state"}, tmp_path)
+    assert settings.state_dir == tmp_path / "state"
+
+
+def test_env_example_documents_every_key():
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    for key in ("ENVIRONMENT", "PRIMARY_REGION", "SECONDARY_REGION", "WITNESS_REGION", "CLUSTER_NAME_PREFIX",
+                "LOG_RETENTION_DAYS", "LAMBDA_MEMORY_SIZE", "LAMBDA_TIMEOUT", "DELETION_PROTECTION",
+                "TASKMGMT_STATE_DIR", "TASKMGMT_MAX_WORKERS", "AWS_PROFILE", "AWS_ENDPOINT_URL",
+                "TASKMGMT_DATABASE_URL"):
+        assert f"{key}=" in example, key
+
+
+def test_unknown_option_is_one_line_exit_2(cli):
+    result = cli("deploy", "--colour", "red")
+    assert result.code == 2
+    assert "No such option: --colour" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_help_explains_each_command(cli):
+    for command in ("deploy", "status", "destroy", "outputs", "unlock"):
+        result = cli(command, "--help")
+        assert result.code == 0
+        assert "--env" in result.out

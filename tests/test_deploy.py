@@ -1,0 +1,159 @@
+"""deploy / status / destroy / outputs against moto made AWS-like, in two regions."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+REGIONS = ("us-east-1", "us-west-2")
+STACK = "task-mgmt-dev"
+
+
+def leftovers() -> list[str]:
+    """Everything of the stack still alive, asked of every service (not only the tagging API)."""
+    found: list[str] = []
+    iam = boto3.client("iam", region_name="us-east-1")
+    found += [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(STACK)]
+    for region in REGIONS:
+        dsql = boto3.client("dsql", region_name=region)
+        for summary in dsql.list_clusters()["clusters"]:
+            try:
+                dsql.get_cluster(identifier=summary["identifier"])
+                found.append(summary["arn"])
+            except dsql.exceptions.ResourceNotFoundException:
+                pass
+        lam = boto3.client("lambda", region_name=region)
+        found += [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+        events = boto3.client("events", region_name=region)
+        found += [b["Name"] for b in events.list_event_buses()["EventBuses"] if b["Name"] != "default"]
+        found += [r["Name"] for r in events.list_rules()["Rules"]]
+        sqs = boto3.client("sqs", region_name=region)
+        found += sqs.list_queues().get("QueueUrls", [])
+        logs = boto3.client("logs", region_name=region)
+        found += [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]]
+        cloudwatch = boto3.client("cloudwatch", region_name=region)
+        found += [a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"]]
+        found += [d["DashboardName"] for d in cloudwatch.list_dashboards()["DashboardEntries"]]
+    return found
+
+
+def test_deploy_status_destroy_leaves_nothing(aws, runtime, cli, tmp_path):
+    deployed = cli("deploy", "--yes")
+    assert deployed.code == 0, deployed.err
+    assert "deployed task-mgmt-dev: 39 to create" in deployed.err
+
+    manifest = json.loads((tmp_path / ".taskmgmt" / "dev.json").read_text())
+    assert {r["state"] for r in manifest["resources"]} == {"ready"}
+    assert manifest["account_id"] == "123456789012"
+    assert len(manifest["resources"]) == 39
+
+    status = cli("status", "--json")
+    assert status.code == 0, status.out + status.err
+    report = json.loads(status.out)
+    assert report["healthy"] is True
+    assert {r["health"] for r in report["resources"]} == {"ok"}
+
+    destroyed = cli("destroy", "--yes")
+    assert destroyed.code == 0, destroyed.err
+    assert "nothing left" in destroyed.err
+    assert leftovers() == []
+    assert not (tmp_path / ".taskmgmt" / "dev.json").exists()
+
+
+def test_dsql_pair_passes_through_pending_setup_and_is_peered(aws, runtime, cli):
+    assert cli("deploy", "--yes").code == 0
+    primary = boto3.client("dsql", region_name="us-east-1")
+    secondary = boto3.client("dsql", region_name="us-west-2")
+    first = primary.get_cluster(identifier=primary.list_clusters()["clusters"][0]["identifier"])
+    second = secondary.get_cluster(identifier=secondary.list_clusters()["clusters"][0]["identifier"])
+    assert first["status"] == second["status"] == "ACTIVE"
+    assert first["multiRegionProperties"] == {"witnessRegion": "us-east-2", "clusters": [second["arn"]]}
+    assert second["multiRegionProperties"] == {"witnessRegion": "us-east-2", "clusters": [first["arn"]]}
+    assert first["deletionProtectionEnabled"] is False
+    assert first["endpoint"] == f"{first['identifier']}.dsql.us-east-1.on.aws"
+    assert first["tags"]["taskmgmt:env"] == "dev" and first["tags"]["managed-by"] == "taskmgmt"
+    # Each function connects to its own region's endpoint, read from GetCluster.
+    for region, cluster in (("us-east-1", first), ("us-west-2", second)):
+        env = boto3.client("lambda", region_name=region).get_function_configuration(
+            FunctionName=f"{STACK}-task-processor")["Environment"]["Variables"]
+        assert env["DSQL_ENDPOINT"] == cluster["endpoint"]
+        assert env["EVENT_BUS_NAME"] == f"{STACK}-task-events"
+        assert "AWS_REGION" not in env
+
+
+def test_redeploy_of_an_up_to_date_stack_makes_no_mutating_call(aws, runtime, cli, calls):
+    assert cli("deploy", "--yes").code == 0
+    calls.clear()
+    again = cli("deploy", "--yes")
+    assert again.code == 0, again.err
+    assert calls.mutating() == []
+    assert "39 unchanged" in again.err
+    # One read per resource that lives in AWS (37: not the package, plus the peering's
+    # second cluster), and one for the account.
+    assert len(calls.reads()) <= 39 + 3
+
+
+def test_plan_makes_no_mutating_call_and_names_each_change(aws, runtime, cli, calls):
+    fresh = cli("deploy", "--plan")
+    assert fresh.code == 0, fresh.err
+    assert calls.mutating() == []
+    assert fresh.out.count("create") >= 39
+    assert cli("deploy", "--yes").code == 0
+    calls.clear()
+    changed = cli("deploy", "--plan", "--lambda-memory", "1024")
+    assert changed.code == 0
+    assert calls.mutating() == []
+    updates = [line for line in changed.out.splitlines() if line.startswith("update")]
+    assert len(updates) == 2 and all("memory: 512 -> 1024" in line for line in updates)
+
+
+def test_config_change_updates_only_what_differs(aws, runtime, cli, calls):
+    assert cli("deploy", "--yes").code == 0
+    calls.clear()
+    result = cli("deploy", "--yes", "--lambda-timeout", "120", "--log-retention-days", "30")
+    assert result.code == 0, result.err
+    mutated = {op for _, op in calls.mutating()}
+    # timeout -> function config and the duration alarm's threshold; retention -> log groups
+    assert mutated == {"UpdateFunctionConfiguration", "PutMetricAlarm", "PutRetentionPolicy"}
+    cw = boto3.client("cloudwatch", region_name="us-west-2")
+    alarm = cw.describe_alarms(AlarmNames=[f"{STACK}-task-processor-duration"])["MetricAlarms"][0]
+    assert alarm["Threshold"] == 96000.0
+
+
+def test_outputs_lists_each_region(aws, runtime, cli):
+    assert cli("deploy", "--yes").code == 0
+    result = cli("outputs", "--json")
+    assert result.code == 0
+    data = json.loads(result.out)
+    assert set(data["regions"]) == set(REGIONS)
+    for region in REGIONS:
+        values = data["regions"][region]
+        assert values["cluster_endpoint"].endswith(f".dsql.{region}.on.aws")
+        assert values["function_arn"].startswith(f"arn:aws:lambda:{region}:")
+        assert values["dlq_url"].endswith(f"{STACK}-task-events-dlq")
+    assert data["dashboard"]["name"] == f"{STACK}-dashboard"
+    assert "cloudwatch/home" in data["dashboard"]["url"]
+
+
+def test_status_before_any_deploy_is_a_user_error(aws, runtime, cli):
+    result = cli("status")
+    assert result.code == 2
+    assert "no deployment of environment 'dev'" in result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("env,protected", [("prod", True), ("staging", True), ("dev", False), ("test", False)])
+def test_deletion_protection_follows_the_environment(aws, runtime, cli, env, protected):
+    assert cli("deploy", "--yes", "--env", env).code == 0
+    dsql = boto3.client("dsql", region_name="us-east-1")
+    cluster = dsql.get_cluster(identifier=dsql.list_clusters()["clusters"][0]["identifier"])
+    assert cluster["deletionProtectionEnabled"] is protected
+
+
+def test_no_deletion_protection_flag_overrides_prod(aws, runtime, cli):
+    assert cli("deploy", "--yes", "--env", "prod", "--no-deletion-protection").code == 0
+    dsql = boto3.client("dsql", region_name="us-west-2")
+    cluster = dsql.get_cluster(identifier=dsql.list_clusters()["clusters"][0]["identifier"])
+    assert cluster["deletionProtectionEnabled"] is False

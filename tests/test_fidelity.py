@@ -1,0 +1,286 @@
+"""The fidelity layer makes moto behave like AWS where the stack depends on it.
+
+Each test states one AWS behaviour and checks it through boto3, as the tool sees it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
+def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return exc.value.response["Error"]["Code"]
+
+
+def zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+def make_role(name: str = "fn-role") -> str:
+    return boto3.client("iam", region_name="us-east-1").create_role(
+        RoleName=name, AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+
+
+def make_function(clock, name: str = "fn", **extra) -> dict:
+    role = make_role(f"{name}-role")
+    clock.advance(60)
+    lam = boto3.client("lambda", region_name="us-east-1")
+    created = lam.create_function(FunctionName=name, Runtime="python3.13", Role=role, Handler="handler.handler",
+                                  Code={"ZipFile": zip_bytes()}, **extra)
+    return created
+
+
+# -- DSQL ---------------------------------------------------------------------------------
+
+def test_dsql_first_cluster_waits_in_pending_setup_until_peered(aws, clock):
+    east = boto3.client("dsql", region_name="us-east-1")
+    west = boto3.client("dsql", region_name="us-west-2")
+    a = east.create_cluster(deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": "us-east-2"})
+    assert a["status"] == "PENDING_SETUP"
+    clock.advance(3600)
+    assert east.get_cluster(identifier=a["identifier"])["status"] == "PENDING_SETUP"  # stable, no timeout
+    b = west.create_cluster(deletionProtectionEnabled=False,
+                            multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [a["arn"]]})
+    assert west.get_cluster(identifier=b["identifier"])["status"] == "PENDING_SETUP"
+    east.update_cluster(identifier=a["identifier"],
+                        multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [b["arn"]]})
+    assert east.get_cluster(identifier=a["identifier"])["status"] == "CREATING"
+    clock.advance(aws.settings.dsql_activation)
+    assert east.get_cluster(identifier=a["identifier"])["status"] == "ACTIVE"
+    assert west.get_cluster(identifier=b["identifier"])["status"] == "ACTIVE"
+    assert east.get_cluster(identifier=a["identifier"])["endpoint"] == f"{a['identifier']}.dsql.us-east-1.on.aws"
+
+
+def peered_pair(aws, clock, protected: bool = False):
+    east = boto3.client("dsql", region_name="us-east-1")
+    west = boto3.client("dsql", region_name="us-west-2")
+    a = east.create_cluster(deletionProtectionEnabled=protected, multiRegionProperties={"witnessRegion": "us-east-2"})
+    b = west.create_cluster(deletionProtectionEnabled=protected,
+                            multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [a["arn"]]})
+    east.update_cluster(identifier=a["identifier"],
+                        multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [b["arn"]]})
+    clock.advance(aws.settings.dsql_activation)
+    return east, west, a["identifier"], b["identifier"]
+
+
+def test_dsql_delete_of_one_peer_waits_in_pending_delete_for_the_other(aws, clock):
+    east, west, a, b = peered_pair(aws, clock)
+    east.delete_cluster(identifier=a)
+    clock.advance(3600)
+    assert east.get_cluster(identifier=a)["status"] == "PENDING_DELETE"
+    west.delete_cluster(identifier=b)
+    assert east.get_cluster(identifier=a)["status"] == "DELETING"
+    clock.advance(aws.settings.dsql_deletion)
+    for client, ident in ((east, a), (west, b)):
+        with pytest.raises(ClientError) as exc:
+            client.get_cluster(identifier=ident)
+        assert code(exc) == "ResourceNotFoundException"
+
+
+def test_dsql_refuses_to_delete_a_protected_cluster_like_aws(aws, clock):
+    east, _, a, _ = peered_pair(aws, clock, protected=True)
+    with pytest.raises(ClientError) as exc:
+        east.delete_cluster(identifier=a)
+    assert code(exc) == "ValidationException"
+    assert "protection" in str(exc.value).lower()
+    east.update_cluster(identifier=a, deletionProtectionEnabled=False)
+    assert east.get_cluster(identifier=a)["status"] == "UPDATING"
+    clock.advance(aws.settings.dsql_update)
+    assert east.get_cluster(identifier=a)["status"] == "ACTIVE"
+
+
+@pytest.mark.parametrize("region,witness", [("us-east-1", "us-east-1"), ("us-east-1", "eu-west-1")])
+def test_dsql_rejects_a_witness_outside_the_region_set(aws, region, witness):
+    with pytest.raises(ClientError) as exc:
+        boto3.client("dsql", region_name=region).create_cluster(
+            deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": witness})
+    assert code(exc) == "ValidationException"
+
+
+def test_dsql_rejects_a_peer_that_does_not_exist(aws):
+    with pytest.raises(ClientError) as exc:
+        boto3.client("dsql", region_name="us-west-2").create_cluster(
+            deletionProtectionEnabled=False, multiRegionProperties={
+                "witnessRegion": "us-east-2",
+                "clusters": ["arn:aws:dsql:us-east-1:123456789012:cluster/abcdefghijklmnopqrstuvwxyz"]})
+    assert code(exc) == "ValidationException"
+
+
+# -- IAM and Lambda -----------------------------------------------------------------------
+
+def test_a_new_role_cannot_be_assumed_until_it_propagates(aws, clock):
+    role = make_role()
+    lam = boto3.client("lambda", region_name="us-east-1")
+    kwargs = dict(FunctionName="fn", Runtime="python3.13", Role=role, Handler="h.h", Code={"ZipFile": zip_bytes()})
+    with pytest.raises(ClientError) as exc:
+        lam.create_function(**kwargs)
+    assert code(exc) == "InvalidParameterValueException"
+    assert "cannot be assumed" in str(exc.value)
+    clock.advance(aws.settings.iam_propagation)
+    assert lam.create_function(**kwargs)["FunctionName"] == "fn"
+
+
+def test_a_new_function_is_pending_and_refuses_updates_until_active(aws, clock):
+    make_function(clock)
+    lam = boto3.client("lambda", region_name="us-east-1")
+    assert lam.get_function(FunctionName="fn")["Configuration"]["State"] == "Pending"
+    with pytest.raises(ClientError) as exc:
+        lam.update_function_configuration(FunctionName="fn", MemorySize=256)
+    assert code(exc) == "ResourceConflictException"
+    clock.advance(aws.settings.lambda_settle)
+    config = lam.get_function(FunctionName="fn")["Configuration"]
+    assert (config["State"], config["LastUpdateStatus"]) == ("Active", "Successful")
+    lam.update_function_configuration(FunctionName="fn", MemorySize=256)
+    assert lam.get_function_configuration(FunctionName="fn")["LastUpdateStatus"] == "InProgress"
+    with pytest.raises(ClientError) as exc:
+        lam.update_function_code(FunctionName="fn", ZipFile=zip_bytes())
+    assert "update is in progress" in str(exc.value)
+
+
+def test_lambda_keeps_the_logging_config(aws, clock):
+    make_function(clock, LoggingConfig={"LogFormat": "JSON", "LogGroup": "/custom/fn"})
+    config = boto3.client("lambda", region_name="us-east-1").get_function_configuration(FunctionName="fn")
+    assert config["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": "/custom/fn",
+                                       "ApplicationLogLevel": "INFO", "SystemLogLevel": "INFO"}
+
+
+def test_lambda_rejects_reserved_environment_keys(aws, clock):
+    with pytest.raises(ClientError) as exc:
+        make_function(clock, Environment={"Variables": {"AWS_REGION": "us-east-1"}})
+    assert code(exc) == "InvalidParameterValueException"
+    assert "AWS_REGION" in str(exc.value)
+
+
+def test_lambda_refuses_a_duplicate_permission_statement_id(aws, clock):
+    make_function(clock)
+    lam = boto3.client("lambda", region_name="us-east-1")
+    kwargs = dict(FunctionName="fn", StatementId="sid", Action="lambda:InvokeFunction",
+                  Principal="events.amazonaws.com", SourceArn="arn:aws:events:us-east-1:123456789012:rule/b/r")
+    lam.add_permission(**kwargs)
+    with pytest.raises(ClientError) as exc:
+        lam.add_permission(**kwargs)
+    assert code(exc) == "ResourceConflictException"
+
+
+def test_on_failure_destination_needs_the_role_to_allow_sending(aws, clock):
+    make_function(clock)
+    clock.advance(aws.settings.lambda_settle)
+    queue = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="failures")
+    arn = "arn:aws:sqs:us-east-1:123456789012:failures"
+    lam = boto3.client("lambda", region_name="us-east-1")
+    config = dict(FunctionName="fn", DestinationConfig={"OnFailure": {"Destination": arn}})
+    with pytest.raises(ClientError) as exc:
+        lam.put_function_event_invoke_config(**config)
+    assert "does not have permissions to call SendMessage" in str(exc.value)
+    boto3.client("iam", region_name="us-east-1").put_role_policy(
+        RoleName="fn-role", PolicyName="send", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn}]}))
+    with pytest.raises(ClientError):  # the new policy has not propagated yet
+        lam.put_function_event_invoke_config(**config)
+    clock.advance(aws.settings.iam_propagation)
+    lam.put_function_event_invoke_config(**config)
+    lam.put_function_event_invoke_config(**config)  # a put replaces
+    assert lam.list_function_event_invoke_configs(FunctionName="fn")["FunctionEventInvokeConfigs"][0][
+        "DestinationConfig"]["OnFailure"]["Destination"] == arn
+    assert queue["QueueUrl"]
+
+
+def test_iam_refuses_to_delete_an_attached_policy(aws):
+    iam = boto3.client("iam", region_name="us-east-1")
+    make_role()
+    arn = iam.create_policy(PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName="fn-role", PolicyArn=arn)
+    with pytest.raises(ClientError) as exc:
+        iam.delete_policy(PolicyArn=arn)
+    assert code(exc) == "DeleteConflict"
+    with pytest.raises(ClientError) as exc:
+        iam.delete_role(RoleName="fn-role")
+    assert code(exc) == "DeleteConflict"
+
+
+# -- EventBridge, CloudWatch, Logs, SQS ----------------------------------------------------
+
+def rule_to_function(clock, permit_rule: bool, state: str = "ENABLED") -> tuple[str, str]:
+    make_function(clock)
+    events = boto3.client("events", region_name="us-east-1")
+    events.create_event_bus(Name="bus")
+    rule = events.put_rule(Name="r", EventBusName="bus", State=state,
+                           EventPattern=json.dumps({"source": ["task.management"]}))["RuleArn"]
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dlq_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    fn = boto3.client("lambda", region_name="us-east-1").get_function(FunctionName="fn")["Configuration"]
+    events.put_targets(Rule="r", EventBusName="bus", Targets=[{
+        "Id": "t", "Arn": fn["FunctionArn"], "DeadLetterConfig": {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}}])
+    if permit_rule:
+        boto3.client("lambda", region_name="us-east-1").add_permission(
+            FunctionName="fn", StatementId="events", Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com", SourceArn=rule)
+    events.put_events(Entries=[{"Source": "task.management", "DetailType": "Task Created", "Detail": "{}",
+                                "EventBusName": "bus"}])
+    return rule, dlq_url
+
+
+def test_events_reach_a_lambda_target_only_with_permission_for_that_rule(aws, clock):
+    rule, dlq = rule_to_function(clock, permit_rule=True)
+    assert [d.outcome for d in aws.deliveries] == ["invoked"]
+    assert aws.deliveries[0].rule_arn == rule
+
+
+def test_events_without_permission_end_in_the_target_dlq(aws, clock):
+    _, dlq = rule_to_function(clock, permit_rule=False)
+    assert [d.outcome for d in aws.deliveries] == ["no-permission"]
+    messages = boto3.client("sqs", region_name="us-east-1").receive_message(
+        QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+    assert messages[0]["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "NO_PERMISSIONS"
+
+
+def test_a_disabled_rule_delivers_nothing(aws, clock):
+    rule_to_function(clock, permit_rule=True, state="DISABLED")
+    assert aws.deliveries == []
+
+
+def test_dashboards_are_global(aws):
+    body = json.dumps({"widgets": []})
+    boto3.client("cloudwatch", region_name="us-west-2").put_dashboard(DashboardName="d", DashboardBody=body)
+    names = boto3.client("cloudwatch", region_name="us-east-1").list_dashboards()["DashboardEntries"]
+    assert [d["DashboardName"] for d in names] == ["d"]
+
+
+def test_alarm_parameters_are_validated(aws):
+    with pytest.raises(ClientError) as exc:
+        boto3.client("cloudwatch", region_name="us-east-1").put_metric_alarm(
+            AlarmName="a", Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum", Period=60,
+            EvaluationPeriods=1, Threshold=1, ComparisonOperator="Bogus")
+    assert code(exc) == "ValidationError"
+
+
+def test_log_retention_must_be_an_allowed_value(aws):
+    logs = boto3.client("logs", region_name="us-east-1")
+    logs.create_log_group(logGroupName="g")
+    with pytest.raises(ClientError) as exc:
+        logs.put_retention_policy(logGroupName="g", retentionInDays=13)
+    assert code(exc) == "InvalidParameterException"
+
+
+def test_a_deleted_queue_name_cannot_be_reused_for_60_seconds(aws, clock):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    sqs.delete_queue(QueueUrl=url)
+    with pytest.raises(ClientError) as exc:
+        sqs.create_queue(QueueName="q")
+    assert "QueueDeletedRecently" in code(exc)
+    clock.advance(61)
+    assert sqs.create_queue(QueueName="q")["QueueUrl"] == url
