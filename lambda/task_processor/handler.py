@@ -1,8 +1,39 @@
-"""Placeholder until the task processor lands: answers the recipe's health check."""
+"""Lambda entry point: task_processor.handler.lambda_handler. It only delegates.
 
-import json
+The database connection and the notifier live at module level, so warm invocations
+reuse them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from task_processor import api, events, observability
+from task_processor.app import TaskApp
+from task_processor.db import from_environment
+from task_processor.errors import BadRequest
+from task_processor.notify import Notifier
+
+_app: TaskApp | None = None
 
 
-def lambda_handler(event, context):
-    return {"statusCode": 200, "headers": {"content-type": "application/json"},
-            "body": json.dumps({"status": "ok"})}
+def app() -> TaskApp:
+    global _app
+    if _app is None:
+        _app = TaskApp(from_environment(), Notifier.from_environment())
+    return _app
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
+    with observability.invocation(request_id):
+        if events.is_event(event):
+            return events.handle(event, app())  # raises on transient failures: Lambda retries
+        if api.is_http(event):
+            return api.handle(event, app(), request_id)
+        observability.log_fields(logging.WARNING, "unrecognised invocation", keys=sorted(event)[:20]
+                                 if isinstance(event, dict) else type(event).__name__)
+        return api.error_response(BadRequest("unrecognised invocation: expected an HTTP request "
+                                                 "or a task event"), request_id)

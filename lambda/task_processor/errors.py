@@ -1,0 +1,55 @@
+"""Typed errors of the task processor; api.py maps them to status codes in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaskError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class BadRequest(TaskError):
+    status = 400
+    code = "invalid_request"
+
+
+class PayloadTooLarge(TaskError):
+    status = 413
+    code = "payload_too_large"
+
+
+class NotFound(TaskError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(TaskError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: list[str]):
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class VersionConflict(TaskError):
+    status = 409
+    code = "version_conflict"
+
+    def __init__(self, task: dict[str, Any]):
+        super().__init__(f"task {task['id']} is at version {task['version']}")
+        self.task = task
+
+
+class Unavailable(TaskError):
+    """The database could not be reached or kept conflicting: worth retrying later."""
+
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,126 @@
+"""Task operations. Each takes a connection inside a transaction and raises typed errors.
+
+Only the column names below ever reach SQL text; every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+
+from task_processor.errors import NotFound, VersionConflict
+from task_processor.fields import encode_cursor
+
+COLUMNS = ("id", "title", "description", "status", "priority", "assigned_to", "created_by", "project_id",
+           "due_date", "completed_at", "created_at", "updated_at", "version")
+SELECT_TASK = "SELECT " + ", ".join(COLUMNS) + " FROM tasks"
+RETURNING = " RETURNING " + ", ".join(COLUMNS)
+INSERTABLE = ("title", "description", "status", "priority", "assigned_to", "created_by", "project_id", "due_date")
+Conn = psycopg.Connection[Any]
+
+
+def to_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A task row as the API shows it: ids as text, times in UTC ISO 8601."""
+    return {key: _json_value(value) for key, value in row.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        return str(value)
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """How a value is stored in the change history."""
+    value = _json_value(value)
+    return None if value is None else (value if isinstance(value, str) else json.dumps(value))
+
+
+def create_task(conn: Conn, task: dict[str, Any]) -> dict[str, Any]:
+    fields = [f for f in INSERTABLE if f in task]
+    values = [task[f] for f in fields]
+    if task.get("status") == "completed":
+        fields.append("completed_at")
+        values.append(datetime.now(timezone.utc))
+    placeholders = ", ".join(["%s"] * len(fields))
+    row = conn.execute(f"INSERT INTO tasks ({', '.join(fields)}) VALUES ({placeholders})" + RETURNING,
+                       values).fetchone()
+    return to_json(row)
+
+
+def get_task(conn: Conn, task_id: str, for_update: bool = False) -> dict[str, Any]:
+    row = conn.execute(SELECT_TASK + " WHERE id = %s" + (" FOR UPDATE" if for_update else ""),
+                       [task_id]).fetchone()
+    if row is None:
+        raise NotFound(f"task {task_id} does not exist")
+    return row
+
+
+def history(conn: Conn, task_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT id, field_name, old_value, new_value, updated_by, updated_at FROM task_updates"
+                        " WHERE task_id = %s ORDER BY updated_at, id", [task_id]).fetchall()
+    return [to_json(row) for row in rows]
+
+
+def list_tasks(conn: Conn, filters: dict[str, Any], limit: int,
+               cursor: tuple[datetime, str] | None) -> tuple[list[dict[str, Any]], str | None]:
+    conditions, values = [], []
+    for field, value in filters.items():  # field names come from fields.list_query's fixed set
+        conditions.append(f"{field} = %s")
+        values.append(value)
+    if cursor is not None:
+        conditions.append("(created_at < %s OR (created_at = %s AND id < %s))")
+        values += [cursor[0], cursor[0], cursor[1]]
+    where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
+    rows = conn.execute(SELECT_TASK + where + " ORDER BY created_at DESC, id DESC LIMIT %s",
+                        values + [limit + 1]).fetchall()
+    next_cursor = encode_cursor(rows[limit - 1]["created_at"], str(rows[limit - 1]["id"])) if len(rows) > limit else None
+    return [to_json(row) for row in rows[:limit]], next_cursor
+
+
+def update_task(conn: Conn, task_id: str, changes: dict[str, Any], updated_by: str,
+                expected_version: int | None) -> tuple[dict[str, Any], bool]:
+    """(task, changed?). Each changed field is recorded; the version goes up by one."""
+    current = get_task(conn, task_id, for_update=True)
+    if expected_version is not None and current["version"] != expected_version:
+        raise VersionConflict(to_json(current))
+    changed = {field: value for field, value in changes.items() if current[field] != value}
+    if not changed:
+        return to_json(current), False
+    assignments = {**changed}
+    if "status" in changed:
+        assignments["completed_at"] = datetime.now(timezone.utc) if changed["status"] == "completed" else None
+    sets = ", ".join(f"{field} = %s" for field in assignments)  # fields from fields.UPDATABLE only
+    row = conn.execute(f"UPDATE tasks SET {sets}, updated_at = now(), version = version + 1"
+                       " WHERE id = %s AND version = %s" + RETURNING,
+                       [*assignments.values(), task_id, current["version"]]).fetchone()
+    if row is None:  # changed under us (only possible below REPEATABLE READ): let the caller retry
+        raise psycopg.errors.SerializationFailure("task changed concurrently")
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO task_updates (task_id, field_name, old_value, new_value, updated_by)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            [(task_id, field, _text(current[field]), _text(value), updated_by) for field, value in changed.items()])
+    return to_json(row), True
+
+
+def delete_task(conn: Conn, task_id: str, expected_version: int | None) -> dict[str, Any]:
+    current = get_task(conn, task_id, for_update=True)
+    if expected_version is not None and current["version"] != expected_version:
+        raise VersionConflict(to_json(current))
+    conn.execute("DELETE FROM task_updates WHERE task_id = %s", [task_id])
+    conn.execute("DELETE FROM tasks WHERE id = %s", [task_id])
+    return to_json(current)
+
+
+def claim_event(conn: Conn, event_id: str, event_type: str) -> bool:
+    """Record the event as applied in this transaction; False if it already was."""
+    if conn.execute("SELECT 1 FROM processed_events WHERE event_id = %s", [event_id]).fetchone():
+        return False
+    conn.execute("INSERT INTO processed_events (event_id, event_type) VALUES (%s, %s)", [event_id, event_type])
+    return True

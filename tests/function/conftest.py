@@ -1,0 +1,110 @@
+"""The task processor against a real PostgreSQL, connected as the function's own role."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
+if str(LAMBDA_DIR) not in sys.path:
+    sys.path.insert(0, str(LAMBDA_DIR))
+
+from task_processor import api, events  # noqa: E402
+from task_processor.app import TaskApp  # noqa: E402
+from task_processor.db import Database, url_connect  # noqa: E402
+from task_processor.notify import Notifier  # noqa: E402
+
+from taskmgmt_deploy.assets import sql_dir  # noqa: E402
+from taskmgmt_deploy.database.connect import from_url  # noqa: E402
+from taskmgmt_deploy.database.migrate import Migrator  # noqa: E402
+from taskmgmt_deploy.database.sqlfiles import load_migrations  # noqa: E402
+
+
+class FakeEvents:
+    """Records put_events entries; can be told to refuse them."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.fail = False
+        self.lock = threading.Lock()
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        with self.lock:
+            if self.fail:
+                return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "no"}]}
+            self.entries.extend(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]}
+
+    def details(self) -> list[dict[str, Any]]:
+        return [json.loads(entry["Detail"]) for entry in self.entries]
+
+
+@pytest.fixture
+def schema_url(database_url: str) -> str:
+    """A database with the schema applied; returns the admin URL."""
+    Migrator(from_url(database_url), load_migrations(sql_dir()), dsql=False, role_arn=None).apply()
+    return database_url
+
+
+@pytest.fixture
+def app_url(schema_url: str) -> str:
+    """The same database, as the least-privileged role the function uses."""
+    return schema_url.replace("postgres:@", "taskmgmt_app:@")
+
+
+@pytest.fixture
+def bus() -> FakeEvents:
+    return FakeEvents()
+
+
+def make_app(url: str, bus: FakeEvents, **db_options: Any) -> TaskApp:
+    """One function instance. Its OCC backoff sleeps for real: a few jittered milliseconds, and
+    only on conflicts, which is what spreads concurrent writers apart."""
+    return TaskApp(Database(url_connect(url), **db_options), Notifier("task-bus", "us-east-1", client=bus))
+
+
+@pytest.fixture
+def app(app_url: str, bus: FakeEvents) -> TaskApp:
+    return make_app(app_url, bus)
+
+
+class Client:
+    """Sends API Gateway REST (v1) requests straight to the API module."""
+
+    def __init__(self, app: TaskApp):
+        self.app = app
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
+                headers: dict[str, str] | None = None, raw: str | None = None) -> tuple[int, Any, dict[str, str]]:
+        event = {"httpMethod": method, "path": path, "queryStringParameters": query, "headers": headers or {},
+                 "body": raw if raw is not None else (None if body is None else json.dumps(body))}
+        response = api.handle(event, self.app, "test-request")
+        payload = json.loads(response["body"]) if response["body"] else None
+        return response["statusCode"], payload, response["headers"]
+
+    def create(self, **fields: Any) -> dict[str, Any]:
+        status, body, _ = self.request("POST", "/tasks", {"title": "Write the report", "created_by": "ana", **fields})
+        assert status == 201, body
+        return body["task"]
+
+
+@pytest.fixture
+def client(app: TaskApp) -> Client:
+    return Client(app)
+
+
+def task_event(kind: str, detail: dict[str, Any], event_id: str = "evt-1") -> dict[str, Any]:
+    detail_type = {"task.created": "Task Created", "task.updated": "Task Updated",
+                   "task.completed": "Task Completed"}[kind]
+    return {"version": "0", "id": event_id, "detail-type": detail_type, "source": "task.management",
+            "account": "123456789012", "time": "2026-11-25T10:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": {"eventType": kind, **detail}}
+
+
+def send_event(app: TaskApp, event: dict[str, Any]) -> dict[str, Any]:
+    return events.handle(event, app)

@@ -1,0 +1,132 @@
+"""EventBridge task events: applied exactly once, dropped when hopeless, raised when transient."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from task_processor.errors import Unavailable
+from task_processor.handler import lambda_handler
+
+from tests.function.conftest import Client, send_event, task_event
+
+NEW_TASK = {"title": "From an event", "created_by": "ana", "priority": "high"}
+
+
+def test_task_created_event_creates_one_task_and_notifies(app, client: Client, bus):
+    outcome = send_event(app, task_event("task.created", {"taskData": NEW_TASK}))
+    assert outcome["status"] == "applied"
+    _, body, _ = client.request("GET", f"/tasks/{outcome['taskId']}")
+    assert body["task"]["title"] == "From an event" and body["task"]["priority"] == "high"
+    assert [d["eventType"] for d in bus.details()] == ["task.created"]
+
+
+def test_the_same_event_delivered_twice_makes_one_task(app, client: Client, bus):
+    event = task_event("task.created", {"taskData": NEW_TASK}, event_id="dup-1")
+    assert send_event(app, event)["status"] == "applied"
+    assert send_event(app, event)["status"] == "duplicate"
+    _, listed, _ = client.request("GET", "/tasks")
+    assert len(listed["tasks"]) == 1
+    assert len(bus.entries) == 1
+
+
+def test_task_updated_and_completed_events(app, client: Client):
+    task = client.create()
+    updated = send_event(app, task_event("task.updated", {
+        "taskId": task["id"], "updates": {"status": "in-progress", "assigned_to": "bo"}, "updatedBy": "cy"},
+        event_id="u1"))
+    assert updated["status"] == "applied"
+    completed = send_event(app, task_event("task.completed", {"taskId": task["id"], "completedBy": "bo"},
+                                           event_id="c1"))
+    assert completed["status"] == "applied"
+    _, body, _ = client.request("GET", f"/tasks/{task['id']}")
+    assert body["task"]["status"] == "completed" and body["task"]["version"] == 3
+    assert [(h["field_name"], h["new_value"], h["updated_by"]) for h in body["history"]] == [
+        ("status", "in-progress", "cy"), ("assigned_to", "bo", "cy"), ("status", "completed", "bo")] or sorted(
+        (h["field_name"], h["new_value"], h["updated_by"]) for h in body["history"]) == sorted([
+            ("status", "in-progress", "cy"), ("assigned_to", "bo", "cy"), ("status", "completed", "bo")])
+
+
+def test_detail_type_alone_is_enough(app):
+    event = task_event("task.created", {"taskData": NEW_TASK})
+    del event["detail"]["eventType"]
+    assert send_event(app, event)["status"] == "applied"
+
+
+@pytest.mark.parametrize("detail", [
+    {"eventType": "task.created"},  # no taskData
+    {"eventType": "task.created", "taskData": {"title": ""}},
+    {"eventType": "task.created", "taskData": "not an object"},
+    {"eventType": "task.updated", "taskId": "not-a-uuid", "updates": {"title": "x"}, "updatedBy": "a"},
+    {"eventType": "task.updated", "taskId": str(uuid.uuid4()), "updates": {"colour": "red"}, "updatedBy": "a"},
+    {"eventType": "task.updated", "taskId": str(uuid.uuid4()), "updates": {"title": "x"}},  # no updatedBy
+    {"eventType": "task.completed", "taskId": str(uuid.uuid4())},  # no completedBy
+    {"eventType": "task.exploded"},
+])
+def test_an_event_that_can_never_succeed_is_dropped_not_raised(app, client: Client, detail):
+    event = task_event("task.created", {})
+    event["detail"] = detail
+    assert send_event(app, event)["status"] == "dropped"
+    assert client.request("GET", "/tasks")[1]["tasks"] == []
+
+
+def test_an_event_from_another_source_is_dropped(app):
+    event = task_event("task.created", {"taskData": NEW_TASK})
+    event["source"] = "somebody.else"
+    assert send_event(app, event)["status"] == "dropped"
+
+
+def test_an_update_for_a_task_that_does_not_exist_yet_is_retried(app):
+    event = task_event("task.updated", {"taskId": str(uuid.uuid4()), "updates": {"title": "x"}, "updatedBy": "a"})
+    with pytest.raises(Unavailable):
+        send_event(app, event)
+
+
+def test_a_database_outage_raises_so_lambda_retries(bus, monkeypatch):
+    from tests.function.conftest import make_app
+
+    app = make_app("postgresql://taskmgmt_app@127.0.0.1:9/nowhere?connect_timeout=1", bus)
+    with pytest.raises(Unavailable):
+        send_event(app, task_event("task.created", {"taskData": NEW_TASK}))
+
+
+def test_the_lambda_handler_raises_on_the_event_path(app_url, monkeypatch):
+    """Swallowing the error would make Lambda count the event as delivered (pitfall 16)."""
+    import task_processor.handler as handler_module
+
+    monkeypatch.setattr(handler_module, "_app", None)
+    monkeypatch.delenv("TASKMGMT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DSQL_ENDPOINT", raising=False)
+    with pytest.raises(Unavailable):
+        lambda_handler(task_event("task.created", {"taskData": NEW_TASK}), None)
+    monkeypatch.setattr(handler_module, "_app", None)
+    response = lambda_handler({"httpMethod": "GET", "path": "/tasks"}, None)
+    assert response["statusCode"] == 503
+
+
+def test_a_failed_notification_is_counted_and_the_change_kept(app, client: Client, bus, capsys):
+    from task_processor import observability
+
+    bus.fail = True
+    with observability.invocation("req-1"):
+        task = client.create()
+    out = capsys.readouterr().out
+    assert '"NotificationFailures": 1' in out and '"TasksCreated": 1' in out
+    assert '"message": "notification not published"' in out
+    assert client.request("GET", f"/tasks/{task['id']}")[0] == 200
+
+
+def test_concurrent_deliveries_of_the_same_event_apply_it_once(app_url, bus):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.function.conftest import make_app
+
+    event = task_event("task.created", {"taskData": NEW_TASK}, event_id="race-1")
+    apps = [make_app(app_url, bus) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(lambda a: send_event(a, event)["status"], apps))
+    assert sorted(outcomes) == ["applied"] + ["duplicate"] * 5
+    with psycopg.connect(app_url) as conn:
+        assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 1
