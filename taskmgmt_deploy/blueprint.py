@@ -30,6 +30,7 @@ PACKAGE = resource_key("lambda_package", "task-processor", None)
 ROLE = resource_key("iam_role", "task-processor", None)
 POLICY = resource_key("iam_role_policy", "task-processor", None)
 PEERING = resource_key("dsql_peering", "clusters", None)
+SCHEMA = resource_key("db_schema", "tasks", None)
 
 
 def function_name(stack: StackConfig) -> str:
@@ -49,8 +50,15 @@ def build(stack: StackConfig) -> list[Resource]:
     resources = [_package(), _role(stack), *_clusters(stack)]
     for region in stack.regions:
         resources += _regional(stack, region)
-    resources += [_policy(stack), _dashboard(stack)]
+    resources += [_policy(stack), _dashboard(stack), _schema(stack)]
     return resources
+
+
+def _schema(stack: StackConfig) -> Resource:
+    """Migrations run once both clusters are ACTIVE, on the primary (one database)."""
+    return Resource(kind="db_schema", logical="tasks", region=None, name="tasks", spec={
+        "endpoint": Ref(cluster_key(stack, stack.primary_region), "endpoint"),
+        "region": stack.primary_region, "role_arn": Ref(ROLE, "arn")}, after=(PEERING,))
 
 
 def _tags(stack: StackConfig, kind: str, logical: str, region: str | None) -> dict[str, str]:

@@ -257,6 +257,28 @@ def outputs(
 
 @app.command()
 @with_settings
+def migrate(*, flags: dict[str, str | None]) -> None:
+    """Apply the schema in sql/ and the function's role and grants. Idempotent.
+
+    With TASKMGMT_DATABASE_URL it applies to that PostgreSQL; otherwise to the deployed
+    primary DSQL cluster, as admin with an IAM token. Deploy runs this step too.
+    Example: TASKMGMT_DATABASE_URL=postgresql://localhost/tasks taskmgmt migrate
+    """
+    import psycopg
+
+    from taskmgmt_deploy.factory import run_migrations
+
+    try:
+        done = run_migrations(settings_from(flags), console.info)
+    except psycopg.Error as exc:
+        raise TaskmgmtError(f"cannot migrate: {one_line(exc)}") from None
+    for action in done:
+        console.info(f"  {action}")
+    console.success("the database schema is up to date" + ("" if done else "; nothing to do"))
+
+
+@app.command()
+@with_settings
 def unlock(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Clear it even if its holder still runs.")] = False,

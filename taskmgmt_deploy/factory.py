@@ -19,7 +19,7 @@ from botocore.exceptions import (
 )
 
 from taskmgmt_deploy import blueprint
-from taskmgmt_deploy.assets import lambda_dir
+from taskmgmt_deploy.assets import lambda_dir, sql_dir
 from taskmgmt_deploy.aws.clients import AwsClients
 from taskmgmt_deploy.aws.errors import error_message
 from taskmgmt_deploy.aws.finder import TagFinder
@@ -39,6 +39,7 @@ from taskmgmt_deploy.steps.iam import IamRolePolicyStep, IamRoleStep
 from taskmgmt_deploy.steps.lambda_fn import LambdaFunctionStep, LambdaInvokeConfigStep, LambdaPermissionStep
 from taskmgmt_deploy.steps.logs import LogGroupStep
 from taskmgmt_deploy.steps.package import LambdaPackageStep
+from taskmgmt_deploy.steps.schema import DbSchemaStep, SchemaTarget
 from taskmgmt_deploy.steps.sqs import SqsQueuePolicyStep, SqsQueueStep
 
 # config key -> StackConfig field that cannot change under an existing deployment
@@ -73,9 +74,19 @@ class Stack:
     aws: AwsClients
 
 
-def make_steps(aws: AwsClients, builder: PackageBuilder) -> dict[str, Step]:
+def schema_target(settings: Settings, aws: AwsClients | None) -> SchemaTarget:
+    if settings.database_url:
+        return SchemaTarget(sql_dir(), database_url=settings.database_url)
+    if settings.endpoint_url:
+        return SchemaTarget(sql_dir(), skip_reason=f"no database behind the AWS emulator at "
+                                                   f"{settings.endpoint_url}: set TASKMGMT_DATABASE_URL "
+                                                   "(the sandbox does)")
+    return SchemaTarget(sql_dir(), aws=aws)
+
+
+def make_steps(aws: AwsClients, builder: PackageBuilder, schema: SchemaTarget) -> dict[str, Step]:
     steps: list[Step] = [
-        LambdaPackageStep(builder), IamRoleStep(aws), IamRolePolicyStep(aws), DsqlClusterStep(aws),
+        LambdaPackageStep(builder), DbSchemaStep(schema), IamRoleStep(aws), IamRolePolicyStep(aws), DsqlClusterStep(aws),
         DsqlPeeringStep(aws), SqsQueueStep(aws), SqsQueuePolicyStep(aws), EventBusStep(aws),
         EventRuleStep(aws), EventTargetStep(aws), LogGroupStep(aws), LambdaFunctionStep(aws),
         LambdaInvokeConfigStep(aws), LambdaPermissionStep(aws), MetricAlarmStep(aws), DashboardStep(aws),
@@ -172,7 +183,7 @@ def open_stack(settings: Settings, reporter: Reporter, *, command: str, lock: bo
             raise UserError(f"the credentials are for account {account}, but environment "
                             f"'{settings.stack.env}' is deployed in account {manifest.account_id}")
         manifest.account_id = account
-        engine = Engine(make_steps(aws, package_builder(runtime)), manifest, reporter=reporter,
+        engine = Engine(make_steps(aws, package_builder(runtime), schema_target(settings, aws)), manifest, reporter=reporter,
                         max_workers=settings.max_workers, clock=runtime.clock, cancel=cancel,
                         finder=TagFinder(aws, stack_config.regions, stack_config.tags()))
         yield Stack(settings, blueprint.build(stack_config), manifest, engine, aws)
@@ -189,10 +200,36 @@ def rebuild_manifest(settings: Settings, reporter: Reporter, runtime: Runtime | 
         aws = aws_clients(settings, runtime)
         account = caller_account(aws)
         manifest = Manifest(path=path, env=settings.stack.env, account_id=account, config=settings.stack.to_dict())
-        engine = Engine(make_steps(aws, package_builder(runtime)), manifest, reporter=reporter,
+        engine = Engine(make_steps(aws, package_builder(runtime), schema_target(settings, aws)), manifest, reporter=reporter,
                         max_workers=settings.max_workers, clock=runtime.clock)
         moved = None
         if path.exists():
             moved = path.with_name(f"{path.name}.replaced-{utc_now().replace(':', '')}")
             path.rename(moved)
         return engine.rebuild(blueprint.build(settings.stack)), moved
+
+
+def run_migrations(settings: Settings, progress: Callable[[str], None],
+                   runtime: Runtime | None = None) -> list[str]:
+    """Apply sql/ now: to TASKMGMT_DATABASE_URL, else to the deployed primary cluster."""
+    runtime = runtime or RUNTIME
+    with EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env) as env_lock:
+        env_lock.acquire("migrate")
+        if settings.database_url:
+            target = SchemaTarget(sql_dir(), database_url=settings.database_url)
+            return target.migrator(None, settings.stack.primary_region, None, runtime.clock, progress).apply()
+        manifest = require_manifest(settings)
+        stack = recorded_config(manifest)
+        cluster = manifest.get(blueprint.cluster_key(stack, stack.primary_region))
+        role = manifest.get(blueprint.ROLE)
+        if cluster is None or role is None or not cluster.outputs.get("endpoint"):
+            raise UserError(f"environment '{stack.env}' has no deployed primary cluster and role yet: "
+                            "run `taskmgmt deploy` first")
+        if settings.endpoint_url:
+            raise UserError(f"there is no database behind the AWS emulator at {settings.endpoint_url}: "
+                            "set TASKMGMT_DATABASE_URL")
+        aws = aws_clients(settings, runtime)
+        caller_account(aws)
+        target = SchemaTarget(sql_dir(), aws=aws)
+        return target.migrator(cluster.outputs["endpoint"], stack.primary_region, role.outputs.get("arn"),
+                               runtime.clock, progress).apply()

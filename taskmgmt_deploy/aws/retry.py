@@ -73,6 +73,10 @@ SCHEDULES = {
     "lambda_busy": (0.5, 5.0, 300.0),
     "queue_deleted_recently": (5.0, 10.0, 90.0),
     "dsql_conflict": (2.0, 15.0, 600.0),
+    # DSQL optimistic concurrency (SQLSTATE 40001): retry the whole transaction, quickly.
+    "occ_conflict": (0.05, 2.0, 120.0),
+    # A cluster that just became ACTIVE may refuse connections for a moment (DNS, warm-up).
+    "database_connect": (1.0, 10.0, 300.0),
 }
 
 

@@ -1,0 +1,66 @@
+"""The done criterion of the provisioning issue, as a user runs it: `moto_server` in its own
+process, the `taskmgmt` command pointed at it with AWS_ENDPOINT_URL, default regions."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def moto_server(tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "moto.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def taskmgmt(cwd: Path, endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TASKMGMT_DATABASE")}
+    env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
+    executable = Path(sys.executable).parent / "taskmgmt"
+    return subprocess.run([str(executable), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_deploy_status_destroy_against_moto_server(moto_server, tmp_path):
+    deployed = taskmgmt(tmp_path, moto_server, "deploy", "--yes")
+    assert deployed.returncode == 0, deployed.stderr
+    assert "39 to create, 1 skip" in deployed.stderr  # the schema: no database behind the emulator
+    status = taskmgmt(tmp_path, moto_server, "status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    report = json.loads(status.stdout)
+    assert {r["health"] for r in report["resources"]} == {"ok", "skipped"}
+    outputs = json.loads(taskmgmt(tmp_path, moto_server, "outputs", "--json").stdout)
+    assert set(outputs["regions"]) == {"us-east-1", "us-west-2"}
+    destroyed = taskmgmt(tmp_path, moto_server, "destroy", "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert "nothing left" in destroyed.stderr
+    assert not (tmp_path / ".taskmgmt" / "dev.json").exists()
