@@ -85,6 +85,7 @@ class Settings:
     profile: str | None = None
     endpoint_url: str | None = None
     database_url: str | None = field(default=None, repr=False)
+    sandbox: bool = False  # AWS is the sandbox's emulator; the database its PostgreSQL
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

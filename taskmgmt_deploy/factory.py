@@ -30,7 +30,7 @@ from taskmgmt_deploy.errors import ManifestError, UserError
 from taskmgmt_deploy.lock import EnvLock, lock_path
 from taskmgmt_deploy.manifest import Manifest, manifest_path, utc_now
 from taskmgmt_deploy.models import Resource
-from taskmgmt_deploy.packaging import LAMBDA_ARM64, Installer, PackageBuilder, Target, pip_install
+from taskmgmt_deploy.packaging import LAMBDA_ARM64, Installer, PackageBuilder, Target, pip_install, this_machine
 from taskmgmt_deploy.steps.base import Step
 from taskmgmt_deploy.steps.cloudwatch import DashboardStep, MetricAlarmStep
 from taskmgmt_deploy.steps.dsql import DsqlClusterStep, DsqlPeeringStep
@@ -53,10 +53,16 @@ def _default_cache() -> Path:
     return Path(base)
 
 
+def default_session(settings: Settings) -> boto3.Session:
+    if settings.sandbox:  # the emulator takes any credentials; never use real ones with it
+        return boto3.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
+    return boto3.Session(profile_name=settings.profile)
+
+
 @dataclass
 class Runtime:
     clock: Clock = field(default_factory=SystemClock)
-    session_factory: Callable[[str | None], boto3.Session] = lambda profile: boto3.Session(profile_name=profile)
+    session_factory: Callable[[Settings], boto3.Session] = default_session
     package_target: Target = LAMBDA_ARM64
     installer: Installer = pip_install
     cache_dir: Path = field(default_factory=_default_cache)
@@ -94,15 +100,17 @@ def make_steps(aws: AwsClients, builder: PackageBuilder, schema: SchemaTarget) -
     return {step.kind: step for step in steps}
 
 
-def package_builder(runtime: Runtime | None = None) -> PackageBuilder:
+def package_builder(settings: Settings, runtime: Runtime | None = None) -> PackageBuilder:
+    """For Lambda's arm64 platform; in the sandbox, for this machine, whose Python runs it."""
     runtime = runtime or RUNTIME
-    return PackageBuilder(lambda_dir(), runtime.cache_dir / "packages", runtime.package_target, runtime.installer)
+    target = this_machine() if settings.sandbox else runtime.package_target
+    return PackageBuilder(lambda_dir(), runtime.cache_dir / "packages", target, runtime.installer)
 
 
 def aws_clients(settings: Settings, runtime: Runtime | None = None) -> AwsClients:
     runtime = runtime or RUNTIME
     try:
-        session = runtime.session_factory(settings.profile)
+        session = runtime.session_factory(settings)
     except ProfileNotFound as exc:
         raise UserError(f"AWS_PROFILE={settings.profile!r} is invalid: {exc}") from None
     return AwsClients(session, endpoint_url=settings.endpoint_url, home_region=settings.stack.primary_region,
@@ -183,7 +191,7 @@ def open_stack(settings: Settings, reporter: Reporter, *, command: str, lock: bo
             raise UserError(f"the credentials are for account {account}, but environment "
                             f"'{settings.stack.env}' is deployed in account {manifest.account_id}")
         manifest.account_id = account
-        engine = Engine(make_steps(aws, package_builder(runtime), schema_target(settings, aws)), manifest, reporter=reporter,
+        engine = Engine(make_steps(aws, package_builder(settings, runtime), schema_target(settings, aws)), manifest, reporter=reporter,
                         max_workers=settings.max_workers, clock=runtime.clock, cancel=cancel,
                         finder=TagFinder(aws, stack_config.regions, stack_config.tags()))
         yield Stack(settings, blueprint.build(stack_config), manifest, engine, aws)
@@ -200,7 +208,7 @@ def rebuild_manifest(settings: Settings, reporter: Reporter, runtime: Runtime | 
         aws = aws_clients(settings, runtime)
         account = caller_account(aws)
         manifest = Manifest(path=path, env=settings.stack.env, account_id=account, config=settings.stack.to_dict())
-        engine = Engine(make_steps(aws, package_builder(runtime), schema_target(settings, aws)), manifest, reporter=reporter,
+        engine = Engine(make_steps(aws, package_builder(settings, runtime), schema_target(settings, aws)), manifest, reporter=reporter,
                         max_workers=settings.max_workers, clock=runtime.clock)
         moved = None
         if path.exists():

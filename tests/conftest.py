@@ -144,8 +144,8 @@ def database_url(pg_server: Any) -> str:
 def runtime(clock: FakeClock, calls: CallLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
             database_url: str) -> factory.Runtime:
     monkeypatch.setenv("TASKMGMT_DATABASE_URL", database_url)
-    def session(profile: str | None) -> boto3.Session:
-        made = boto3.Session(profile_name=profile)
+    def session(settings: Any) -> boto3.Session:
+        made = factory.default_session(settings)
         made.events.register("before-call", calls.record)
         return made
 

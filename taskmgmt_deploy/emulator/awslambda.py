@@ -39,6 +39,7 @@ class Invocation:
     handler: str
     runtime: str
     timeout: int
+    memory: int
     environment: dict[str, str]
     code: bytes
     payload: bytes
@@ -240,7 +241,7 @@ def invocation_for(fn: LambdaFunction, body: Any, asynchronous: bool) -> Invocat
     payload = body if isinstance(body, bytes) else (body or "").encode()
     return Invocation(
         function_name=fn.function_name, function_arn=fn.function_arn, region=fn.region,
-        handler=fn.handler, runtime=fn.run_time, timeout=int(fn.timeout),
+        handler=fn.handler, runtime=fn.run_time, timeout=int(fn.timeout), memory=int(fn.memory_size),
         environment=dict(fn.environment_vars or {}), code=fn.code_bytes, payload=payload,
         asynchronous=asynchronous)
 

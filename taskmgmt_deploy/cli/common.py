@@ -1,0 +1,154 @@
+"""What every command shares: the typer app, the console, the configuration options, Ctrl-C.
+
+Exit codes: 0 done, 1 failed (or drift, for status), 2 the user asked for something
+invalid and nothing was changed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
+import typer
+
+from taskmgmt_deploy.config import Settings, load_settings
+from taskmgmt_deploy.console import Console
+from taskmgmt_deploy.errors import TaskmgmtError, UserError, one_line
+from taskmgmt_deploy.models import Action, Change, Health, Resource
+
+try:  # recent typer vendors click and raises its own copies of click's exceptions
+    from typer._click.exceptions import ClickException as _VendoredClickException
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _VendoredClickException = click.ClickException
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+_USAGE = (click.ClickException, _VendoredClickException)
+
+app = typer.Typer(
+    name="taskmgmt",
+    help="Provision, check and remove the two-region Aurora DSQL task-management backend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+
+# parameter name -> (configuration key, option declarations, help)
+_OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "env": ("ENVIRONMENT", ("--env",), "Environment name: 1-16 lowercase letters, digits, dashes. \\[default: dev]"),
+    "primary_region": ("PRIMARY_REGION", ("--primary-region",), "Region of the first DSQL cluster. \\[default: us-east-1]"),
+    "secondary_region": ("SECONDARY_REGION", ("--secondary-region",),
+                         "Region of the peer cluster, in the same DSQL region set. \\[default: us-west-2]"),
+    "witness_region": ("WITNESS_REGION", ("--witness-region",),
+                       "Witness region of the pair. \\[default: the set's remaining region]"),
+    "prefix": ("CLUSTER_NAME_PREFIX", ("--prefix",), "Prefix of every resource name. \\[default: task-mgmt]"),
+    "log_retention_days": ("LOG_RETENTION_DAYS", ("--log-retention-days",), "Log retention in days. \\[default: 7]"),
+    "lambda_memory": ("LAMBDA_MEMORY_SIZE", ("--lambda-memory",), "Function memory in MB, 128-10240. \\[default: 512]"),
+    "lambda_timeout": ("LAMBDA_TIMEOUT", ("--lambda-timeout",), "Function timeout in seconds, 1-900. \\[default: 60]"),
+    "profile": ("AWS_PROFILE", ("--profile",), "AWS profile, as with the AWS CLI."),
+    "endpoint_url": ("AWS_ENDPOINT_URL", ("--endpoint-url",), "Send every AWS call here (an emulator)."),
+    "state_dir": ("TASKMGMT_STATE_DIR", ("--state-dir",), "Where manifests and locks live. \\[default: ./.taskmgmt]"),
+    "max_workers": ("TASKMGMT_MAX_WORKERS", ("--max-workers",), "Concurrent AWS calls, 1-64. \\[default: 8]"),
+}
+
+
+def _common_parameters() -> list[inspect.Parameter]:
+    params = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[str], typer.Option(*decls, help=text, show_default=False, metavar="TEXT",
+                                        rich_help_panel="Configuration (flag > environment > .env > default)")])
+        for name, (_, decls, text) in _OPTIONS.items()
+    ]
+    params.append(inspect.Parameter("sandbox", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                    annotation=Annotated[bool, typer.Option(
+                                        "--sandbox", help="Work on the local sandbox instead of AWS.",
+                                        rich_help_panel="Configuration (flag > environment > .env > default)")]))
+    params.append(inspect.Parameter("deletion_protection", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                    annotation=Annotated[Optional[bool], typer.Option(
+                                        "--deletion-protection/--no-deletion-protection", show_default=False,
+                                        help="DSQL deletion protection. \\[default: on for prod and staging]",
+                                        rich_help_panel="Configuration (flag > environment > .env > default)")]))
+    return params
+
+
+def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the configuration options to a command and hand it a `flags` mapping instead."""
+    common = _common_parameters()
+    signature = inspect.signature(fn, eval_str=True)  # a preset __signature__ is not evaluated later
+    own = [p for p in signature.parameters.values() if p.name != "flags"]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        flags: dict[str, str | None] = {key: kwargs.pop(name) for name, (key, _, _) in _OPTIONS.items()}
+        protection = kwargs.pop("deletion_protection")
+        flags["DELETION_PROTECTION"] = None if protection is None else str(protection).lower()
+        flags["SANDBOX"] = "true" if kwargs.pop("sandbox") else None
+        return fn(flags=flags, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + common)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in common}}
+    return wrapper
+
+
+def settings_from(flags: dict[str, str | None], start_sandbox: bool = False) -> Settings:
+    settings = load_settings(flags, os.environ, Path.cwd())
+    if not flags.get("SANDBOX"):
+        return settings
+    for flag, key in (("--endpoint-url", "AWS_ENDPOINT_URL"), ("--profile", "AWS_PROFILE")):
+        if flags.get(key):
+            raise UserError(f"{flag} and --sandbox conflict: the sandbox is its own AWS")
+    from taskmgmt_deploy.sandbox.control import Sandbox
+
+    sandbox = Sandbox(settings.state_dir / "sandbox")
+    if start_sandbox:
+        for line in sandbox.start():
+            console.info(line)
+    return replace(settings, sandbox=True, endpoint_url=sandbox.endpoint_url, database_url=sandbox.database_url,
+                   profile=None, state_dir=sandbox.root)
+
+
+@contextmanager
+def interruptible() -> Iterator[threading.Event]:
+    """First Ctrl-C: finish the calls in flight, save the manifest, exit 130. Second: stop now."""
+    cancel = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        console.warn("interrupted: finishing the calls in flight and saving the manifest "
+                     "(press Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def summary(changes: list[tuple[Resource, Change]]) -> str:
+    counts = {action: sum(1 for _, c in changes if c.action is action) for action in Action}
+    return ", ".join(f"{counts[a]} to {a.value}" if a in (Action.CREATE, Action.UPDATE) else f"{counts[a]} {a.value}"
+                     for a in (Action.CREATE, Action.UPDATE, Action.NOOP, Action.SKIP) if counts[a])
+
+
+def confirm_changes(preview: list[tuple[Resource, Change]]) -> bool:
+    changes = [(r, c) for r, c in preview if c.mutates]
+    console.plan_table(changes, stream="err")
+    if not sys.stdin.isatty():
+        raise UserError(f"deploy would change {len(changes)} resources and there is no terminal to ask: "
+                        "pass --yes to apply, or --plan to only look")
+    return console.confirm(f"Apply these {len(changes)} changes?")
+
+

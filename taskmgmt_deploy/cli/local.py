@@ -1,0 +1,178 @@
+"""Working locally and checking a deployment: sandbox, invoke, smoke, serve."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from taskmgmt_deploy.cli.common import app, console, settings_from, with_settings
+from taskmgmt_deploy.config import load_settings
+from taskmgmt_deploy.errors import UserError
+
+sandbox_app = typer.Typer(help="The local sandbox: an AWS emulator and a PostgreSQL in the background.",
+                          no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+StateDir = Annotated[Optional[str], typer.Option("--state-dir", help="Where the sandbox lives "
+                                                 "({state-dir}/sandbox). \\[default: ./.taskmgmt]")]
+
+
+def _sandbox(state_dir: str | None):  # noqa: ANN202
+    import os
+
+    from taskmgmt_deploy.sandbox.control import Sandbox
+
+    settings = load_settings({"TASKMGMT_STATE_DIR": state_dir}, os.environ, Path.cwd())
+    return Sandbox(settings.state_dir / "sandbox")
+
+
+@sandbox_app.command("start")
+def sandbox_start(state_dir: StateDir = None) -> None:
+    """Start the emulator and PostgreSQL on 127.0.0.1 and free ports (does nothing if running)."""
+    sandbox = _sandbox(state_dir)
+    done = sandbox.start()
+    for line in done:
+        console.info(line)
+    console.success("the sandbox is running" + ("" if done else " (it already was)"))
+
+
+@sandbox_app.command("stop")
+def sandbox_stop(state_dir: StateDir = None) -> None:
+    """Stop exactly the processes `sandbox start` started. Its data stays for the next start."""
+    for line in _sandbox(state_dir).stop():
+        console.info(line)
+
+
+@sandbox_app.command("status")
+def sandbox_status(state_dir: StateDir = None,
+                   as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """What runs where. Exit 0 when everything runs, 1 when not."""
+    sandbox = _sandbox(state_dir)
+    components = sandbox.components()
+    rows = [{"name": c.name, "pid": c.pid, "url": c.url, "running": c.alive(), "log": c.log,
+             "started_at": c.started_at} for c in components.values()]
+    running = bool(rows) and all(row["running"] for row in rows) and len(rows) == 2
+    if as_json:
+        console.json({"running": running, "root": str(sandbox.root), "components": rows})
+    elif not rows:
+        console.info("the sandbox is not running")
+    else:
+        for row in rows:
+            state = "running" if row["running"] else "not running"
+            console.key_values({row["name"]: {"state": state, "pid": row["pid"], "url": row["url"], "log": row["log"]}})
+    if not running:
+        raise typer.Exit(1)
+
+
+@app.command()
+@with_settings
+def invoke(
+    payload: Annotated[str, typer.Option("--payload", help="The event, as JSON or @file.json.")],
+    region: Annotated[Optional[str], typer.Option("--region", help="Which region's function. "
+                                                  "\\[default: the primary]")] = None,
+    *, flags: dict[str, str | None],
+) -> None:
+    """Invoke the deployed function and print its response.
+
+    Example: taskmgmt invoke --payload '{"httpMethod": "GET", "path": "/tasks"}'
+    """
+    from taskmgmt_deploy.factory import open_stack
+    from taskmgmt_deploy.functions import Functions
+
+    body = _payload(payload)
+    settings = settings_from(flags)
+    with open_stack(settings, console, command="invoke", lock=False, existing=True) as stack:
+        functions = Functions(stack.aws, stack.manifest)
+        raw, error = functions.invoke_raw(region or functions.regions[0], body)
+    try:
+        console.json(json.loads(raw))
+    except ValueError:
+        sys.stdout.write(raw.decode(errors="replace") + "\n")
+    if error:
+        console.error(f"the function failed ({error})")
+        raise typer.Exit(1)
+
+
+def _payload(text: str) -> bytes:
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise UserError(f"--payload {text!r} is invalid: {exc.strerror}") from None
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"--payload is invalid: not JSON ({exc})") from None
+    return text.encode()
+
+
+@app.command()
+@with_settings
+def smoke(*, flags: dict[str, str | None]) -> None:
+    """Prove the deployed stack works end to end, one line per check; exit 0 only if all pass.
+
+    Puts a Task Created event on the primary bus, reads the task through the function in
+    both regions, updates it with its version, checks a stale version gets 409, completes
+    it, checks its history, and removes it.
+    """
+    if not run_smoke(settings_from(flags)):
+        raise typer.Exit(1)
+
+
+def run_smoke(settings) -> bool:  # noqa: ANN001
+    from taskmgmt_deploy.factory import RUNTIME, open_stack
+    from taskmgmt_deploy.functions import Functions
+    from taskmgmt_deploy.smoke import Check, Smoke
+
+    def report(check: Check) -> None:
+        if check.ok:
+            console.success(f"ok    {check.name} ({check.seconds:.1f}s): {check.observed}")
+        else:
+            console.error(f"FAIL  {check.name}: expected {check.expected}, observed {check.observed}")
+
+    with open_stack(settings, console, command="smoke", lock=False, existing=True) as stack:
+        checks = Smoke(Functions(stack.aws, stack.manifest), RUNTIME.clock, report).run()
+    passed = sum(check.ok for check in checks)
+    if passed == len(checks):
+        console.success(f"smoke test passed: {passed} checks")
+        return True
+    console.error(f"smoke test failed: {len(checks) - passed} of {len(checks)} checks failed")
+    return False
+
+
+@app.command()
+@with_settings
+def serve(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
+    region: Annotated[Optional[str], typer.Option("--region", help="Which region's function. "
+                                                  "\\[default: the primary]")] = None,
+    *, flags: dict[str, str | None],
+) -> None:
+    """Serve the task API on http://127.0.0.1:PORT by invoking the deployed function.
+
+    Example: taskmgmt serve --sandbox --port 8080, then curl localhost:8080/tasks
+    """
+    from taskmgmt_deploy.factory import open_stack
+    from taskmgmt_deploy.functions import Functions
+    from taskmgmt_deploy.serve import make_server
+
+    settings = settings_from(flags)
+    with open_stack(settings, console, command="serve", lock=False, existing=True) as stack:
+        functions = Functions(stack.aws, stack.manifest)
+        target = region or functions.regions[0]
+        functions.name(target)
+        try:
+            server = make_server(port, lambda body: functions.invoke_raw(target, body), console.info)
+        except OSError as exc:
+            raise UserError(f"--port {port} is invalid: {exc.strerror}; choose another with --port") from None
+        console.success(f"serving the task API of {target} on http://127.0.0.1:{server.server_port} (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            console.info("stopped")
+        finally:
+            server.server_close()

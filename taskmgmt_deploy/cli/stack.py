@@ -1,0 +1,192 @@
+"""Commands on a deployed stack: deploy, status, destroy, outputs, migrate, unlock."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from taskmgmt_deploy.cli.common import (
+    confirm_changes, summary, app, console, interruptible, settings_from, with_settings,
+)
+from taskmgmt_deploy.config import Settings
+from taskmgmt_deploy.errors import TaskmgmtError, UserError, one_line
+from taskmgmt_deploy.models import Health
+
+
+@app.command()
+@with_settings
+def deploy(
+    plan: Annotated[bool, typer.Option("--plan", help="Only show what would change; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking for confirmation.")] = False,
+    *, flags: dict[str, str | None],
+) -> None:
+    """Create or update the whole stack in both regions, then print its outputs.
+
+    Idempotent: an up-to-date stack makes no change. An interrupted deploy resumes where it
+    stopped. Example: taskmgmt deploy --env dev --yes
+    """
+    from taskmgmt_deploy.factory import open_stack
+    from taskmgmt_deploy.outputs import stack_outputs
+
+    settings = settings_from(flags, start_sandbox=not plan)
+    if plan:
+        with open_stack(settings, console, command="plan", lock=False, existing=False) as stack:
+            changes = stack.engine.plan(stack.resources)
+        console.plan_table(changes)
+        console.info(f"plan for {settings.stack.stack}: {summary(changes)}")
+        return
+    with interruptible() as cancel, open_stack(settings, console, command="deploy", lock=True,
+                                               existing=False, cancel=cancel) as stack:
+        stack.manifest.config = settings.stack.to_dict()  # written with the first recorded change
+        changes = stack.engine.deploy(stack.resources, confirm=None if yes else confirm_changes)
+        stack.manifest.save()
+        console.success(f"deployed {settings.stack.stack}: {summary(changes)}")
+        console.key_values(stack_outputs(stack.manifest))
+    if settings.sandbox:  # the sandbox proves itself after every deploy
+        from taskmgmt_deploy.cli.local import run_smoke
+
+        if not run_smoke(settings):
+            raise typer.Exit(1)
+
+
+@app.command()
+@with_settings
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild a lost or damaged manifest from the "
+                                                            "live resources found by name and tags.")] = False,
+    *, flags: dict[str, str | None],
+) -> None:
+    """Check every deployed resource against AWS: present, as configured, healthy.
+
+    Exit 0 when all is well, 1 when something is missing or drifted, 2 on error.
+    Example: taskmgmt status --json
+    """
+    from taskmgmt_deploy.factory import open_stack
+
+    settings = settings_from(flags)
+    if rebuild:
+        _rebuild(settings)
+    with open_stack(settings, console, command="status", lock=False, existing=True) as stack:
+        statuses = stack.engine.status(stack.resources)
+    healthy = all(s.health in (Health.OK, Health.SKIPPED) for s in statuses)
+    if as_json:
+        console.json({"env": settings.stack.env, "healthy": healthy, "resources": [
+            {"key": s.key, "kind": s.kind, "region": s.region, "id": s.id, "state": s.state,
+             "health": s.health.value, "problems": list(s.problems)} for s in statuses]})
+    else:
+        console.status_table(statuses)
+        bad = sum(1 for s in statuses if s.health not in (Health.OK, Health.SKIPPED))
+        console.info(f"{settings.stack.stack}: all {len(statuses)} resources as deployed" if healthy
+                     else f"{settings.stack.stack}: {bad} of {len(statuses)} resources missing or drifted")
+    if not healthy:
+        raise typer.Exit(1)
+
+
+def _rebuild(settings: Settings) -> None:
+    from taskmgmt_deploy.factory import rebuild_manifest
+
+    found, moved = rebuild_manifest(settings, console)
+    if moved:
+        console.warn(f"the unreadable manifest was kept as {moved}")
+    console.info(f"rebuilt the manifest from {found} live resources")
+
+
+@app.command()
+@with_settings
+def destroy(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Turn DSQL deletion protection off, then delete.")] = False,
+    *, flags: dict[str, str | None],
+) -> None:
+    """Delete every resource of the environment, in reverse order, then sweep by tags.
+
+    Refuses while DSQL deletion protection is on, unless --force. Example: taskmgmt destroy --yes
+    """
+    from taskmgmt_deploy.factory import open_stack
+
+    settings = settings_from(flags)
+    if not yes:
+        question = (f"Delete every resource of {settings.stack.stack}, databases included, "
+                    f"in {settings.stack.primary_region} and {settings.stack.secondary_region}?")
+        if not sys.stdin.isatty():
+            raise UserError("destroy needs confirmation and there is no terminal to ask: pass --yes")
+        if not console.confirm(question):
+            raise UserError("destroy cancelled; nothing was changed")
+    with interruptible() as cancel, open_stack(settings, console, command="destroy", lock=True,
+                                               existing=True, cancel=cancel) as stack:
+        report = stack.engine.destroy(stack.resources, force=force)
+    for what, why in report.left:
+        console.warn(f"left behind: {what}: {why}")
+    if report.left:
+        console.error(f"{len(report.left)} resources of {settings.stack.stack} remain; the manifest was kept")
+        raise typer.Exit(1)
+    console.success(f"destroyed {settings.stack.stack}: {len(report.deleted)} resources deleted, nothing left")
+
+
+@app.command()
+@with_settings
+def outputs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    *, flags: dict[str, str | None],
+) -> None:
+    """Print cluster ARNs and endpoints, buses, functions, queues and the dashboard, per region."""
+    from taskmgmt_deploy.factory import require_manifest
+    from taskmgmt_deploy.outputs import stack_outputs
+
+    data = stack_outputs(require_manifest(settings_from(flags)))
+    console.json(data) if as_json else console.key_values(data)
+
+
+@app.command()
+@with_settings
+def migrate(*, flags: dict[str, str | None]) -> None:
+    """Apply the schema in sql/ and the function's role and grants. Idempotent.
+
+    With TASKMGMT_DATABASE_URL it applies to that PostgreSQL; otherwise to the deployed
+    primary DSQL cluster, as admin with an IAM token. Deploy runs this step too.
+    Example: TASKMGMT_DATABASE_URL=postgresql://localhost/tasks taskmgmt migrate
+    """
+    import psycopg
+
+    from taskmgmt_deploy.factory import run_migrations
+
+    try:
+        done = run_migrations(settings_from(flags), console.info)
+    except psycopg.Error as exc:
+        raise TaskmgmtError(f"cannot migrate: {one_line(exc)}") from None
+    for action in done:
+        console.info(f"  {action}")
+    console.success("the database schema is up to date" + ("" if done else "; nothing to do"))
+
+
+@app.command()
+@with_settings
+def unlock(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Clear it even if its holder still runs.")] = False,
+    *, flags: dict[str, str | None],
+) -> None:
+    """Clear the lock a crashed deploy or destroy left behind."""
+    from taskmgmt_deploy.lock import EnvLock, lock_path
+
+    settings = settings_from(flags)
+    lock = EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env)
+    holder = lock.read()
+    if holder is None:
+        console.info(f"environment '{settings.stack.env}' is not locked")
+        return
+    if not holder.is_dead() and not force:
+        raise UserError(f"the lock is held by {holder.describe()}, which may still be running; "
+                        "wait for it, or pass --force if you are sure it is not")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("unlock needs confirmation and there is no terminal to ask: pass --yes")
+        if not console.confirm(f"Clear the lock held by {holder.describe()}?"):
+            raise UserError("unlock cancelled")
+    lock.break_lock()
+    console.success(f"cleared the lock of environment '{settings.stack.env}' held by {holder.describe()}")
+
+

@@ -1,0 +1,49 @@
+"""Call the deployed task processor through Lambda Invoke, in either region."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from taskmgmt_deploy.aws.clients import AwsClients
+from taskmgmt_deploy.errors import TaskmgmtError, UserError
+from taskmgmt_deploy.manifest import Manifest
+from taskmgmt_deploy.models import resource_key
+
+
+class FunctionError(TaskmgmtError):
+    """The function raised instead of answering."""
+
+
+class Functions:
+    def __init__(self, aws: AwsClients, manifest: Manifest):
+        self.aws, self.manifest = aws, manifest
+
+    @property
+    def regions(self) -> tuple[str, str]:
+        return (self.manifest.config["primary_region"], self.manifest.config["secondary_region"])
+
+    def name(self, region: str) -> str:
+        if region not in self.regions:
+            raise UserError(f"--region {region!r} is invalid: environment '{self.manifest.env}' is deployed in "
+                            + " and ".join(self.regions))
+        record = self.manifest.get(resource_key("lambda_function", "task-processor", region))
+        if record is None or record.state != "ready":
+            raise UserError(f"the function in {region} is not deployed: run `taskmgmt deploy` first")
+        return str(record.name)
+
+    def invoke_raw(self, region: str, payload: bytes) -> tuple[bytes, str | None]:
+        answer = self.aws.get("lambda", region).invoke(FunctionName=self.name(region), Payload=payload)
+        return answer["Payload"].read(), answer.get("FunctionError")
+
+    def request(self, region: str, method: str, path: str, body: Any = None,
+                query: dict[str, str] | None = None) -> tuple[int, Any]:
+        """An API Gateway-style request; returns (status, parsed body)."""
+        event = {"httpMethod": method, "path": path, "queryStringParameters": query,
+                 "headers": {"content-type": "application/json"},
+                 "body": None if body is None else json.dumps(body)}
+        raw, error = self.invoke_raw(region, json.dumps(event).encode())
+        if error:
+            raise FunctionError(f"the function in {region} failed: {raw.decode(errors='replace')[:300]}")
+        response = json.loads(raw)
+        return int(response["statusCode"]), json.loads(response["body"]) if response.get("body") else None

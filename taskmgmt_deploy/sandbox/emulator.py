@@ -1,0 +1,59 @@
+"""The sandbox's AWS: `python -m taskmgmt_deploy.sandbox.emulator --port P ...`.
+
+moto's server with the fidelity layer on the real clock, with short but real delays (IAM
+propagation, Lambda Pending, DSQL activation), so a sandbox deploy takes the same paths
+as one on AWS; Lambda invocations and EventBridge deliveries run the function's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+from taskmgmt_deploy.clock import SystemClock
+
+SANDBOX_FIDELITY = {"iam_propagation": 0.6, "lambda_settle": 0.3, "dsql_activation": 2.0,
+                    "dsql_deletion": 1.0, "dsql_update": 0.5, "asynchronous_events": True}
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--database-url", required=True, help="what functions use instead of DSQL")
+    args = parser.parse_args(argv)
+
+    os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"  # DSQL in us-west-2 and other regions
+    from moto.core.config import default_user_config
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    from taskmgmt_deploy.emulator import Fidelity, FidelitySettings
+    from taskmgmt_deploy.sandbox.runner import FunctionRunner
+
+    default_user_config["lambda"]["use_docker"] = False  # the runner executes the code instead
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    url = f"http://{args.host}:{args.port}"
+    runner = FunctionRunner(args.workdir, {**CREDENTIALS, "AWS_ENDPOINT_URL": url,
+                                           "TASKMGMT_DATABASE_URL": args.database_url})
+    fidelity = Fidelity(SystemClock(), FidelitySettings(**SANDBOX_FIDELITY), invoker=runner).install()
+    server = ThreadedMotoServer(args.host, args.port, verbose=False)
+    server.start()
+    print(f"sandbox emulator listening on {url}", flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    fidelity.uninstall()
+    runner.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The sandbox, driven through the real command line as a newcomer would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+TASKMGMT = str(Path(sys.executable).parent / "taskmgmt")
+
+
+def run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TASKMGMT_DATABASE"))}
+    return subprocess.run([TASKMGMT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def components(cwd: Path) -> dict[str, dict]:
+    status = run(cwd, "sandbox", "status", "--json")
+    return {c["name"]: c for c in json.loads(status.stdout)["components"]}
+
+
+def leftovers(pids: list[int], ports: list[int], within: float = 15.0) -> list[str]:
+    """What is still alive (a zombie awaiting its reaper counts as gone) or still listening."""
+    deadline = time.monotonic() + within
+    while True:
+        left = [f"pid {p}" for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        left += [f"port {port}" for port in ports if _listening(port)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def sandbox_processes(emulator_pid: int) -> list[int]:
+    """The emulator and its function workers."""
+    try:
+        return [emulator_pid] + [child.pid for child in psutil.Process(emulator_pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return [emulator_pid]
+
+
+def subscribe_to_notifications(endpoint: str):
+    """A queue on the primary bus for the function's notifications; returns a reader."""
+    import boto3
+
+    kwargs = dict(region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="sandbox",
+                  aws_secret_access_key="sandbox")
+    sqs, events = boto3.client("sqs", **kwargs), boto3.client("events", **kwargs)
+    url = sqs.create_queue(QueueName="notification-watcher")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="watch-notifications", EventBusName="task-mgmt-dev-task-events",
+                    EventPattern=json.dumps({"source": ["task.management.notifications"]}))
+    events.put_targets(Rule="watch-notifications", EventBusName="task-mgmt-dev-task-events",
+                       Targets=[{"Id": "watcher", "Arn": arn}])
+
+    def read() -> list[dict]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        events.remove_targets(Rule="watch-notifications", EventBusName="task-mgmt-dev-task-events", Ids=["watcher"])
+        events.delete_rule(Name="watch-notifications", EventBusName="task-mgmt-dev-task-events")
+        sqs.delete_queue(QueueUrl=url)
+        return messages
+
+    return read
+
+
+@pytest.fixture
+def workdir(tmp_path: Path):
+    yield tmp_path
+    run(tmp_path, "sandbox", "stop")  # whatever a failing test left behind
+
+
+def test_sandbox_end_to_end(workdir: Path):
+    started = run(workdir, "sandbox", "start")
+    assert started.returncode == 0, started.stderr
+    assert "started PostgreSQL" in started.stderr and "started the AWS emulator" in started.stderr
+
+    deployed = run(workdir, "deploy", "--sandbox", "--yes")
+    assert deployed.returncode == 0, deployed.stderr
+    assert "smoke test passed: 8 checks" in deployed.stderr
+
+    smoke = run(workdir, "smoke", "--sandbox")
+    assert smoke.returncode == 0, smoke.stderr
+    assert smoke.stderr.count("ok    ") == 8
+
+    status = run(workdir, "status", "--sandbox")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "all 40 resources as deployed" in status.stderr
+
+    def api(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        event = {"httpMethod": method, "path": path, "body": json.dumps(body) if body else None}
+        done = run(workdir, "invoke", "--sandbox", "--payload", json.dumps(event))
+        assert done.returncode == 0, done.stderr
+        response = json.loads(done.stdout)
+        return response["statusCode"], json.loads(response["body"]) if response["body"] else {}
+
+    notifications = subscribe_to_notifications(components(workdir)["emulator"]["url"])
+    code, created = api("POST", "/tasks", {"title": "Plan the launch", "created_by": "ana"})
+    assert code == 201
+    task = created["task"]
+    details = [json.loads(m["Body"])["detail"] for m in notifications()]
+    assert [(d["eventType"], d["taskId"], d["region"]) for d in details] == [("task.created", task["id"], "us-east-1")]
+    code, updated = api("PATCH", f"/tasks/{task['id']}", {"priority": "urgent", "updated_by": "bo", "version": 1})
+    assert code == 200 and updated["task"]["version"] == 2
+    code, conflict = api("PATCH", f"/tasks/{task['id']}", {"priority": "low", "updated_by": "cy", "version": 1})
+    assert code == 409 and conflict["current_version"] == 2
+
+    running = components(workdir)
+    pids = sandbox_processes(running["emulator"]["pid"]) + [running["postgres"]["pid"]]
+    ports = [int(running["emulator"]["url"].rsplit(":", 1)[1]), int(running["postgres"]["url"].split(":")[2].split("/")[0])]
+    assert len(pids) > 2  # the function ran in worker processes
+
+    destroyed = run(workdir, "destroy", "--sandbox", "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    stopped = run(workdir, "sandbox", "stop")
+    assert stopped.returncode == 0
+    assert "stopped the AWS emulator" in stopped.stderr and "stopped PostgreSQL" in stopped.stderr
+    assert leftovers(pids, ports) == []
+    assert run(workdir, "sandbox", "status").returncode == 1
+
+
+def test_start_is_idempotent(workdir: Path):
+    assert run(workdir, "sandbox", "start").returncode == 0
+    first = components(workdir)
+    again = run(workdir, "sandbox", "start")
+    assert again.returncode == 0 and "it already was" in again.stderr
+    assert components(workdir) == first
+
+
+def test_stop_when_a_process_already_died(workdir: Path):
+    assert run(workdir, "sandbox", "start").returncode == 0
+    running = components(workdir)
+    os.killpg(running["emulator"]["pid"], signal.SIGKILL)
+    assert leftovers([running["emulator"]["pid"]], []) == []
+    status = run(workdir, "sandbox", "status", "--json")
+    assert status.returncode == 1
+    assert {c["name"]: c["running"] for c in json.loads(status.stdout)["components"]} == {
+        "postgres": True, "emulator": False}
+    stopped = run(workdir, "sandbox", "stop")
+    assert stopped.returncode == 0
+    assert f"the AWS emulator (pid {running['emulator']['pid']}) was not running" in stopped.stderr
+    assert "stopped PostgreSQL" in stopped.stderr
+    assert leftovers([running["postgres"]["pid"]], []) == []
+
+
+def test_start_restarts_only_what_died(workdir: Path):
+    assert run(workdir, "sandbox", "start").returncode == 0
+    before = components(workdir)
+    os.killpg(before["emulator"]["pid"], signal.SIGKILL)
+    assert leftovers([before["emulator"]["pid"]], []) == []
+    restarted = run(workdir, "sandbox", "start")
+    assert "started the AWS emulator" in restarted.stderr and "PostgreSQL" not in restarted.stderr
+    after = components(workdir)
+    assert after["postgres"]["pid"] == before["postgres"]["pid"]
+    assert after["emulator"]["pid"] != before["emulator"]["pid"]
+
+
+def test_commands_need_a_running_sandbox(workdir: Path):
+    result = run(workdir, "status", "--sandbox")
+    assert result.returncode == 2
+    assert "the sandbox is not running" in result.stderr
+
+
+def test_sandbox_and_an_endpoint_conflict(workdir: Path):
+    result = run(workdir, "deploy", "--sandbox", "--endpoint-url", "http://127.0.0.1:1")
+    assert result.returncode == 2 and "--endpoint-url and --sandbox conflict" in result.stderr
