@@ -34,7 +34,7 @@ class Console:
             if not target.is_terminal and width is None:
                 target.width = 200
         self.quiet = quiet
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: the Ctrl-C handler may print while the main thread prints
 
     # -- diagnostics (stderr) -----------------------------------------------------
     def _say(self, text: str, style: str | None = None) -> None:

@@ -134,7 +134,11 @@ class PackageBuilder:
             staging = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=".deps-"))
             try:
                 self.installer(self.requirements, staging, self.target)
-                staging.rename(deps)
+                try:
+                    staging.rename(deps)
+                except OSError:
+                    if not deps.is_dir():  # not a concurrent build of the same dependencies
+                        raise
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         return deps

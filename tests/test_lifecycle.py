@@ -232,3 +232,60 @@ def test_deploy_without_yes_and_no_terminal_shows_the_plan_and_changes_nothing(a
     assert "create" in result.err  # the plan it would have asked about
     assert calls.mutating() == []
     assert not (tmp_path / ".taskmgmt" / "dev.json").exists()
+
+
+DAMAGED = {
+    "truncated": lambda text: text[: len(text) // 3],
+    "not json": lambda text: "{{{ this is not json",
+    "empty file": lambda text: "",
+    "a list": lambda text: "[]",
+    "unknown schema": lambda text: text.replace('"schema_version": 1', '"schema_version": 99'),
+    "no resources": lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "resources"}),
+    "bad record": lambda text: text.replace('"kind": "iam_role"', '"kinda": "iam_role"'),
+    "binary": lambda text: "\x00\xff\xfe garbage",
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED))
+def test_no_command_overwrites_a_damaged_manifest(aws, runtime, cli, calls, tmp_path, damage):
+    assert cli("deploy", "--yes").code == 0
+    path = tmp_path / ".taskmgmt" / "dev.json"
+    damaged = DAMAGED[damage](path.read_text())
+    path.write_text(damaged)
+    calls.clear()
+    for args in (("deploy", "--yes"), ("deploy", "--plan"), ("status",), ("destroy", "--yes"), ("outputs",)):
+        result = cli(*args)
+        assert result.code == 2, (args, result.err)
+        assert "is damaged" in result.err and "status --rebuild" in result.err
+        assert len(result.err.strip().splitlines()) == 1
+    assert path.read_text() == damaged
+    assert calls.mutating() == []
+
+
+def test_destroy_completes_after_resources_were_deleted_by_hand(aws, runtime, cli, clock):
+    from tests.inventory import empty, inventory
+
+    assert cli("deploy", "--yes").code == 0
+    clock.advance(60)
+    boto3.client("lambda", region_name="us-east-1").delete_function(FunctionName=FUNCTION)
+    sqs = boto3.client("sqs", region_name="us-west-2")
+    sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=f"{STACK}-task-events-dlq")["QueueUrl"])
+    boto3.client("cloudwatch", region_name="us-east-1").delete_alarms(AlarmNames=[f"{FUNCTION}-errors"])
+    boto3.client("events", region_name="us-east-1").delete_event_bus(Name=f"{STACK}-task-events")
+    status = cli("status")
+    assert status.code == 1
+    result = cli("destroy", "--yes")
+    assert result.code == 0, result.err
+    assert inventory() == empty()
+
+
+@pytest.mark.parametrize("args", [("status",), ("destroy", "--yes"), ("outputs",), ("smoke",),
+                                  ("invoke", "--payload", "{}"), ("serve",)])
+def test_an_unknown_environment_is_a_user_error(aws, runtime, cli, calls, args):
+    assert cli("deploy", "--yes").code == 0
+    calls.clear()
+    result = cli(*args, "--env", "nosuchenv")
+    assert result.code == 2, result.err
+    assert "no deployment of environment 'nosuchenv'" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert calls.mutating() == []

@@ -44,6 +44,13 @@ class Fidelity:
     def deliveries(self) -> list[Delivery]:
         return self.events.deliveries
 
+    def reset(self) -> None:
+        """Forget everything, as moto's own reset does for its backends."""
+        for part in self._parts:
+            for value in vars(part).values():
+                if isinstance(value, (dict, list)):
+                    value.clear()
+
     def install(self) -> Fidelity:
         for part in self._parts:
             part.install(self._patches)

@@ -126,3 +126,54 @@ def test_the_function_cannot_touch_what_it_was_not_granted(app_url):
 def test_url_connect_is_used_for_local_databases(app_url):
     db = Database(url_connect(app_url))
     assert db.transaction(lambda conn: conn.execute("SELECT current_user AS u").fetchone())["u"] == "taskmgmt_app"
+
+
+def test_sixteen_writers_on_one_task_lose_nothing_and_never_fail(app_url, bus):
+    client = Client(make_app(app_url, bus))
+    task = client.create()
+    writers, rounds = 16, 3
+
+    def writer(n: int) -> list[int]:
+        mine = Client(make_app(app_url, bus))
+        return [mine.request("PATCH", f"/tasks/{task['id']}", {"description": f"w{n}r{i}", "updated_by": f"w{n}"})[0]
+                for i in range(rounds)]
+
+    with ThreadPoolExecutor(writers) as pool:
+        codes = [code for batch in pool.map(writer, range(writers)) for code in batch]
+    assert codes == [200] * writers * rounds  # no 500, no 503: every conflict was retried to success
+    _, body, _ = client.request("GET", f"/tasks/{task['id']}")
+    assert body["task"]["version"] == 1 + writers * rounds
+    assert len(body["history"]) == writers * rounds
+
+
+def test_an_expired_token_is_never_reused(app_url, monkeypatch):
+    """DSQL tokens expire (15 minutes by default); a connection outlives its token, a new one does not."""
+    from task_processor import db as db_module
+
+    now = [0.0]
+    issued: list[float] = []
+
+    class Tokens:
+        def generate_db_connect_auth_token(self, Hostname, Region, ExpiresIn):  # noqa: N803 - boto3's names
+            issued.append(now[0])
+            return f"token-issued-at-{now[0]}"
+
+    real_connect = psycopg.connect
+
+    def dsql_like(**kwargs):
+        issued_at = float(kwargs["password"].rsplit("-", 1)[1])
+        if now[0] - issued_at > 900:
+            raise psycopg.OperationalError("FATAL: access denied: the authentication token has expired")
+        return real_connect(app_url)
+
+    monkeypatch.setattr("boto3.client", lambda *args, **kwargs: Tokens())
+    monkeypatch.setattr(db_module.psycopg, "connect", dsql_like)
+    db = Database(db_module.dsql_connect("cluster.dsql.us-east-1.on.aws", "us-east-1"), clock=lambda: now[0])
+    assert db.transaction(lambda conn: conn.execute("SELECT 1 AS one").fetchone())["one"] == 1
+    now[0] = 20 * 60  # the token has expired; the open connection still works
+    assert db.transaction(lambda conn: conn.execute("SELECT 2 AS two").fetchone())["two"] == 2
+    db.connection().close()  # the server dropped it
+    assert db.transaction(lambda conn: conn.execute("SELECT 3 AS three").fetchone())["three"] == 3
+    now[0] = 2 * 3600  # past DSQL's hour: recycled, with a fresh token again
+    assert db.transaction(lambda conn: conn.execute("SELECT 4 AS four").fetchone())["four"] == 4
+    assert issued == [0.0, 20 * 60, 2 * 3600]

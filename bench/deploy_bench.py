@@ -1,0 +1,353 @@
+"""Deploy benchmark: fresh deploy, no-change redeploy, status and destroy, timed.
+
+Runs against moto's server (made AWS-like by the fidelity layer, on the real clock) with a
+latency added to every AWS call and DSQL clusters that take a while to become ACTIVE. For
+each operation it prints the wall time, the mutating and read calls, and a lower bound:
+the critical path through the step graph, where each step costs its necessary sequential
+calls times the latency plus the waits AWS imposes (DSQL activation, IAM propagation,
+Lambda Pending). With --compare-serial it runs the same with --max-workers 1.
+
+    python bench/deploy_bench.py [--latency 0.1] [--dsql-activation 20] [--compare-serial] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from taskmgmt_deploy import factory  # noqa: E402
+from taskmgmt_deploy.config import load_settings  # noqa: E402
+from taskmgmt_deploy.engine import topo_order  # noqa: E402
+
+READS = ("Get", "List", "Describe", "Head")
+_current = threading.local()
+
+
+@dataclass
+class Delays:
+    latency: float
+    dsql_activation: float
+    dsql_deletion: float
+    iam_propagation: float
+    lambda_pending: float
+
+
+@dataclass
+class Run:
+    operation: str
+    wall: float
+    calls: list[tuple[str, str, str, str]] = field(default_factory=list)  # (phase, key, operation, region)
+    resources: int = 0
+    bound: float = 0.0
+    read_chain: int = 0
+
+    @property
+    def mutating(self) -> int:
+        return sum(1 for _, _, op, _ in self.calls if not op.startswith(READS))
+
+    @property
+    def reads(self) -> int:
+        return len(self.calls) - self.mutating
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(port: int, delays: Delays) -> None:
+    """The emulator process: moto's server, AWS-like, with `latency` seconds added to every call."""
+    import logging
+    import signal
+
+    from moto.core.config import default_user_config
+    from moto.core.responses import BaseResponse
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    from taskmgmt_deploy.emulator import Fidelity, FidelitySettings
+
+    os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"
+    default_user_config["lambda"]["use_docker"] = False
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    fidelity = Fidelity(settings=FidelitySettings(
+        iam_propagation=delays.iam_propagation, lambda_settle=delays.lambda_pending,
+        dsql_activation=delays.dsql_activation, dsql_deletion=delays.dsql_deletion, dsql_update=0.0)).install()
+    original = BaseResponse.call_action
+
+    def slow(response: Any) -> Any:
+        if response.path == "/moto-api/reset-fidelity":
+            fidelity.reset()
+        time.sleep(delays.latency)
+        return original(response)
+
+    BaseResponse.call_action = slow  # type: ignore[method-assign]
+    server = ThreadedMotoServer("127.0.0.1", port, verbose=False)
+    server.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+
+
+class Emulator:
+    """The emulator in its own process: AWS does not share our CPU, so neither may it here."""
+
+    def __init__(self, delays: Delays):
+        import subprocess
+
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.delays = delays
+        command = [sys.executable, __file__, "--serve", str(port), "--latency", str(delays.latency),
+                   "--dsql-activation", str(delays.dsql_activation), "--dsql-deletion", str(delays.dsql_deletion),
+                   "--iam-propagation", str(delays.iam_propagation), "--lambda-pending", str(delays.lambda_pending)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/moto-api/", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the emulator did not start") from None
+                time.sleep(0.1)
+
+    def reset(self) -> None:
+        """A fresh account: moto's state and the fidelity layer's."""
+        self.process.terminate()
+        self.process.wait()
+        self.__init__(self.delays)  # type: ignore[misc]
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def instrument(calls: list[tuple[str, str, str, str]], lock: threading.Lock) -> None:
+    """Record every AWS call with the step (and phase) that made it."""
+    import boto3
+
+    def record(event_name: str, request_signer: Any, **kwargs: Any) -> None:
+        key = getattr(_current, "key", ("other", "-"))
+        with lock:
+            calls.append((key[0], key[1], event_name.split(".")[2], request_signer.region_name))
+
+    def session(settings: Any) -> Any:
+        made = boto3.Session(aws_access_key_id="bench", aws_secret_access_key="bench")
+        made.events.register("before-call", record)
+        return made
+
+    factory.RUNTIME.session_factory = session
+    original_make_steps = factory.make_steps
+
+    def traced_steps(*args: Any) -> Any:
+        steps = original_make_steps(*args)
+        for step in steps.values():
+            for phase in ("read", "apply", "delete"):
+                setattr(step, phase, _traced(getattr(step, phase), phase))
+        return steps
+
+    factory.make_steps = traced_steps
+
+
+def _traced(method: Any, phase: str) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        first = args[0]
+        key = getattr(first, "key", None) or getattr(first, "key", "-")
+        _current.key = (phase, key)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _current.key = ("other", "-")
+    return run
+
+
+def necessary_calls(calls: list[tuple[str, str, str, str]], phase: str) -> dict[str, int]:
+    """Per step, its calls in `phase`, counting a repeated call (a poll, a retry) once."""
+    seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for call_phase, key, operation, region in calls:
+        if call_phase == phase:
+            seen[key].add((operation, region))
+    return {key: len(ops) for key, ops in seen.items()}
+
+
+def read_chain(calls: list[tuple[str, str, str, str]]) -> int:
+    """Sequential reads before any work: the account check, then the longest single read."""
+    per_step = necessary_calls(calls, "read")
+    return 1 + (max(per_step.values()) if per_step else 0)
+
+
+def apply_bound(resources: list[Any], calls: list[tuple[str, str, str, str]], delays: Delays,
+                reverse: bool = False) -> float:
+    """Longest path through the step graph, each step costing its necessary calls plus AWS's waits."""
+    phase = "delete" if reverse else "apply"
+    cost = {key: n * delays.latency for key, n in necessary_calls(calls, phase).items()}
+    waits = {"dsql_peering": delays.dsql_activation, "lambda_function": delays.lambda_pending}
+    if reverse:
+        waits = {"dsql_peering": delays.dsql_deletion}
+    finish: dict[str, float] = {}
+    order = topo_order(resources)
+    by_key = {r.key: r for r in resources}
+    if reverse:
+        dependents: dict[str, list[str]] = defaultdict(list)
+        for res in resources:
+            for dep in res.depends_on:
+                dependents[dep].append(res.key)
+        for key in reversed(order):
+            start = max((finish[d] for d in dependents[key]), default=0.0)
+            finish[key] = start + cost.get(key, 0.0) + waits.get(by_key[key].kind, 0.0)
+        return max(finish.values(), default=0.0)
+    for key in order:
+        res = by_key[key]
+        start = 0.0
+        for dep in res.depends_on:
+            edge = delays.iam_propagation if by_key[dep].kind in ("iam_role", "iam_role_policy") and \
+                res.kind in ("lambda_function", "lambda_invoke_config") else 0.0
+            start = max(start, finish[dep] + edge)
+        finish[key] = start + cost.get(key, 0.0) + (waits.get(res.kind, 0.0) if cost.get(key) else 0.0)
+    return max(finish.values(), default=0.0)
+
+
+def run_all(emulator: Emulator, delays: Delays, workers: int, workdir: Path) -> list[Run]:
+    from taskmgmt_deploy.engine import NullReporter
+
+    if workers != 8 or (workdir / "state-8").exists():
+        emulator.reset()
+    state = workdir / f"state-{workers}"
+    flags = {"TASKMGMT_STATE_DIR": str(state), "AWS_ENDPOINT_URL": emulator.url,
+             "TASKMGMT_MAX_WORKERS": str(workers)}
+    settings = load_settings(flags, {}, workdir)
+    calls: list[tuple[str, str, str, str]] = []
+    lock = threading.Lock()
+    instrument(calls, lock)
+    runs = []
+    for operation in ("fresh deploy", "no-change redeploy", "status", "destroy"):
+        calls.clear()
+        existing = operation in ("status", "destroy")
+        start = time.perf_counter()
+        with factory.open_stack(settings, NullReporter(), command=operation, lock=operation != "status",
+                                existing=existing) as stack:
+            if operation == "status":
+                stack.engine.status(stack.resources)
+            elif operation == "destroy":
+                stack.engine.destroy(stack.resources, force=True)
+            else:
+                stack.engine.deploy(stack.resources)
+            resources = stack.resources
+        wall = time.perf_counter() - start
+        run = Run(operation, wall, list(calls), len(resources), read_chain=read_chain(calls))
+        reads = run.read_chain * delays.latency
+        if operation == "fresh deploy":
+            run.bound = reads + apply_bound(resources, calls, delays)
+        elif operation == "destroy":
+            run.bound = reads + apply_bound(resources, calls, delays, reverse=True)
+        else:
+            run.bound = reads
+        runs.append(run)
+    return runs
+
+
+def table(runs: list[Run], serial: list[Run] | None, delays: Delays) -> tuple[str, list[str]]:
+    header = ["operation", "wall s", "mutating", "reads", "bound s", "wall/bound"]
+    if serial:
+        header += ["1 worker s", "speedup"]
+    rows = [header]
+    for index, run in enumerate(runs):
+        row = [run.operation, f"{run.wall:.2f}", str(run.mutating), str(run.reads), f"{run.bound:.2f}",
+               f"{run.wall / run.bound:.2f}" if run.bound else "-"]
+        if serial:
+            row += [f"{serial[index].wall:.2f}", f"{serial[index].wall / run.wall:.2f}x"]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
+    return text, targets(runs, serial, delays)
+
+
+def targets(runs: list[Run], serial: list[Run] | None, delays: Delays) -> list[str]:
+    by_name = {run.operation: run for run in runs}
+    fresh, redeploy, status = by_name["fresh deploy"], by_name["no-change redeploy"], by_name["status"]
+    checks = [
+        ("fresh deploy within 1.3x its critical path", fresh.wall <= 1.3 * fresh.bound),
+        ("no-change redeploy makes no mutating call", redeploy.mutating == 0),
+        (f"no-change redeploy reads <= resources + 3 ({redeploy.resources + 3})",
+         redeploy.reads <= redeploy.resources + 3),
+        ("no-change redeploy within 3 x latency x read chain",
+         redeploy.wall <= 3 * delays.latency * redeploy.read_chain),
+        (f"status reads <= resources + 3 ({status.resources + 3})", status.reads <= status.resources + 3),
+        ("status within 3 x latency x read chain", status.wall <= 3 * delays.latency * status.read_chain),
+    ]
+    if serial:
+        checks.append(("fresh deploy at least 2x faster than 1 worker", serial[0].wall >= 2 * fresh.wall))
+    return [f"{'PASS' if ok else 'FAIL'}  {name}" for name, ok in checks]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every AWS call (0.1)")
+    parser.add_argument("--dsql-activation", type=float, default=20.0, help="seconds until peered clusters "
+                        "are ACTIVE (20)")
+    parser.add_argument("--dsql-deletion", type=float, default=10.0, help="seconds until deleted clusters go (10)")
+    parser.add_argument("--iam-propagation", type=float, default=8.0, help="seconds before a new role can "
+                        "be assumed (8)")
+    parser.add_argument("--lambda-pending", type=float, default=2.0, help="seconds a new function is "
+                        "Pending (2)")
+    parser.add_argument("--max-workers", type=int, default=8)
+    parser.add_argument("--compare-serial", action="store_true", help="also run with --max-workers 1")
+    parser.add_argument("--quick", action="store_true", help="tiny delays: checks the benchmark works")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the emulator process
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, Delays(args.latency, args.dsql_activation, args.dsql_deletion, args.iam_propagation,
+                                 args.lambda_pending))
+        return 0
+    if args.quick:
+        args.latency, args.dsql_activation, args.dsql_deletion = 0.01, 0.5, 0.2
+        args.iam_propagation, args.lambda_pending = 0.2, 0.05
+    delays = Delays(args.latency, args.dsql_activation, args.dsql_deletion, args.iam_propagation,
+                    args.lambda_pending)
+    prepare_package()
+    emulator = Emulator(delays)
+    try:
+        with tempfile.TemporaryDirectory(prefix="deploy-bench-") as tmp:
+            runs = run_all(emulator, delays, args.max_workers, Path(tmp))
+            serial = run_all(emulator, delays, 1, Path(tmp)) if args.compare_serial else None
+    finally:
+        emulator.close()
+    text, verdicts = table(runs, serial, delays)
+    if args.json:
+        print(json.dumps({"delays": vars(delays), "runs": [
+            {"operation": r.operation, "wall": r.wall, "mutating": r.mutating, "reads": r.reads, "bound": r.bound}
+            for r in runs], "serial": [{"operation": r.operation, "wall": r.wall} for r in serial or []],
+            "targets": verdicts}, indent=2))
+    else:
+        print(f"deploy benchmark: {args.max_workers} workers, latency {delays.latency * 1000:.0f} ms per call, "
+              f"DSQL ACTIVE after {delays.dsql_activation:g} s, IAM propagation {delays.iam_propagation:g} s, "
+              f"Lambda Pending {delays.lambda_pending:g} s")
+        print(text)
+        print("\n".join(verdicts))
+    return 0 if all(v.startswith("PASS") for v in verdicts) else 1
+
+
+def prepare_package() -> None:
+    """Build (or find in the cache) the arm64 package first: a build is local work, not AWS's."""
+    from taskmgmt_deploy.config import load_settings
+
+    factory.package_builder(load_settings({}, {}, Path.cwd())).build()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

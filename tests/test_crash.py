@@ -1,0 +1,241 @@
+"""A deploy or destroy process that dies, is interrupted, or runs twice at once.
+
+The state lives in a moto server (made AWS-like) in this test process; each deploy or
+destroy under test is a forked process talking to it over HTTP, so it can be killed for
+real. The kill comes from the AWS client: a botocore hook that fires as the process is
+about to make its next AWS mutation after k steps have been recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskmgmt_deploy import factory
+
+from tests.conftest import READ_PREFIXES
+from tests.inventory import empty, expected, inventory
+
+STEPS = 40
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_server: Any) -> str:
+    import psycopg
+
+    name = "crash_" + os.urandom(4).hex()
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg_server.get_uri().replace("/postgres?", f"/{name}?")
+
+
+@pytest.fixture
+def database_url(module_database: str) -> str:
+    """One database for the module: the schema step is not what these tests are about."""
+    return module_database
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, Any]]:
+    """moto's server with the fidelity layer; its AWS-like delays are zero: time is not the subject here."""
+    from moto.core.config import default_user_config
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    from taskmgmt_deploy.emulator import Fidelity, FidelitySettings
+
+    saved = dict(default_user_config["lambda"])
+    default_user_config["lambda"]["use_docker"] = False
+    os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"
+    settings = FidelitySettings(iam_propagation=0, lambda_settle=0, dsql_activation=0, dsql_deletion=0, dsql_update=0)
+    fidelity = Fidelity(settings=settings).install()
+    port = free_port()
+    moto = ThreadedMotoServer("127.0.0.1", port, verbose=False)
+    moto.start()
+    yield f"http://127.0.0.1:{port}", fidelity
+    moto.stop()
+    fidelity.uninstall()
+    default_user_config["lambda"].update(saved)
+
+
+@pytest.fixture
+def endpoint(server: tuple[str, Any], monkeypatch: pytest.MonkeyPatch, runtime: factory.Runtime) -> Iterator[str]:
+    import urllib.request
+
+    url, fidelity = server
+    urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST")).read()
+    fidelity.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    yield url
+
+
+def live(endpoint: str) -> dict[str, list[Any]]:
+    return inventory(endpoint_url=endpoint, **CREDENTIALS)
+
+
+def manifest(tmp_path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((tmp_path / ".taskmgmt" / "dev.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def in_child(args: list[str], hook: Callable[[str], None]) -> int:
+    """Fork; the child runs `taskmgmt ARGS` with `hook(operation)` before every AWS call,
+    its output in child.log. Returns the child's wait status."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            log = os.open("child.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            original = factory.RUNTIME.session_factory
+
+            def session(settings: Any) -> Any:
+                made = original(settings)
+                made.events.register("before-call", lambda event_name, **kw: hook(event_name.split(".")[2]))
+                return made
+
+            factory.RUNTIME.session_factory = session
+            from taskmgmt_deploy.cli import main
+
+            try:
+                main(args)
+                code = 0
+            except SystemExit as done:
+                code = int(done.code or 0)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def kill_after(steps_done: Callable[[], int], k: int) -> Callable[[str], None]:
+    def hook(operation: str) -> None:
+        if not operation.startswith(READ_PREFIXES) and steps_done() >= k:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return hook
+
+
+@pytest.mark.parametrize("k", range(STEPS + 1))
+def test_deploy_killed_after_any_step_converges_without_duplicates(endpoint, cli, tmp_path, k):
+    def ready() -> int:
+        data = manifest(tmp_path)
+        return sum(r["state"] == "ready" for r in data["resources"]) if data else 0
+
+    status = in_child(["deploy", "--yes", "--max-workers", "1"], kill_after(ready, k))
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        assert ready() >= k
+        assert "no longer running" in cli("deploy", "--yes").err  # the dead run's lock is named...
+    else:  # k was past the last AWS mutation: the deploy finished
+        assert os.WEXITSTATUS(status) == 0
+    assert cli("unlock", "--yes").code == 0  # ...and cleared, as a user would after a crash
+    again = cli("deploy", "--yes")
+    assert again.code == 0, again.err
+    assert live(endpoint) == expected()
+    assert all(r["state"] == "ready" for r in manifest(tmp_path)["resources"])
+
+
+@pytest.mark.parametrize("k", range(0, STEPS + 1, 1))
+def test_destroy_killed_after_any_step_still_removes_everything(endpoint, cli, tmp_path, k):
+    assert cli("deploy", "--yes").code == 0
+
+    def deleted() -> int:
+        data = manifest(tmp_path)
+        return STEPS - len(data["resources"]) if data else STEPS
+
+    status = in_child(["destroy", "--yes", "--max-workers", "1"], kill_after(deleted, k))
+    assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0
+    assert cli("unlock", "--yes").code == 0
+    if manifest(tmp_path) is None:  # it had finished: nothing left to destroy
+        assert live(endpoint) == empty()
+        return
+    again = cli("destroy", "--yes")
+    assert again.code == 0, again.err
+    assert live(endpoint) == empty()
+    assert manifest(tmp_path) is None
+
+
+def test_ctrl_c_finishes_the_call_in_flight_saves_and_exits_130(endpoint, cli, tmp_path):
+    mutations = {"seen": 0}
+
+    def interrupt(operation: str) -> None:
+        if not operation.startswith(READ_PREFIXES):
+            mutations["seen"] += 1
+            if mutations["seen"] == 6:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    status = in_child(["deploy", "--yes"], interrupt)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 130
+    data = manifest(tmp_path)
+    assert data is not None and data["resources"]  # flushed, and valid JSON
+    ready = [r["key"] for r in data["resources"] if r["state"] == "ready"]
+    assert len(ready) < STEPS
+    again = cli("deploy", "--yes")
+    assert again.code == 0, again.err
+    assert f"{len(ready) - 1} unchanged" in again.err or "unchanged" in again.err
+    assert live(endpoint) == expected()
+
+
+def test_a_second_deploy_or_destroy_is_refused_while_one_runs(endpoint, cli, tmp_path):
+    read_end, write_end = os.pipe()
+
+    def block(operation: str) -> None:
+        if not operation.startswith(READ_PREFIXES):
+            os.close(write_end)
+            os.read(read_end, 1)  # hold the lock until the test lets go
+
+    pid = os.fork()
+    if pid == 0:
+        status = in_child(["deploy", "--yes"], block)
+        os._exit(0 if os.WIFSIGNALED(status) else 1)
+    os.close(write_end)
+    lock = tmp_path / ".taskmgmt" / "dev.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    holder = json.loads(lock.read_text())
+    for args in (("deploy", "--yes"), ("destroy", "--yes")):
+        refused = cli(*args)
+        assert refused.code == 2
+        assert f"locked by pid {holder['pid']} on {holder['host']} (deploy, started {holder['started_at']})" \
+            in refused.err
+    os.kill(holder["pid"], signal.SIGKILL)  # the deploy dies holding the lock
+    os.waitpid(pid, 0)
+    stale = cli("deploy", "--yes")
+    assert stale.code == 2 and "which is no longer running" in stale.err
+
+
+def test_unlock_asks_for_confirmation(cli, tmp_path, monkeypatch):
+    from taskmgmt_deploy.cli.common import console
+
+    lock = tmp_path / ".taskmgmt" / "dev.lock"
+    lock.parent.mkdir()
+    lock.write_text(json.dumps({"pid": 2**22 + 11, "host": socket.gethostname(), "user": "me",
+                                "started_at": "2026-11-25T10:00:00Z", "command": "deploy"}))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    answers = iter(["n", "y"])
+    monkeypatch.setattr(console.err, "input", lambda prompt: next(answers))
+    declined = cli("unlock")
+    assert declined.code == 2 and lock.exists()
+    accepted = cli("unlock")
+    assert accepted.code == 0 and not lock.exists()

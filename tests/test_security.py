@@ -1,0 +1,158 @@
+"""Least privilege, audited on what a deploy really creates; and no secret is ever written down."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+STACK = "task-mgmt-dev"
+SECRET_KEY = "TopSecretKey+ShouldNeverBeWrittenDown/0123456789"
+
+# Actions that have no resource-level permissions, with the reason each is allowed on "*".
+# The stack needs none of them today; an entry here must say why.
+STAR_RESOURCE_ALLOWED: dict[str, str] = {}
+
+
+def statements(document: Any) -> list[dict[str, Any]]:
+    found = document.get("Statement", [])
+    return found if isinstance(found, list) else [found]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.fixture
+def deployed(aws, runtime, cli, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    result = cli("deploy", "--yes")
+    assert result.code == 0, result.err
+    return result
+
+
+def our_arns() -> set[str]:
+    """Every ARN this environment owns, read back from AWS."""
+    arns = set()
+    for region in ("us-east-1", "us-west-2"):
+        dsql = boto3.client("dsql", region_name=region)
+        arns |= {c["arn"] for c in dsql.list_clusters()["clusters"]}
+        arns |= {b["Arn"] for b in boto3.client("events", region_name=region).list_event_buses()["EventBuses"]}
+        for group in boto3.client("logs", region_name=region).describe_log_groups()["logGroups"]:
+            arns.add(group["arn"])
+        sqs = boto3.client("sqs", region_name=region)
+        for url in sqs.list_queues().get("QueueUrls", []):
+            arns.add(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+    return arns
+
+
+def test_the_function_role_is_least_privilege(deployed):
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = f"{STACK}-task-processor-role"
+    trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    assert [s["Principal"] for s in statements(trust)] == [{"Service": "lambda.amazonaws.com"}]
+    assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []  # no AWSLambdaBasicExecutionRole
+    names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    assert names == [f"{STACK}-task-processor-policy"]
+    document = iam.get_role_policy(RoleName=role, PolicyName=names[0])["PolicyDocument"]
+    owned = our_arns()
+    granted: dict[str, set[str]] = {}
+    for statement in statements(document):
+        assert statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, action
+            assert action not in ("dsql:DbConnectAdmin", "logs:CreateLogGroup"), action
+            for resource in as_list(statement["Resource"]):
+                if resource == "*":
+                    assert action in STAR_RESOURCE_ALLOWED, f"{action} on *"
+                    continue
+                assert resource in owned, f"{action} on {resource}, which is not this environment's"
+                granted.setdefault(action, set()).add(resource)
+    assert set(granted) == {"dsql:DbConnect", "events:PutEvents", "logs:CreateLogStream", "logs:PutLogEvents",
+                            "sqs:SendMessage"}
+    assert all(":dsql:" in r for r in granted["dsql:DbConnect"]) and len(granted["dsql:DbConnect"]) == 2
+    assert all(r.endswith("-task-processor-failures") for r in granted["sqs:SendMessage"])
+    assert all(f"log-group:/aws/lambda/{STACK}-task-processor" in r for r in granted["logs:PutLogEvents"])
+
+
+def test_queue_policies_allow_only_their_rule(deployed):
+    for region in ("us-east-1", "us-west-2"):
+        sqs = boto3.client("sqs", region_name=region)
+        rule_arn = boto3.client("events", region_name=region).describe_rule(
+            Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events")["Arn"]
+        for url in sqs.list_queues()["QueueUrls"]:
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy", "QueueArn"])["Attributes"]
+            if url.endswith("-task-events-dlq"):
+                policy = json.loads(attributes["Policy"])
+                (statement,) = statements(policy)
+                assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+                assert statement["Action"] == "sqs:SendMessage"
+                assert statement["Resource"] == attributes["QueueArn"]
+                assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+            else:
+                assert "Policy" not in attributes  # the function's role sends here; nobody else may
+
+
+def test_the_function_accepts_invocations_only_from_its_rule(deployed):
+    for region in ("us-east-1", "us-west-2"):
+        lam = boto3.client("lambda", region_name=region)
+        rule_arn = boto3.client("events", region_name=region).describe_rule(
+            Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events")["Arn"]
+        (statement,) = statements(json.loads(lam.get_policy(FunctionName=f"{STACK}-task-processor")["Policy"]))
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Action"] == "lambda:InvokeFunction"
+        assert statement["Condition"] == {"ArnLike": {"AWS:SourceArn": rule_arn}}
+
+
+def test_no_secret_or_token_is_written_to_the_manifest_or_the_output(deployed, cli, tmp_path):
+    outputs = [deployed.out + deployed.err]
+    for args in (("status", "--json"), ("outputs", "--json"), ("deploy", "--plan")):
+        result = cli(*args)
+        outputs.append(result.out + result.err)
+    written = [(tmp_path / ".taskmgmt" / "dev.json").read_text(), *outputs]
+    for text in written:
+        for secret in (SECRET_KEY, "X-Amz-Signature", "X-Amz-Credential", "Action=DbConnect", "password"):
+            assert secret not in text
+
+
+def test_the_function_never_logs_or_returns_its_token(monkeypatch, capsys):
+    """A DSQL connection that fails must not leak the IAM token it carried."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda"))
+    from task_processor import api, observability
+    from task_processor.app import TaskApp
+    from task_processor.db import Database, dsql_connect
+    from task_processor.notify import Notifier
+
+    class Tokens:
+        def generate_db_connect_auth_token(self, **kwargs):
+            return "cluster.example/?Action=DbConnect&X-Amz-Signature=SECRET-TOKEN-0123"
+
+    connect = dsql_connect("127.0.0.1", "us-east-1")
+    monkeypatch.setattr("boto3.client", lambda *a, **k: Tokens())
+    app = TaskApp(Database(lambda: connect_with_short_timeout(connect)), Notifier(None, "us-east-1", client=object()))
+    with observability.invocation("req-1"):
+        response = api.handle({"httpMethod": "GET", "path": "/tasks"}, app, "req-1")
+    printed = capsys.readouterr()
+    assert response["statusCode"] == 503
+    for text in (response["body"], printed.out, printed.err):
+        assert "SECRET-TOKEN" not in text and "X-Amz-Signature" not in text
+
+
+def connect_with_short_timeout(connect):
+    import psycopg
+
+    original = psycopg.connect
+
+    def quick(*args, **kwargs):
+        return original(*args, **{**kwargs, "port": 9, "connect_timeout": 1})
+
+    psycopg.connect = quick
+    try:
+        return connect()
+    finally:
+        psycopg.connect = original
