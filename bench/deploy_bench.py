@@ -330,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     text, verdicts = table(runs, serial, delays)
     if args.json:
         print(json.dumps({"delays": vars(delays), "runs": [
-            {"operation": r.operation, "wall": r.wall, "mutating": r.mutating, "reads": r.reads, "bound": r.bound}
+            {"operation": r.operation, "wall": r.wall, "mutating": r.mutating, "reads": r.reads, "bound": r.bound,
+             "resources": r.resources, "read_chain": r.read_chain}
             for r in runs], "serial": [{"operation": r.operation, "wall": r.wall} for r in serial or []],
             "targets": verdicts}, indent=2))
     else:

@@ -76,6 +76,7 @@ class PlanOnlyExecutor:
 
 
 Confirm = Callable[[list[tuple[Resource, Change]]], bool]
+READ_FACTOR = 2  # reads run up to READ_FACTOR x max_workers at once
 
 
 class Aborted(UserError):
@@ -149,16 +150,19 @@ class Engine:
 
     # -- reading ----------------------------------------------------------------
     def _read_all(self, items: list[tuple[Resource, Record | None]]) -> dict[str, Observed | None]:
+        """Every read at once (reads depend on nothing); kinds that can read many in one call do."""
         self.reporter.phase(f"reading {len(items)} resources")
         results: dict[str, Observed | None] = {}
         failures: list[StepError] = []
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="read") as pool:
-            futures = {pool.submit(self._step(res.kind).read, res, rec): res.key for res, rec in items}
-            for future, key in futures.items():
+        # Reads change nothing and describe APIs allow far more than changes do: twice the pool.
+        with ThreadPoolExecutor(self.max_workers * READ_FACTOR, thread_name_prefix="read") as pool:
+            futures = {pool.submit(self._step(group[0][0].kind).read_many, group): group
+                       for group in _read_groups(items, self.steps)}
+            for future, group in futures.items():
                 try:
-                    results[key] = future.result()
+                    results.update(zip((res.key for res, _ in group), future.result(), strict=True))
                 except Exception as exc:  # noqa: BLE001 - every failure is reported by key
-                    failures.append(_step_error(key, exc))
+                    failures += [_step_error(res.key, exc) for res, _ in group]
         if failures:
             raise DeployFailed("reading", failures)
         return results
@@ -440,6 +444,20 @@ class _Walk:
                     self.waiting.remove(key)
                     progressed = True
                     yield res
+
+
+def _read_groups(items: list[tuple[Resource, Record | None]],
+                 steps: Mapping[str, Step]) -> list[list[tuple[Resource, Record | None]]]:
+    """One group per resource, except kinds that read a region's resources in one call."""
+    groups: dict[tuple[str, str | None], list[tuple[Resource, Record | None]]] = {}
+    single: list[list[tuple[Resource, Record | None]]] = []
+    for item in items:
+        res = item[0]
+        if res.kind in steps and steps[res.kind].reads_in_batches:
+            groups.setdefault((res.kind, res.region), []).append(item)
+        else:
+            single.append([item])
+    return single + list(groups.values())
 
 
 def topo_order(resources: list[Resource]) -> list[str]:

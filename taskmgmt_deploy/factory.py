@@ -114,7 +114,7 @@ def aws_clients(settings: Settings, runtime: Runtime | None = None) -> AwsClient
     except ProfileNotFound as exc:
         raise UserError(f"AWS_PROFILE={settings.profile!r} is invalid: {exc}") from None
     return AwsClients(session, endpoint_url=settings.endpoint_url, home_region=settings.stack.primary_region,
-                      max_pool=max(16, settings.max_workers * 2))
+                      max_pool=max(16, settings.max_workers * 2))  # room for the read phase
 
 
 def caller_account(aws: AwsClients) -> str:
@@ -157,6 +157,11 @@ def check_compatible(manifest: Manifest, stack: StackConfig) -> None:
                             f"deployed with {key}={recorded!r}; destroy it first or use another --env")
 
 
+def clients_for(stack: StackConfig) -> list[tuple[str, str | None]]:
+    regional = ("dsql", "sqs", "events", "logs", "lambda", "cloudwatch")
+    return [("iam", None)] + [(service, region) for region in stack.regions for service in regional]
+
+
 def recorded_config(manifest: Manifest) -> StackConfig:
     try:
         return StackConfig(**manifest.config)
@@ -183,7 +188,11 @@ def open_stack(settings: Settings, reporter: Reporter, *, command: str, lock: bo
         manifest = require_manifest(settings) if existing else load_manifest(settings)
         stack_config = recorded_config(manifest) if existing and manifest else settings.stack
         aws = aws_clients(settings, runtime)
+        aws.get("sts")  # first: it loads the endpoint data every other client shares
+        warming = threading.Thread(target=aws.prewarm, args=(clients_for(stack_config),), daemon=True)
+        warming.start()  # the other clients load while the account check waits on the network
         account = caller_account(aws)
+        warming.join()
         if manifest is None:
             manifest = Manifest(path=manifest_path(settings.state_dir, settings.stack.env),
                                 env=settings.stack.env, account_id=account, config=settings.stack.to_dict())

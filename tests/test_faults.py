@@ -31,7 +31,8 @@ def test_deploy_and_destroy_complete_under_a_throttling_storm(aws, runtime, cli,
         assert inventory() == empty()
     injected, total = sum(storm.injected.values()), sum(storm.injected.values()) + sum(storm.passed.values())
     assert 0.2 < injected / total < 0.4, (injected, total)
-    assert {"dsql", "awslambda", "iam", "events", "sqs", "logs", "cloudwatch", "sts"} <= set(storm.injected)
+    # every service with more than a handful of calls was throttled (STS, with two calls, may not be)
+    assert {"dsql", "awslambda", "iam", "events", "sqs", "logs", "cloudwatch"} <= set(storm.injected)
 
 
 class AttemptLog:
@@ -62,7 +63,7 @@ def test_a_role_that_takes_45_seconds_to_propagate(aws, runtime, cli, clock, cal
     result = cli("deploy", "--yes", "--max-workers", "1")
     assert result.code == 0, result.err
     first_function = attempts.times["us-east-1"]
-    gaps = [b - a for a, b in zip(first_function, first_function[1:])]
+    gaps = [b - a for a, b in zip(first_function, first_function[1:], strict=False)]
     assert first_function[-1] - first_function[0] >= 45.0 - 1  # worked once the role was assumable
     assert gaps[0] <= 0.6  # dense at first
     assert max(gaps) <= 2.5  # never sleeps long: a propagated role is noticed within seconds

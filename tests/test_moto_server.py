@@ -26,8 +26,9 @@ def free_port() -> int:
 def moto_server(tmp_path: Path):
     port = free_port()
     env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+    log = open(tmp_path / "moto.log", "w")  # noqa: SIM115 - closed after the server stops
     server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "moto.log", "w"))
+                              env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -42,6 +43,7 @@ def moto_server(tmp_path: Path):
     yield url
     server.terminate()
     server.wait(timeout=10)
+    log.close()
 
 
 def taskmgmt(cwd: Path, endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from task_processor import observability, service
 from task_processor.db import Database
 from task_processor.errors import VersionConflict
@@ -24,14 +22,11 @@ class TaskApp:
         return created
 
     def get(self, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        def read(conn: psycopg.Connection[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            return service.to_json(service.get_task(conn, task_id)), service.history(conn, task_id)
-
-        return self.db.transaction(read)
+        return self.db.read(lambda conn: service.get_with_history(conn, task_id))
 
     def list(self, filters: dict[str, Any], limit: int,
              cursor: tuple[datetime, str] | None) -> tuple[list[dict[str, Any]], str | None]:
-        return self.db.transaction(lambda conn: service.list_tasks(conn, filters, limit, cursor))
+        return self.db.read(lambda conn: service.list_tasks(conn, filters, limit, cursor))
 
     def update(self, task_id: str, changes: dict[str, Any], by: str, version: int | None,
                event: str = "task.updated") -> dict[str, Any]:

@@ -73,11 +73,21 @@ class Database:
 
     def transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run `work` in one transaction; retried whole on conflicts and on a dropped connection."""
+        return self._run(work, transactional=True)
+
+    def read(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run one read-only statement without BEGIN and COMMIT: a round trip instead of three.
+        A single statement sees one snapshot anyway, and a read is always safe to retry."""
+        return self._run(work, transactional=False)
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T], transactional: bool) -> T:
         reconnected = False
         for attempt in range(1, self.max_attempts + 1):
             conn = self.connection()
             committing = False
             try:
+                if not transactional:
+                    return work(conn)
                 with conn.transaction():
                     result = work(conn)
                     committing = True

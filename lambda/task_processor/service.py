@@ -61,10 +61,21 @@ def get_task(conn: Conn, task_id: str, for_update: bool = False) -> dict[str, An
     return row
 
 
-def history(conn: Conn, task_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT id, field_name, old_value, new_value, updated_by, updated_at FROM task_updates"
-                        " WHERE task_id = %s ORDER BY updated_at, id", [task_id]).fetchall()
-    return [to_json(row) for row in rows]
+# The task and its history in one statement (one round trip): the history as a JSON array.
+SELECT_WITH_HISTORY = (
+    "SELECT " + ", ".join(f"t.{c}" for c in COLUMNS) + ", (SELECT coalesce(json_agg(json_build_object("
+    "'id', u.id, 'field_name', u.field_name, 'old_value', u.old_value, 'new_value', u.new_value, "
+    "'updated_by', u.updated_by, 'updated_at', u.updated_at) ORDER BY u.updated_at, u.id), '[]'::json) "
+    "FROM task_updates u WHERE u.task_id = t.id) AS history FROM tasks t WHERE t.id = %s")
+
+
+def get_with_history(conn: Conn, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    row = conn.execute(SELECT_WITH_HISTORY, [task_id]).fetchone()
+    if row is None:
+        raise NotFound(f"task {task_id} does not exist")
+    history = [{**item, "updated_at": _json_value(datetime.fromisoformat(item["updated_at"]))}
+               for item in row.pop("history")]
+    return to_json(row), history
 
 
 def list_tasks(conn: Conn, filters: dict[str, Any], limit: int,

@@ -44,5 +44,11 @@ class AwsClients:
                 self._cache[key] = client
             return client
 
+    def prewarm(self, pairs: list[tuple[str, str | None]]) -> None:
+        """Create clients ahead of use: building one is CPU work (botocore loads its models)
+        that can run while another thread waits on the network."""
+        for service, region in pairs:
+            self.get(service, region)
+
     def account_id(self) -> str:
         return str(self.get("sts").get_caller_identity()["Account"])

@@ -23,8 +23,8 @@ import typer
 
 from taskmgmt_deploy.config import Settings, load_settings
 from taskmgmt_deploy.console import Console
-from taskmgmt_deploy.errors import TaskmgmtError, UserError, one_line
-from taskmgmt_deploy.models import Action, Change, Health, Resource
+from taskmgmt_deploy.errors import UserError
+from taskmgmt_deploy.models import Action, Change, Resource
 
 try:  # recent typer vendors click and raises its own copies of click's exceptions
     from typer._click.exceptions import ClickException as _VendoredClickException
@@ -59,7 +59,8 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "profile": ("AWS_PROFILE", ("--profile",), "AWS profile, as with the AWS CLI."),
     "endpoint_url": ("AWS_ENDPOINT_URL", ("--endpoint-url",), "Send every AWS call here (an emulator)."),
     "state_dir": ("TASKMGMT_STATE_DIR", ("--state-dir",), "Where manifests and locks live. \\[default: ./.taskmgmt]"),
-    "max_workers": ("TASKMGMT_MAX_WORKERS", ("--max-workers",), "Concurrent AWS calls, 1-64. \\[default: 8]"),
+    "max_workers": ("TASKMGMT_MAX_WORKERS", ("--max-workers",),
+                    "Changes made at once, 1-64; reads run up to twice as many. \\[default: 8]"),
 }
 
 

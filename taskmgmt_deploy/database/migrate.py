@@ -151,7 +151,7 @@ class Migrator:
             if self.dsql and job is not None:
                 self.progress(f"waiting for index job {job}")
                 finished = call_with_retry(
-                    lambda: conn.execute("SELECT sys.wait_for_job(%s)", [job]).fetchone()[0],
+                    lambda job=job: conn.execute("SELECT sys.wait_for_job(%s)", [job]).fetchone()[0],
                     is_occ_conflict, "occ_conflict", self.clock)
                 if finished is False:
                     raise MigrationError(f"index job {job} of {migration.name} failed; drop the INVALID index "

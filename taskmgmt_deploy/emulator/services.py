@@ -86,7 +86,7 @@ class EventsFidelity:
             return
         payload = json.dumps(event).encode()
         attempts = 1 + _max_retries(fn)
-        for attempt in range(attempts):
+        for _ in range(attempts):
             response, error = self.invoker(invocation_for(fn, payload, asynchronous=True))
             if not error:
                 self._record(Delivery(rule.arn, fn.function_arn, event, "invoked"))

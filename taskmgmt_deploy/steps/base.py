@@ -19,9 +19,15 @@ class Step(ABC):
     # reports them as drift, and destroy has nothing to delete for them.
     local: ClassVar[bool] = False
 
+    # Steps that can describe all of a region's resources of their kind in one call say so.
+    reads_in_batches: ClassVar[bool] = False
+
     @abstractmethod
     def read(self, res: Resource, record: Record | None) -> Observed | None:
         """Describe only. None when the resource does not exist."""
+
+    def read_many(self, items: list[tuple[Resource, Record | None]]) -> list[Observed | None]:
+        return [self.read(res, record) for res, record in items]
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         """The live settings we want, in the shape `read` reports them. Pure."""

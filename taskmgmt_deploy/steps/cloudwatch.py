@@ -18,17 +18,20 @@ ALARM_FIELDS = ("Namespace", "MetricName", "Dimensions", "Statistic", "Period", 
 
 class MetricAlarmStep(AwsStep):
     kind = "metric_alarm"
+    reads_in_batches = True  # DescribeAlarms takes up to 100 names: one call per region
 
     def read(self, res: Resource, record: Record | None) -> Observed | None:
-        alarms = self.aws.get("cloudwatch", res.region).describe_alarms(
-            AlarmNames=[res.name], AlarmTypes=["MetricAlarm"])["MetricAlarms"]
-        alarm = next((a for a in alarms if a["AlarmName"] == res.name), None)
-        if alarm is None:
-            return None
-        live = {f: alarm.get(f) for f in ALARM_FIELDS}
-        live["Dimensions"] = sorted(live["Dimensions"] or [], key=lambda d: d["Name"])
-        return Observed(outputs={"id": res.name, "arn": alarm["AlarmArn"], "name": res.name},
-                        live={"alarm": live}, state=str(alarm.get("StateValue")))
+        return self.read_many([(res, record)])[0]
+
+    def read_many(self, items: list[tuple[Resource, Record | None]]) -> list[Observed | None]:
+        found: dict[str, dict[str, Any]] = {}
+        names = [res.name for res, _ in items]
+        cloudwatch = self.aws.get("cloudwatch", items[0][0].region)
+        for start in range(0, len(names), 100):
+            alarms = cloudwatch.describe_alarms(AlarmNames=names[start:start + 100],
+                                                AlarmTypes=["MetricAlarm"])["MetricAlarms"]
+            found.update({alarm["AlarmName"]: alarm for alarm in alarms})
+        return [_alarm_observed(res.name, found.get(res.name)) for res, _ in items]
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         alarm = {f: spec["alarm"].get(f) for f in ALARM_FIELDS}
@@ -44,6 +47,15 @@ class MetricAlarmStep(AwsStep):
 
     def delete(self, record: Record, ctx: StepContext) -> None:
         absent_is_done(lambda: self.aws.get("cloudwatch", record.region).delete_alarms(AlarmNames=[record.name]))
+
+
+def _alarm_observed(name: str, alarm: Mapping[str, Any] | None) -> Observed | None:
+    if alarm is None:
+        return None
+    live = {f: alarm.get(f) for f in ALARM_FIELDS}
+    live["Dimensions"] = sorted(live["Dimensions"] or [], key=lambda d: d["Name"])
+    return Observed(outputs={"id": name, "arn": alarm["AlarmArn"], "name": name},
+                    live={"alarm": live}, state=str(alarm.get("StateValue")))
 
 
 class DashboardStep(AwsStep):

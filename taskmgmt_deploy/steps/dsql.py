@@ -25,7 +25,7 @@ from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_none
 HEALTHY = frozenset({"ACTIVE", "IDLE", "INACTIVE"})
 GOING = frozenset({"DELETING", "DELETED", "PENDING_DELETE"})
 CLUSTER_TIMEOUT = 30 * 60.0  # the Terraform provider's create/update/delete timeout
-POLL_INTERVAL = 10.0
+POLL_INTERVAL = 2.0  # GetCluster is cheap; a coarser poll only adds to every deploy's wait
 
 
 class DsqlClusterStep(AwsStep):
