@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from taskmgmt_deploy import factory  # noqa: E402
 from taskmgmt_deploy.config import load_settings  # noqa: E402
-from taskmgmt_deploy.engine import topo_order  # noqa: E402
+from taskmgmt_deploy.graph import topo_order  # noqa: E402
 
 READS = ("Get", "List", "Describe", "Head")
 _current = threading.local()

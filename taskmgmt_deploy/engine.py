@@ -11,18 +11,18 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taskmgmt_deploy.clock import Clock, SystemClock
-from taskmgmt_deploy.errors import (
-    DeployFailed, Interrupted, ProtectedError, StepError, TaskmgmtError, UserError, one_line,
-)
+from taskmgmt_deploy.errors import DeployFailed, Interrupted, StepError, TaskmgmtError, UserError, step_error
 from taskmgmt_deploy.manifest import Manifest
 from taskmgmt_deploy.models import (
-    Action, Change, Health, Observed, Record, Resource, Status, resolve_refs,
+    Action, Change, Health, Observed, Record, Resource, Status, record_of, resolve_refs,
 )
 from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.graph import in_topo_order, resource_of, topo_order
+from taskmgmt_deploy.teardown import DestroyReport, Teardown
 from taskmgmt_deploy.steps.base import Step
 
 
@@ -83,12 +83,6 @@ class Aborted(UserError):
     exit_code = 1
 
 
-@dataclass
-class DestroyReport:
-    deleted: list[str] = field(default_factory=list)
-    left: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
-
-
 class Engine:
     def __init__(self, steps: Mapping[str, Step], manifest: Manifest, *,
                  reporter: Reporter | None = None, max_workers: int = 8,
@@ -121,19 +115,13 @@ class Engine:
         outputs = {res.key: (observed[res.key].outputs if observed.get(res.key) else
                              (rec.outputs if rec else {})) for res, rec in items}
         return [self._status_of(res, rec, observed.get(res.key), outputs)
-                for res, rec in _in_topo_order(items)]
+                for res, rec in in_topo_order(items)]
 
     def destroy(self, resources: list[Resource], force: bool = False) -> DestroyReport:
         items = self._known_items(resources)
-        observed = self._read_all(items)
-        targets = self._deletion_targets(items, observed)
-        self._guard(targets, observed, force)
-        report = DestroyReport()
-        self._delete_walk(targets, force, report)
-        self._sweep(force, report)
-        if not report.left and not self.manifest.records:
-            self.manifest.delete_file()
-        return report
+        teardown = Teardown(self.steps, self.manifest, self.reporter, max_workers=self.max_workers,
+                            clock=self.clock, cancel=self.cancel, finder=self.finder)
+        return teardown.run(items, self._read_all(items), force)
 
     def rebuild(self, resources: list[Resource]) -> int:
         """Record every blueprint resource found live by name or tag; return how many."""
@@ -143,7 +131,7 @@ class Engine:
         found = 0
         for index, key in enumerate(order):
             if observed.get(key) is not None:
-                self.manifest.put(self._make_record(by_key[key], index + 1, "ready", observed[key].outputs))
+                self.manifest.put(record_of(by_key[key], index + 1, "ready", observed[key].outputs))
                 found += 1
         self.manifest.save()
         return found
@@ -162,7 +150,7 @@ class Engine:
                 try:
                     results.update(zip((res.key for res, _ in group), future.result(), strict=True))
                 except Exception as exc:  # noqa: BLE001 - every failure is reported by key
-                    failures += [_step_error(res.key, exc) for res, _ in group]
+                    failures += [step_error(res.key, exc) for res, _ in group]
         if failures:
             raise DeployFailed("reading", failures)
         return results
@@ -214,7 +202,7 @@ class Engine:
         try:
             change = step.plan(res, spec, observed)
         except Exception as exc:  # noqa: BLE001 - a plan that cannot be made fails its resource
-            walk.failures.append(_step_error(res.key, exc))
+            walk.failures.append(step_error(res.key, exc))
             reporter.failed(res.key, exc)
             return
         walk.changes[res.key] = change
@@ -249,7 +237,7 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - recorded per resource, raised together
             if isinstance(exc, Interrupted):
                 return
-            error = _step_error(key, exc)
+            error = step_error(key, exc)
             walk.failures.append(error)
             reporter.failed(key, error.cause)
             return
@@ -279,21 +267,15 @@ class Engine:
 
     def _adopt(self, res: Resource, step_no: int, observed: Observed) -> None:
         current = self.manifest.get(res.key)
-        wanted = self._make_record(res, step_no, "ready", observed.outputs)
+        wanted = record_of(res, step_no, "ready", observed.outputs)
         if current != wanted:
             self.manifest.put(wanted)
             self.manifest.save()
 
     def _record(self, res: Resource, step_no: int, state: str, outputs: Mapping[str, Any],
                 token: str | None = None) -> None:
-        self.manifest.put(self._make_record(res, step_no, state, outputs, token))
+        self.manifest.put(record_of(res, step_no, state, outputs, token))
         self.manifest.save()
-
-    @staticmethod
-    def _make_record(res: Resource, step_no: int, state: str, outputs: Mapping[str, Any],
-                     token: str | None = None) -> Record:
-        return Record(key=res.key, kind=res.kind, region=res.region, name=res.name, step=step_no,
-                      state=state, outputs=dict(outputs), depends_on=res.depends_on, token=token)
 
     # -- status -------------------------------------------------------------------
     def _status_of(self, res: Resource, record: Record | None, observed: Observed | None,
@@ -318,99 +300,6 @@ class Engine:
         if trouble:
             return Status(res.key, res.kind, res.region, ident, state, Health.UNHEALTHY, (trouble,))
         return Status(res.key, res.kind, res.region, ident, state, Health.OK)
-
-    # -- destroy ------------------------------------------------------------------
-    def _deletion_targets(self, items: list[tuple[Resource, Record | None]],
-                          observed: Mapping[str, Observed | None]) -> dict[str, Record]:
-        """Every manifest record, plus blueprint resources found live by name or tag."""
-        targets: dict[str, Record] = {}
-        for index, (res, record) in enumerate(items):
-            found = observed.get(res.key)
-            if record is not None:
-                targets[res.key] = record
-            elif found is not None:
-                targets[res.key] = self._make_record(res, 10_000 + index, "ready", found.outputs)
-        return targets
-
-    def _guard(self, targets: Mapping[str, Record], observed: Mapping[str, Observed | None],
-               force: bool) -> None:
-        refusals = [reason for key, rec in targets.items()
-                    if (reason := self._step(rec.kind).guard_delete(rec, observed.get(key)))]
-        if refusals and not force:
-            raise ProtectedError("; ".join(refusals) + ". Nothing was changed. "
-                                 "Run `taskmgmt destroy --force` to turn protection off and delete")
-
-    def _delete_walk(self, targets: dict[str, Record], force: bool, report: DestroyReport) -> None:
-        dependents: dict[str, set[str]] = {key: set() for key in targets}
-        for key, rec in targets.items():
-            for dep in rec.depends_on:
-                if dep in dependents:
-                    dependents[dep].add(key)
-        remaining = set(targets)
-        running: dict[Future[tuple[Mapping[str, Any], float]], str] = {}
-        failures: list[StepError] = []
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="delete") as pool:
-            while True:
-                if not failures and not self.cancel.is_set():
-                    for key in sorted(remaining, key=lambda k: -targets[k].step):
-                        if dependents[key] & (remaining | set(running.values())) - {key}:
-                            continue
-                        remaining.discard(key)
-                        running[self._submit_delete(pool, targets[key], force)] = key
-                if not running:
-                    break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in finished:
-                    key = running.pop(future)
-                    try:
-                        _, seconds = future.result()
-                    except Exception as exc:  # noqa: BLE001
-                        if not isinstance(exc, Interrupted):
-                            failures.append(_step_error(key, exc))
-                            self.reporter.failed(key, exc)
-                        continue
-                    self.manifest.forget(key)
-                    self.manifest.save()
-                    report.deleted.append(key)
-                    self.reporter.finished(key, "delete", seconds)
-        if failures:
-            raise DeployFailed("destroy", failures)
-        if self.cancel.is_set():
-            raise Interrupted("interrupted: in-flight deletes finished and the manifest was saved; "
-                              "run destroy again to finish")
-
-    def _submit_delete(self, pool: ThreadPoolExecutor, record: Record, force: bool
-                       ) -> Future[tuple[Mapping[str, Any], float]]:
-        if record.key in self.manifest.records:
-            self.manifest.put(replace(record, state="deleting"))
-            self.manifest.save()
-        step = self._step(record.kind)
-        ctx = StepContext(clock=self.clock, cancel=self.cancel, force=force,
-                          progress=lambda message, key=record.key: self.reporter.progress(key, message))
-        self.reporter.started(record.key, "delete")
-
-        def run() -> Mapping[str, Any]:
-            if not step.local:
-                step.delete(record, ctx)
-            return {}
-
-        return pool.submit(self._timed, run)
-
-    def _sweep(self, force: bool, report: DestroyReport) -> None:
-        """Delete what still carries this stack's tags, then report what is left."""
-        if self.finder is None:
-            return
-        strays = {rec.key: rec for rec in self.finder.find() if rec.kind in self.steps}
-        errors: dict[str, str] = {}
-        if strays:
-            self.reporter.phase(f"sweeping {len(strays)} resources found by tag")
-            try:
-                self._delete_walk(strays, force, report)
-            except DeployFailed as exc:
-                errors = {f.key: one_line(f.cause) for f in exc.failures}
-        for rec in self.finder.find():
-            why = errors.get(rec.key, "still exists after delete; check it in the console")
-            report.left.append((f"{rec.kind} {rec.arn or rec.name} ({rec.region})", why))
 
     # -- helpers ------------------------------------------------------------------
     def _step(self, kind: str) -> Step:
@@ -458,44 +347,3 @@ def _read_groups(items: list[tuple[Resource, Record | None]],
         else:
             single.append([item])
     return single + list(groups.values())
-
-
-def topo_order(resources: list[Resource]) -> list[str]:
-    """Dependencies first, otherwise in the given order. Raises on unknown deps or cycles."""
-    keys = [r.key for r in resources]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate resource keys in blueprint")
-    by_key = {r.key: r for r in resources}
-    for res in resources:
-        missing = [dep for dep in res.depends_on if dep not in by_key]
-        if missing:
-            raise ValueError(f"{res.key} depends on unknown {', '.join(missing)}")
-    order: list[str] = []
-    placed: set[str] = set()
-    while len(order) < len(resources):
-        batch = [r.key for r in resources
-                 if r.key not in placed and all(d in placed for d in r.depends_on)]
-        if not batch:
-            raise ValueError("dependency cycle among " + ", ".join(k for k in keys if k not in placed))
-        order += batch
-        placed.update(batch)
-    return order
-
-
-def resource_of(record: Record) -> Resource:
-    """A Resource good enough to read and delete what a record describes."""
-    logical = record.key.split(":", 1)[1].rsplit("@", 1)[0]
-    return Resource(kind=record.kind, logical=logical, region=record.region, name=record.name,
-                    after=tuple(record.depends_on))
-
-
-def _in_topo_order(items: list[tuple[Resource, Record | None]]) -> list[tuple[Resource, Record | None]]:
-    resources = [res for res, _ in items]
-    keys = {r.key for r in resources}
-    trimmed = [replace(r, spec={}, after=tuple(d for d in r.depends_on if d in keys)) for r in resources]
-    position = {key: index for index, key in enumerate(topo_order(trimmed))}
-    return sorted(items, key=lambda item: position[item[0].key])
-
-
-def _step_error(key: str, exc: BaseException) -> StepError:
-    return exc if isinstance(exc, StepError) else StepError(key, exc)

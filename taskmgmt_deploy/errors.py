@@ -61,6 +61,10 @@ class WaitTimeout(TaskmgmtError):
     """A resource did not reach the wanted state in time."""
 
 
+def step_error(key: str, exc: BaseException) -> StepError:
+    return exc if isinstance(exc, StepError) else StepError(key, exc)
+
+
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__

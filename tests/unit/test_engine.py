@@ -3,7 +3,8 @@ import threading
 
 import pytest
 
-from taskmgmt_deploy.engine import Engine, topo_order
+from taskmgmt_deploy.engine import Engine
+from taskmgmt_deploy.graph import topo_order
 from taskmgmt_deploy.errors import DeployFailed, Interrupted
 from taskmgmt_deploy.manifest import Manifest
 from taskmgmt_deploy.models import Action, Health, Ref

@@ -1,0 +1,145 @@
+"""Destroy: nothing while protection is on (unless forced); then every resource after the
+ones that depend on it; then a sweep by tags for anything the manifest missed; and a report
+of what, if anything, is left."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from taskmgmt_deploy.clock import Clock
+from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.errors import DeployFailed, Interrupted, ProtectedError, StepError, one_line, step_error
+from taskmgmt_deploy.manifest import Manifest
+from taskmgmt_deploy.models import Observed, Record, Resource, record_of
+from taskmgmt_deploy.steps.base import Step
+
+if TYPE_CHECKING:
+    from taskmgmt_deploy.engine import Finder, Reporter
+
+
+@dataclass
+class DestroyReport:
+    deleted: list[str] = field(default_factory=list)
+    left: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+
+
+class Teardown:
+    def __init__(self, steps: Mapping[str, Step], manifest: Manifest, reporter: Reporter, *,
+                 max_workers: int, clock: Clock, cancel: threading.Event, finder: Finder | None):
+        self.steps, self.manifest, self.reporter = steps, manifest, reporter
+        self.max_workers, self.clock, self.cancel, self.finder = max_workers, clock, cancel, finder
+
+    def run(self, items: list[tuple[Resource, Record | None]], observed: Mapping[str, Observed | None],
+            force: bool) -> DestroyReport:
+        targets = self._targets(items, observed)
+        self._guard(targets, observed, force)
+        report = DestroyReport()
+        self._delete_walk(targets, force, report)
+        self._sweep(force, report)
+        if not report.left and not self.manifest.records:
+            self.manifest.delete_file()
+        return report
+
+    def _targets(self, items: list[tuple[Resource, Record | None]],
+                          observed: Mapping[str, Observed | None]) -> dict[str, Record]:
+        """Every manifest record, plus blueprint resources found live by name or tag."""
+        targets: dict[str, Record] = {}
+        for index, (res, record) in enumerate(items):
+            found = observed.get(res.key)
+            if record is not None:
+                targets[res.key] = record
+            elif found is not None:
+                targets[res.key] = record_of(res, 10_000 + index, "ready", found.outputs)
+        return targets
+
+    def _guard(self, targets: Mapping[str, Record], observed: Mapping[str, Observed | None],
+               force: bool) -> None:
+        refusals = [reason for key, rec in targets.items()
+                    if (reason := self._step_for(rec.kind).guard_delete(rec, observed.get(key)))]
+        if refusals and not force:
+            raise ProtectedError("; ".join(refusals) + ". Nothing was changed. "
+                                 "Run `taskmgmt destroy --force` to turn protection off and delete")
+
+    def _delete_walk(self, targets: dict[str, Record], force: bool, report: DestroyReport) -> None:
+        dependents: dict[str, set[str]] = {key: set() for key in targets}
+        for key, rec in targets.items():
+            for dep in rec.depends_on:
+                if dep in dependents:
+                    dependents[dep].add(key)
+        remaining = set(targets)
+        running: dict[Future[tuple[Mapping[str, Any], float]], str] = {}
+        failures: list[StepError] = []
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="delete") as pool:
+            while True:
+                if not failures and not self.cancel.is_set():
+                    for key in sorted(remaining, key=lambda k: -targets[k].step):
+                        if dependents[key] & (remaining | set(running.values())) - {key}:
+                            continue
+                        remaining.discard(key)
+                        running[self._submit_delete(pool, targets[key], force)] = key
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    key = running.pop(future)
+                    try:
+                        _, seconds = future.result()
+                    except Exception as exc:  # noqa: BLE001
+                        if not isinstance(exc, Interrupted):
+                            failures.append(step_error(key, exc))
+                            self.reporter.failed(key, exc)
+                        continue
+                    self.manifest.forget(key)
+                    self.manifest.save()
+                    report.deleted.append(key)
+                    self.reporter.finished(key, "delete", seconds)
+        if failures:
+            raise DeployFailed("destroy", failures)
+        if self.cancel.is_set():
+            raise Interrupted("interrupted: in-flight deletes finished and the manifest was saved; "
+                              "run destroy again to finish")
+
+    def _submit_delete(self, pool: ThreadPoolExecutor, record: Record, force: bool
+                       ) -> Future[tuple[Mapping[str, Any], float]]:
+        if record.key in self.manifest.records:
+            self.manifest.put(replace(record, state="deleting"))
+            self.manifest.save()
+        step = self._step_for(record.kind)
+        ctx = StepContext(clock=self.clock, cancel=self.cancel, force=force,
+                          progress=lambda message, key=record.key: self.reporter.progress(key, message))
+        self.reporter.started(record.key, "delete")
+
+        def run() -> Mapping[str, Any]:
+            if not step.local:
+                step.delete(record, ctx)
+            return {}
+
+        return pool.submit(self._timed, run)
+
+    def _sweep(self, force: bool, report: DestroyReport) -> None:
+        """Delete what still carries this stack's tags, then report what is left."""
+        if self.finder is None:
+            return
+        strays = {rec.key: rec for rec in self.finder.find() if rec.kind in self.steps}
+        errors: dict[str, str] = {}
+        if strays:
+            self.reporter.phase(f"sweeping {len(strays)} resources found by tag")
+            try:
+                self._delete_walk(strays, force, report)
+            except DeployFailed as exc:
+                errors = {f.key: one_line(f.cause) for f in exc.failures}
+        for rec in self.finder.find():
+            why = errors.get(rec.key, "still exists after delete; check it in the console")
+            report.left.append((f"{rec.kind} {rec.arn or rec.name} ({rec.region})", why))
+
+    def _step_for(self, kind: str) -> Step:
+        return self.steps[kind]
+
+    def _timed(self, fn: Callable[[], Mapping[str, Any]]) -> tuple[Mapping[str, Any], float]:
+        start = self.clock.now()
+        outputs = fn()
+        return outputs, self.clock.now() - start
