@@ -141,3 +141,17 @@ def test_help_explains_each_command(cli):
         result = cli(command, "--help")
         assert result.code == 0
         assert "--env" in result.out
+
+
+@pytest.mark.parametrize("args,message", [
+    (("invoke", "--payload", "{not json"), "--payload is invalid: not JSON"),
+    (("invoke", "--payload", "@/no/such/file.json"), "--payload '@/no/such/file.json' is invalid"),
+    (("serve", "--port", "eighty"), "Invalid value for '--port'"),
+    (("deploy", "--plan", "--sandbox", "--profile", "work"), "--profile and --sandbox conflict"),
+])
+def test_bad_command_options_are_one_line_exit_2(aws, runtime, cli, calls, args, message):
+    result = cli(*args)
+    assert result.code == 2, result.err
+    assert message in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert calls.calls == []

@@ -46,6 +46,27 @@ def _listening(port: int) -> bool:
         return False
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get_json(url: str, within: float = 30.0) -> dict:
+    """GET once the server answers (it is starting in another process)."""
+    import urllib.request
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def sandbox_processes(emulator_pid: int) -> list[int]:
     """The emulator and its function workers."""
     try:
@@ -118,6 +139,16 @@ def test_sandbox_end_to_end(workdir: Path):
     assert code == 200 and updated["task"]["version"] == 2
     code, conflict = api("PATCH", f"/tasks/{task['id']}", {"priority": "low", "updated_by": "cy", "version": 1})
     assert code == 409 and conflict["current_version"] == 2
+
+    port = _free_port()
+    serving = subprocess.Popen([TASKMGMT, "serve", "--sandbox", "--port", str(port)], cwd=workdir,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        listed = _get_json(f"http://127.0.0.1:{port}/tasks?limit=5")
+        assert [t["id"] for t in listed["tasks"]] == [task["id"]]
+    finally:
+        serving.terminate()
+        serving.wait(timeout=10)
 
     running = components(workdir)
     pids = sandbox_processes(running["emulator"]["pid"]) + [running["postgres"]["pid"]]
