@@ -92,8 +92,8 @@ def schema_target(settings: Settings, aws: AwsClients | None) -> SchemaTarget:
 
 def make_steps(aws: AwsClients, builder: PackageBuilder, schema: SchemaTarget) -> dict[str, Step]:
     steps: list[Step] = [
-        LambdaPackageStep(builder), DbSchemaStep(schema), IamRoleStep(aws), IamRolePolicyStep(aws), DsqlClusterStep(aws),
-        DsqlPeeringStep(aws), SqsQueueStep(aws), SqsQueuePolicyStep(aws), EventBusStep(aws),
+        LambdaPackageStep(builder), DbSchemaStep(schema), IamRoleStep(aws), IamRolePolicyStep(aws),
+        DsqlClusterStep(aws), DsqlPeeringStep(aws), SqsQueueStep(aws), SqsQueuePolicyStep(aws), EventBusStep(aws),
         EventRuleStep(aws), EventTargetStep(aws), LogGroupStep(aws), LambdaFunctionStep(aws),
         LambdaInvokeConfigStep(aws), LambdaPermissionStep(aws), MetricAlarmStep(aws), DashboardStep(aws),
     ]
@@ -170,6 +170,17 @@ def recorded_config(manifest: Manifest) -> StackConfig:
                             "rebuild it with `taskmgmt status --rebuild`") from None
 
 
+def env_lock(settings: Settings) -> EnvLock:
+    return EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env)
+
+
+def make_engine(settings: Settings, aws: AwsClients, manifest: Manifest, reporter: Reporter, runtime: Runtime,
+                cancel: threading.Event | None = None, finder: TagFinder | None = None) -> Engine:
+    steps = make_steps(aws, package_builder(settings, runtime), schema_target(settings, aws))
+    return Engine(steps, manifest, reporter=reporter, max_workers=settings.max_workers, clock=runtime.clock,
+                  cancel=cancel, finder=finder)
+
+
 @contextmanager
 def open_stack(settings: Settings, reporter: Reporter, *, command: str, lock: bool,
                existing: bool, cancel: threading.Event | None = None,
@@ -181,9 +192,9 @@ def open_stack(settings: Settings, reporter: Reporter, *, command: str, lock: bo
     configuration given now.
     """
     runtime = runtime or RUNTIME
-    env_lock = EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env)
+    held = env_lock(settings)
     if lock:
-        env_lock.acquire(command)
+        held.acquire(command)
     try:
         manifest = require_manifest(settings) if existing else load_manifest(settings)
         stack_config = recorded_config(manifest) if existing and manifest else settings.stack
@@ -200,25 +211,24 @@ def open_stack(settings: Settings, reporter: Reporter, *, command: str, lock: bo
             raise UserError(f"the credentials are for account {account}, but environment "
                             f"'{settings.stack.env}' is deployed in account {manifest.account_id}")
         manifest.account_id = account
-        engine = Engine(make_steps(aws, package_builder(settings, runtime), schema_target(settings, aws)), manifest, reporter=reporter,
-                        max_workers=settings.max_workers, clock=runtime.clock, cancel=cancel,
-                        finder=TagFinder(aws, stack_config.regions, stack_config.tags()))
+        engine = make_engine(settings, aws, manifest, reporter, runtime, cancel,
+                             TagFinder(aws, stack_config.regions, stack_config.tags()))
         yield Stack(settings, blueprint.build(stack_config), manifest, engine, aws)
     finally:
-        env_lock.release()
+        held.release()
 
 
-def rebuild_manifest(settings: Settings, reporter: Reporter, runtime: Runtime | None = None) -> tuple[int, Path | None]:
+def rebuild_manifest(settings: Settings, reporter: Reporter,
+                     runtime: Runtime | None = None) -> tuple[int, Path | None]:
     """Replace the manifest with one made from the live resources; keep the old file aside."""
     runtime = runtime or RUNTIME
     path = manifest_path(settings.state_dir, settings.stack.env)
-    with EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env) as env_lock:
-        env_lock.acquire("status --rebuild")
+    with env_lock(settings) as held:
+        held.acquire("status --rebuild")
         aws = aws_clients(settings, runtime)
         account = caller_account(aws)
         manifest = Manifest(path=path, env=settings.stack.env, account_id=account, config=settings.stack.to_dict())
-        engine = Engine(make_steps(aws, package_builder(settings, runtime), schema_target(settings, aws)), manifest, reporter=reporter,
-                        max_workers=settings.max_workers, clock=runtime.clock)
+        engine = make_engine(settings, aws, manifest, reporter, runtime)
         moved = None
         if path.exists():
             moved = path.with_name(f"{path.name}.replaced-{utc_now().replace(':', '')}")
@@ -230,11 +240,13 @@ def run_migrations(settings: Settings, progress: Callable[[str], None],
                    runtime: Runtime | None = None) -> list[str]:
     """Apply sql/ now: to TASKMGMT_DATABASE_URL, else to the deployed primary cluster."""
     runtime = runtime or RUNTIME
-    with EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env) as env_lock:
-        env_lock.acquire("migrate")
-        if settings.database_url:
-            target = SchemaTarget(sql_dir(), database_url=settings.database_url)
+    with env_lock(settings) as held:
+        held.acquire("migrate")
+        target = schema_target(settings, aws=None)
+        if target.database_url:
             return target.migrator(None, settings.stack.primary_region, None, runtime.clock, progress).apply()
+        if target.skip_reason:
+            raise UserError(f"cannot migrate: {target.skip_reason}")
         manifest = require_manifest(settings)
         stack = recorded_config(manifest)
         cluster = manifest.get(blueprint.cluster_key(stack, stack.primary_region))
@@ -242,11 +254,8 @@ def run_migrations(settings: Settings, progress: Callable[[str], None],
         if cluster is None or role is None or not cluster.outputs.get("endpoint"):
             raise UserError(f"environment '{stack.env}' has no deployed primary cluster and role yet: "
                             "run `taskmgmt deploy` first")
-        if settings.endpoint_url:
-            raise UserError(f"there is no database behind the AWS emulator at {settings.endpoint_url}: "
-                            "set TASKMGMT_DATABASE_URL")
         aws = aws_clients(settings, runtime)
         caller_account(aws)
-        target = SchemaTarget(sql_dir(), aws=aws)
+        target = schema_target(settings, aws)
         return target.migrator(cluster.outputs["endpoint"], stack.primary_region, role.outputs.get("arn"),
                                runtime.clock, progress).apply()

@@ -49,8 +49,9 @@ def make_server(port: int, invoke: Invoke, log: Callable[[str], None]) -> Thread
                              self.client_address[0])
             raw, error = invoke(json.dumps(event).encode())
             if error:
+                detail = raw.decode(errors="replace")[:500]
                 return self._reply(502, {"content-type": "application/json"},
-                                   json.dumps({"error": "function_error", "detail": raw.decode(errors="replace")[:500]}).encode())
+                                   json.dumps({"error": "function_error", "detail": detail}).encode())
             response = json.loads(raw)
             body = response.get("body") or ""
             payload = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()

@@ -30,19 +30,24 @@ class Throttled(ServiceException):
 
 
 class ThrottleInjector:
-    """Answers a share of all calls with the service's throttling error; moto does not run them."""
+    """Answers a share of all calls with the service's throttling error; moto does not run them.
+
+    Each service draws from its own seeded generator, so which of a service's calls are throttled
+    does not depend on how threads interleave calls to different services.
+    """
 
     def __init__(self, rate: float, seed: int = 7):
-        self.rate = rate
-        self.rng = random.Random(seed)
+        self.rate, self.seed = rate, seed
+        self.rngs: dict[str, random.Random] = {}
         self.lock = threading.Lock()
         self.injected: Counter[str] = Counter()
         self.passed: Counter[str] = Counter()
         self.enabled = True
 
-    def _draw(self) -> bool:
+    def _draw(self, service: str) -> bool:
         with self.lock:
-            return self.enabled and self.rng.random() < self.rate
+            rng = self.rngs.setdefault(service, random.Random(f"{self.seed}:{service}"))
+            return self.enabled and rng.random() < self.rate
 
     @contextmanager
     def installed(self) -> Iterator[ThrottleInjector]:
@@ -51,7 +56,7 @@ class ThrottleInjector:
 
         def call_action(response: BaseResponse) -> Any:
             service = response.service_name or "?"
-            if not injector._draw():
+            if not injector._draw(service):
                 with injector.lock:
                     injector.passed[service] += 1
                 return original(response)

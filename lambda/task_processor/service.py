@@ -90,7 +90,8 @@ def list_tasks(conn: Conn, filters: dict[str, Any], limit: int,
     where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
     rows = conn.execute(SELECT_TASK + where + " ORDER BY created_at DESC, id DESC LIMIT %s",
                         values + [limit + 1]).fetchall()
-    next_cursor = encode_cursor(rows[limit - 1]["created_at"], str(rows[limit - 1]["id"])) if len(rows) > limit else None
+    last = rows[limit - 1] if len(rows) > limit else None  # one more row than asked: there is a next page
+    next_cursor = encode_cursor(last["created_at"], str(last["id"])) if last else None
     return [to_json(row) for row in rows[:limit]], next_cursor
 
 

@@ -48,7 +48,8 @@ console = Console()
 # parameter name -> (configuration key, option declarations, help)
 _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "env": ("ENVIRONMENT", ("--env",), "Environment name: 1-16 lowercase letters, digits, dashes. \\[default: dev]"),
-    "primary_region": ("PRIMARY_REGION", ("--primary-region",), "Region of the first DSQL cluster. \\[default: us-east-1]"),
+    "primary_region": ("PRIMARY_REGION", ("--primary-region",),
+                       "Region of the first DSQL cluster. \\[default: us-east-1]"),
     "secondary_region": ("SECONDARY_REGION", ("--secondary-region",),
                          "Region of the peer cluster, in the same DSQL region set. \\[default: us-west-2]"),
     "witness_region": ("WITNESS_REGION", ("--witness-region",),

@@ -170,10 +170,10 @@ def unlock(
     *, flags: dict[str, str | None],
 ) -> None:
     """Clear the lock a crashed deploy or destroy left behind."""
-    from taskmgmt_deploy.lock import EnvLock, lock_path
+    from taskmgmt_deploy.factory import env_lock
 
     settings = settings_from(flags)
-    lock = EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env)
+    lock = env_lock(settings)
     holder = lock.read()
     if holder is None:
         console.info(f"environment '{settings.stack.env}' is not locked")
