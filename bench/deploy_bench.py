@@ -28,9 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from taskmgmt_deploy import factory  # noqa: E402
-from taskmgmt_deploy.config import load_settings  # noqa: E402
-from taskmgmt_deploy.graph import topo_order  # noqa: E402
+from taskmgmt_deploy import factory
+from taskmgmt_deploy.config import load_settings
+from taskmgmt_deploy.graph import topo_order
 
 READS = ("Get", "List", "Describe", "Head")
 _current = threading.local()
@@ -272,7 +272,7 @@ def table(runs: list[Run], serial: list[Run] | None, delays: Delays) -> tuple[st
             row += [f"{serial[index].wall:.2f}", f"{serial[index].wall / run.wall:.2f}x"]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
+    text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) for row in rows)
     return text, targets(runs, serial, delays)
 
 

@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "lambda"))
 
 import psycopg  # noqa: E402
+
 from task_processor import api  # noqa: E402
 from task_processor.app import TaskApp  # noqa: E402
 from task_processor.db import Database  # noqa: E402
 from task_processor.notify import Notifier  # noqa: E402
-
 from taskmgmt_deploy.assets import sql_dir  # noqa: E402
 from taskmgmt_deploy.database.connect import from_url  # noqa: E402
 from taskmgmt_deploy.database.migrate import Migrator  # noqa: E402
@@ -45,7 +45,7 @@ from taskmgmt_deploy.database.sqlfiles import load_migrations  # noqa: E402
 class Quiet:
     """Notifications go nowhere: the benchmark is about the handler and the database."""
 
-    def put_events(self, Entries: list[Any]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def put_events(self, Entries: list[Any]) -> dict[str, Any]:
         return {"FailedEntryCount": 0, "Entries": [{}]}
 
 
@@ -114,7 +114,7 @@ def self_signed() -> tuple[bytes, bytes]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now)
             .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{local['p95']:.2f}", f"{local['p99']:.2f}"],
                 ["warm get-by-id, one client", "", f"{gets['p50']:.2f}", f"{gets['p95']:.2f}", f"{gets['p99']:.2f}"]]
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows))
+        print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows))
         print(f"throughput ratio {local_ratio:.1f}x measured, {ratio:.1f}x under DSQL's 100 new connections/s "
               f"(burst 1000); cold import {result['cold_import_ms']:.0f} ms; "
               f"arm64 package {result['package_mb']:.1f} MB")

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def run(script: str, *args: str) -> dict:
-    done = subprocess.run([sys.executable, str(HERE / script), "--json", *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(HERE / script), "--json", *args], capture_output=True, text=True, check=False)
     if done.stdout.strip().startswith("{"):
         return json.loads(done.stdout)
     raise SystemExit(f"{script} failed:\n{done.stderr[-2000:]}")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{deploy['delays']['dsql_activation']:g} s; handler: {handler['threads']} threads x {handler['seconds']:g} s"
           + (", TLS" if handler.get("tls") else ""))
     for row in table:
-        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |")
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + " |")
     return 1 if args.strict and not all(ok for *_, ok in rows) else 0
 
 

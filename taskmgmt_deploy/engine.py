@@ -15,15 +15,23 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taskmgmt_deploy.clock import Clock, SystemClock
+from taskmgmt_deploy.context import StepContext
 from taskmgmt_deploy.errors import DeployFailed, Interrupted, StepError, TaskmgmtError, UserError, step_error
+from taskmgmt_deploy.graph import in_topo_order, resource_of, topo_order
 from taskmgmt_deploy.manifest import Manifest
 from taskmgmt_deploy.models import (
-    Action, Change, Health, Observed, Record, Resource, Status, record_of, resolve_refs,
+    Action,
+    Change,
+    Health,
+    Observed,
+    Record,
+    Resource,
+    Status,
+    record_of,
+    resolve_refs,
 )
-from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.graph import in_topo_order, resource_of, topo_order
-from taskmgmt_deploy.teardown import DestroyReport, Teardown
 from taskmgmt_deploy.steps.base import Step
+from taskmgmt_deploy.teardown import DestroyReport, Teardown
 
 
 class Reporter(Protocol):

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import (
-    ClientError, EndpointConnectionError, NoCredentialsError, PartialCredentialsError, ProfileNotFound,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
 )
 
 from taskmgmt_deploy import blueprint

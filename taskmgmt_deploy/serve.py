@@ -66,9 +66,9 @@ def make_server(port: int, invoke: Invoke, log: Callable[[str], None]) -> Thread
             if payload:
                 self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815 - http.server's names
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: object) -> None:
             log(f"{self.address_string()} {format % args}")
 
     return ThreadingHTTPServer(("127.0.0.1", port), Handler)

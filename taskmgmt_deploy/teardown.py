@@ -65,11 +65,7 @@ class Teardown:
                                  "Run `taskmgmt destroy --force` to turn protection off and delete")
 
     def _delete_walk(self, targets: dict[str, Record], force: bool, report: DestroyReport) -> None:
-        dependents: dict[str, set[str]] = {key: set() for key in targets}
-        for key, rec in targets.items():
-            for dep in rec.depends_on:
-                if dep in dependents:
-                    dependents[dep].add(key)
+        dependents = _dependents(targets)
         remaining = set(targets)
         running: dict[Future[tuple[Mapping[str, Any], float]], str] = {}
         failures: list[StepError] = []
@@ -85,23 +81,28 @@ class Teardown:
                     break
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in finished:
-                    key = running.pop(future)
-                    try:
-                        _, seconds = future.result()
-                    except Exception as exc:  # noqa: BLE001
-                        if not isinstance(exc, Interrupted):
-                            failures.append(step_error(key, exc))
-                            self.reporter.failed(key, exc)
-                        continue
-                    self.manifest.forget(key)
-                    self.manifest.save()
-                    report.deleted.append(key)
-                    self.reporter.finished(key, "delete", seconds)
+                    self._settle(running.pop(future), future, failures, report)
         if failures:
             raise DeployFailed("destroy", failures)
         if self.cancel.is_set():
             raise Interrupted("interrupted: in-flight deletes finished and the manifest was saved; "
                               "run destroy again to finish")
+
+    def _settle(self, key: str, future: Future[tuple[Mapping[str, Any], float]],
+                failures: list[StepError], report: DestroyReport) -> None:
+        """Forget a deleted resource at once, so a crash right after never deletes it twice."""
+        try:
+            _, seconds = future.result()
+        except Interrupted:
+            return
+        except Exception as exc:  # noqa: BLE001 - collected; the walk stops submitting and reports them all
+            failures.append(step_error(key, exc))
+            self.reporter.failed(key, exc)
+            return
+        self.manifest.forget(key)
+        self.manifest.save()
+        report.deleted.append(key)
+        self.reporter.finished(key, "delete", seconds)
 
     def _submit_delete(self, pool: ThreadPoolExecutor, record: Record, force: bool
                        ) -> Future[tuple[Mapping[str, Any], float]]:
@@ -143,3 +144,13 @@ class Teardown:
         start = self.clock.now()
         outputs = fn()
         return outputs, self.clock.now() - start
+
+
+def _dependents(targets: Mapping[str, Record]) -> dict[str, set[str]]:
+    """For each target, the targets that depend on it (and so are deleted before it)."""
+    dependents: dict[str, set[str]] = {key: set() for key in targets}
+    for key, rec in targets.items():
+        for dep in rec.depends_on:
+            if dep in dependents:
+                dependents[dep].add(key)
+    return dependents

@@ -75,8 +75,7 @@ class CallLog:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No configuration or AWS endpoint leaks in from the machine running the tests."""
-    for key in list(DEFAULTS) + ["AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "TASKMGMT_DEBUG",
-                                 "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"]:
+    for key in [*list(DEFAULTS), "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "TASKMGMT_DEBUG", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"]:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from taskmgmt_deploy import factory
-
 from tests.conftest import READ_PREFIXES
 from tests.inventory import empty, expected, inventory
 

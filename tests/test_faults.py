@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import boto3
 import pytest
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend
 
 from taskmgmt_deploy.emulator import FidelitySettings
-
 from tests.faults import ThrottleInjector, backend_fault, botocore_sleeps_on
 from tests.inventory import empty, expected, inventory
 
@@ -63,7 +64,7 @@ def test_a_role_that_takes_45_seconds_to_propagate(aws, runtime, cli, clock, cal
     result = cli("deploy", "--yes", "--max-workers", "1")
     assert result.code == 0, result.err
     first_function = attempts.times["us-east-1"]
-    gaps = [b - a for a, b in zip(first_function, first_function[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(first_function)]
     assert first_function[-1] - first_function[0] >= 45.0 - 1  # worked once the role was assumable
     assert gaps[0] <= 0.6  # dense at first
     assert max(gaps) <= 2.5  # never sleeps long: a propagated role is noticed within seconds

@@ -123,7 +123,7 @@ def test_dsql_rejects_a_peer_that_does_not_exist(aws):
 def test_a_new_role_cannot_be_assumed_until_it_propagates(aws, clock):
     role = make_role()
     lam = boto3.client("lambda", region_name="us-east-1")
-    kwargs = dict(FunctionName="fn", Runtime="python3.13", Role=role, Handler="h.h", Code={"ZipFile": zip_bytes()})
+    kwargs = {"FunctionName": "fn", "Runtime": "python3.13", "Role": role, "Handler": "h.h", "Code": {"ZipFile": zip_bytes()}}
     with pytest.raises(ClientError) as exc:
         lam.create_function(**kwargs)
     assert code(exc) == "InvalidParameterValueException"
@@ -166,8 +166,8 @@ def test_lambda_rejects_reserved_environment_keys(aws, clock):
 def test_lambda_refuses_a_duplicate_permission_statement_id(aws, clock):
     make_function(clock)
     lam = boto3.client("lambda", region_name="us-east-1")
-    kwargs = dict(FunctionName="fn", StatementId="sid", Action="lambda:InvokeFunction",
-                  Principal="events.amazonaws.com", SourceArn="arn:aws:events:us-east-1:123456789012:rule/b/r")
+    kwargs = {"FunctionName": "fn", "StatementId": "sid", "Action": "lambda:InvokeFunction",
+                  "Principal": "events.amazonaws.com", "SourceArn": "arn:aws:events:us-east-1:123456789012:rule/b/r"}
     lam.add_permission(**kwargs)
     with pytest.raises(ClientError) as exc:
         lam.add_permission(**kwargs)
@@ -180,7 +180,7 @@ def test_on_failure_destination_needs_the_role_to_allow_sending(aws, clock):
     queue = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="failures")
     arn = "arn:aws:sqs:us-east-1:123456789012:failures"
     lam = boto3.client("lambda", region_name="us-east-1")
-    config = dict(FunctionName="fn", DestinationConfig={"OnFailure": {"Destination": arn}})
+    config = {"FunctionName": "fn", "DestinationConfig": {"OnFailure": {"Destination": arn}}}
     with pytest.raises(ClientError) as exc:
         lam.put_function_event_invoke_config(**config)
     assert "does not have permissions to call SendMessage" in str(exc.value)
@@ -234,7 +234,7 @@ def rule_to_function(clock, permit_rule: bool, state: str = "ENABLED") -> tuple[
 
 
 def test_events_reach_a_lambda_target_only_with_permission_for_that_rule(aws, clock):
-    rule, dlq = rule_to_function(clock, permit_rule=True)
+    rule, _dlq = rule_to_function(clock, permit_rule=True)
     assert [d.outcome for d in aws.deliveries] == ["invoked"]
     assert aws.deliveries[0].rule_arn == rule
 

@@ -139,7 +139,7 @@ def test_a_damaged_manifest_is_never_overwritten_and_can_be_rebuilt(aws, runtime
     rebuilt = cli("status", "--rebuild")
     assert rebuilt.code == 0, rebuilt.out + rebuilt.err
     assert "rebuilt the manifest from 40 live resources" in rebuilt.err
-    assert list((tmp_path / ".taskmgmt").glob("dev.json.replaced-*"))[0].read_text() == damaged
+    assert next(iter((tmp_path / ".taskmgmt").glob("dev.json.replaced-*"))).read_text() == damaged
     calls.clear()
     assert cli("deploy", "--yes").code == 0
     assert calls.mutating() == []

@@ -183,4 +183,4 @@ def test_dsql_conflicts_during_migration_are_retried(clock):
 
 def test_the_migrator_refuses_a_bad_role_arn():
     with pytest.raises(MigrationError, match="not an IAM role ARN"):
-        Migrator(lambda: Recorder(), load_migrations(sql_dir()), dsql=True, role_arn="'; DROP ROLE admin; --")
+        Migrator(Recorder, load_migrations(sql_dir()), dsql=True, role_arn="'; DROP ROLE admin; --")

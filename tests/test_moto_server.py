@@ -50,7 +50,7 @@ def taskmgmt(cwd: Path, endpoint: str, *args: str) -> subprocess.CompletedProces
     env = {key: value for key, value in os.environ.items() if not key.startswith("TASKMGMT_DATABASE")}
     env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
     executable = Path(sys.executable).parent / "taskmgmt"
-    return subprocess.run([str(executable), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(executable), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300)
 
 
 def test_deploy_status_destroy_against_moto_server(moto_server, tmp_path):

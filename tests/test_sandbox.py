@@ -19,7 +19,7 @@ TASKMGMT = str(Path(sys.executable).parent / "taskmgmt")
 
 def run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TASKMGMT_DATABASE"))}
-    return subprocess.run([TASKMGMT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([TASKMGMT, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout)
 
 
 def components(cwd: Path) -> dict[str, dict]:
@@ -79,8 +79,8 @@ def subscribe_to_notifications(endpoint: str):
     """A queue on the primary bus for the function's notifications; returns a reader."""
     import boto3
 
-    kwargs = dict(region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="sandbox",
-                  aws_secret_access_key="sandbox")
+    kwargs = {"region_name": "us-east-1", "endpoint_url": endpoint, "aws_access_key_id": "sandbox",
+                  "aws_secret_access_key": "sandbox"}
     sqs, events = boto3.client("sqs", **kwargs), boto3.client("events", **kwargs)
     url = sqs.create_queue(QueueName="notification-watcher")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -151,7 +151,7 @@ def test_sandbox_end_to_end(workdir: Path):
         serving.wait(timeout=10)
 
     running = components(workdir)
-    pids = sandbox_processes(running["emulator"]["pid"]) + [running["postgres"]["pid"]]
+    pids = [*sandbox_processes(running["emulator"]["pid"]), running["postgres"]["pid"]]
     ports = [int(running["emulator"]["url"].rsplit(":", 1)[1]), int(running["postgres"]["url"].split(":")[2].split("/")[0])]
     assert len(pids) > 2  # the function ran in worker processes
 

@@ -118,7 +118,7 @@ ROUTES: dict[tuple[str, ...], dict[str, Handler]] = {
 def route(method: str, path: str) -> tuple[Handler, str | None]:
     parts = tuple(p for p in path.split("/") if p)
     for shape, methods in ROUTES.items():
-        if len(shape) == len(parts) and all(s == "{id}" or s == p for s, p in zip(shape, parts)):
+        if len(shape) == len(parts) and all(s in ("{id}", p) for s, p in zip(shape, parts, strict=False)):
             if method not in methods:
                 raise MethodNotAllowed(f"{method} is not allowed on {path}", sorted(methods))
             return methods[method], parts[1] if "{id}" in shape else None

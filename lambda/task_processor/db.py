@@ -9,6 +9,7 @@ with jittered backoff, a bounded number of times.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -65,10 +66,8 @@ class Database:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 self._conn.close()
-            except psycopg.Error:
-                pass
             self._conn = None
 
     def transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:

@@ -11,7 +11,7 @@ import json
 import re
 import unicodedata
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from task_processor.errors import BadRequest
@@ -87,7 +87,7 @@ def _timestamp(problems: Problems, field: str, value: Any) -> datetime | None:
     except ValueError:
         problems.add(field, "must be an ISO 8601 date or date-time string")
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _field(problems: Problems, field: str, value: Any) -> Any:
@@ -133,7 +133,7 @@ def _version(problems: Problems, value: Any, field: str = "version") -> int | No
 def new_task(body: Any) -> dict[str, Any]:
     body = _object(body, "a task")
     problems = Problems()
-    _unknown(problems, body, UPDATABLE + ("created_by",))
+    _unknown(problems, body, (*UPDATABLE, "created_by"))
     for required in ("title", "created_by"):
         if required not in body:
             problems.add(required, "is required")
@@ -151,7 +151,7 @@ def task_update(body: Any, if_match: str | None = None) -> tuple[dict[str, Any],
     """(changes, updated_by, expected version) of a PUT/PATCH or a task.updated event."""
     body = _object(body, "an update")
     problems = Problems()
-    _unknown(problems, body, UPDATABLE + ("updated_by", "version"))
+    _unknown(problems, body, (*UPDATABLE, "updated_by", "version"))
     changes = {field: _field(problems, field, body[field]) for field in UPDATABLE if field in body}
     updated_by = _actor(problems, body, "updated_by")
     version = _expected_version(problems, body, if_match)

@@ -20,7 +20,7 @@ _app: TaskApp | None = None
 
 
 def app() -> TaskApp:
-    global _app
+    global _app  # noqa: PLW0603 - built once per execution environment, reused by warm invocations
     if _app is None:
         _app = TaskApp(from_environment(), Notifier.from_environment())
     return _app

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from task_processor import observability
@@ -36,7 +36,7 @@ class Notifier:
             self._failed(event_type, task, f"{ENV_EVENT_BUS} is not set")
             return False
         detail = {"eventType": event_type, "taskId": task["id"], "data": task, "version": task.get("version"),
-                  "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "region": self.region}
+                  "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "region": self.region}
         entry = {"Source": NOTIFICATION_SOURCE, "DetailType": NOTIFICATION_DETAIL_TYPE,
                  "EventBusName": self.bus, "Detail": json.dumps(detail)}
         try:

@@ -6,7 +6,7 @@ Only the column names below ever reach SQL text; every value is a bound paramete
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -29,7 +29,7 @@ def to_json(row: dict[str, Any]) -> dict[str, Any]:
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if value is not None and not isinstance(value, (str, int, float, bool)):
         return str(value)
     return value
@@ -46,7 +46,7 @@ def create_task(conn: Conn, task: dict[str, Any]) -> dict[str, Any]:
     values = [task[f] for f in fields]
     if task.get("status") == "completed":
         fields.append("completed_at")
-        values.append(datetime.now(timezone.utc))
+        values.append(datetime.now(UTC))
     placeholders = ", ".join(["%s"] * len(fields))
     row = conn.execute(f"INSERT INTO tasks ({', '.join(fields)}) VALUES ({placeholders})" + RETURNING,
                        values).fetchone()
@@ -89,7 +89,7 @@ def list_tasks(conn: Conn, filters: dict[str, Any], limit: int,
         values += [cursor[0], cursor[0], cursor[1]]
     where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
     rows = conn.execute(SELECT_TASK + where + " ORDER BY created_at DESC, id DESC LIMIT %s",
-                        values + [limit + 1]).fetchall()
+                        [*values, limit + 1]).fetchall()
     last = rows[limit - 1] if len(rows) > limit else None  # one more row than asked: there is a next page
     next_cursor = encode_cursor(last["created_at"], str(last["id"])) if last else None
     return [to_json(row) for row in rows[:limit]], next_cursor
@@ -106,7 +106,7 @@ def update_task(conn: Conn, task_id: str, changes: dict[str, Any], updated_by: s
         return to_json(current), False
     assignments = {**changed}
     if "status" in changed:
-        assignments["completed_at"] = datetime.now(timezone.utc) if changed["status"] == "completed" else None
+        assignments["completed_at"] = datetime.now(UTC) if changed["status"] == "completed" else None
     sets = ", ".join(f"{field} = %s" for field in assignments)  # fields from fields.UPDATABLE only
     row = conn.execute(f"UPDATE tasks SET {sets}, updated_at = now(), version = version + 1"
                        " WHERE id = %s AND version = %s" + RETURNING,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import click
 import typer
@@ -69,7 +69,7 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
 def _common_parameters() -> list[inspect.Parameter]:
     params = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            Optional[str], typer.Option(*decls, help=text, show_default=False, metavar="TEXT",
+            str | None, typer.Option(*decls, help=text, show_default=False, metavar="TEXT",
                                         rich_help_panel="Configuration (flag > environment > .env > default)")])
         for name, (_, decls, text) in _OPTIONS.items()
     ]
@@ -78,7 +78,7 @@ def _common_parameters() -> list[inspect.Parameter]:
                                         "--sandbox", help="Work on the local sandbox instead of AWS.",
                                         rich_help_panel="Configuration (flag > environment > .env > default)")]))
     params.append(inspect.Parameter("deletion_protection", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                    annotation=Annotated[Optional[bool], typer.Option(
+                                    annotation=Annotated[bool | None, typer.Option(
                                         "--deletion-protection/--no-deletion-protection", show_default=False,
                                         help="DSQL deletion protection. \\[default: on for prod and staging]",
                                         rich_help_panel="Configuration (flag > environment > .env > default)")]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,11 +17,11 @@ sandbox_app = typer.Typer(help="The local sandbox: an AWS emulator and a Postgre
                           no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 
-StateDir = Annotated[Optional[str], typer.Option("--state-dir", help="Where the sandbox lives "
+StateDir = Annotated[str | None, typer.Option("--state-dir", help="Where the sandbox lives "
                                                  "({state-dir}/sandbox). \\[default: ./.taskmgmt]")]
 
 
-def _sandbox(state_dir: str | None):  # noqa: ANN202
+def _sandbox(state_dir: str | None):
     import os
 
     from taskmgmt_deploy.sandbox.control import Sandbox
@@ -72,7 +72,7 @@ def sandbox_status(state_dir: StateDir = None,
 @with_settings
 def invoke(
     payload: Annotated[str, typer.Option("--payload", help="The event, as JSON or @file.json.")],
-    region: Annotated[Optional[str], typer.Option("--region", help="Which region's function. "
+    region: Annotated[str | None, typer.Option("--region", help="Which region's function. "
                                                   "\\[default: the primary]")] = None,
     *, flags: dict[str, str | None],
 ) -> None:
@@ -123,7 +123,7 @@ def smoke(*, flags: dict[str, str | None]) -> None:
         raise typer.Exit(1)
 
 
-def run_smoke(settings) -> bool:  # noqa: ANN001
+def run_smoke(settings) -> bool:
     from taskmgmt_deploy.factory import RUNTIME, open_stack
     from taskmgmt_deploy.functions import Functions
     from taskmgmt_deploy.smoke import Check, Smoke
@@ -148,7 +148,7 @@ def run_smoke(settings) -> bool:  # noqa: ANN001
 @with_settings
 def serve(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
-    region: Annotated[Optional[str], typer.Option("--region", help="Which region's function. "
+    region: Annotated[str | None, typer.Option("--region", help="Which region's function. "
                                                   "\\[default: the primary]")] = None,
     *, flags: dict[str, str | None],
 ) -> None:

@@ -7,8 +7,10 @@ import sys
 
 import typer
 
-from taskmgmt_deploy.cli import stack  # noqa: F401 - registers the commands, in this order
-from taskmgmt_deploy.cli import local  # noqa: F401, I001
+from taskmgmt_deploy.cli import (
+    local,  # noqa: F401
+    stack,  # noqa: F401 - registers the commands, in this order
+)
 from taskmgmt_deploy.cli.common import _ABORT, _EXIT, _USAGE, app, console
 from taskmgmt_deploy.errors import TaskmgmtError, one_line
 
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         console.error("interrupted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - a bug: one line unless asked for the traceback
+    except Exception as exc:
         if os.environ.get("TASKMGMT_DEBUG"):
             raise
         console.error(f"unexpected {type(exc).__name__}: {one_line(exc)} (set TASKMGMT_DEBUG=1 for a traceback)")

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from taskmgmt_deploy.cli.common import (
-    confirm_changes, summary, app, console, interruptible, settings_from, with_settings,
+    app,
+    confirm_changes,
+    console,
+    interruptible,
+    settings_from,
+    summary,
+    with_settings,
 )
 from taskmgmt_deploy.config import Settings
 from taskmgmt_deploy.errors import TaskmgmtError, UserError, one_line

@@ -10,7 +10,11 @@ from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFideli
 from taskmgmt_deploy.emulator.dsql import DsqlFidelity
 from taskmgmt_deploy.emulator.patching import Patches
 from taskmgmt_deploy.emulator.services import (
-    CloudWatchFidelity, Delivery, EventsFidelity, LogsFidelity, SqsFidelity,
+    CloudWatchFidelity,
+    Delivery,
+    EventsFidelity,
+    LogsFidelity,
+    SqsFidelity,
 )
 
 
@@ -67,4 +71,4 @@ class Fidelity:
         self.uninstall()
 
 
-__all__ = ["Fidelity", "FidelitySettings", "Invocation", "Invoker", "Delivery"]
+__all__ = ["Delivery", "Fidelity", "FidelitySettings", "Invocation", "Invoker"]

@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction, lambda_backends
-from moto.cloudwatch.models import CloudWatchBackend, cloudwatch_backends
 from moto.cloudwatch.exceptions import ValidationError
+from moto.cloudwatch.models import CloudWatchBackend, cloudwatch_backends
 from moto.events.models import Rule
 from moto.logs.exceptions import InvalidParameterException
 from moto.logs.models import LogsBackend
@@ -122,7 +122,7 @@ def _function(arn: str) -> LambdaFunction | None:
     for backends in (lambda_simple_backends, lambda_backends):
         try:
             return backends[account][region].get_function(name)
-        except Exception:  # noqa: BLE001 - not in this backend
+        except Exception:  # noqa: BLE001, S112 - not in this backend
             continue
     return None
 
@@ -162,7 +162,7 @@ def _failure_record(fn: LambdaFunction, event: dict[str, Any], response: bytes, 
     except ValueError:
         payload = response.decode(errors="replace")
     return {
-        "version": "1.0", "timestamp": datetime.now(timezone.utc).isoformat(),
+        "version": "1.0", "timestamp": datetime.now(UTC).isoformat(),
         "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{fn.function_arn}:$LATEST",
                            "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
         "requestPayload": event,

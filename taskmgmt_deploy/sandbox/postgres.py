@@ -18,7 +18,7 @@ class PostgresError(TaskmgmtError):
     pass
 
 
-def _server(pgdata: Path):  # noqa: ANN202 - pgserver's type
+def _server(pgdata: Path):
     try:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless
             warnings.simplefilter("ignore")

@@ -9,6 +9,7 @@ emulator as AWS endpoint and the sandbox PostgreSQL instead of DSQL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -92,10 +93,8 @@ class FunctionRunner:
             staging = target.with_name(target.name + f".{uuid.uuid4().hex[:6]}")
             with zipfile.ZipFile(io.BytesIO(code)) as archive:
                 archive.extractall(staging)
-            try:
+            with contextlib.suppress(OSError):  # another invocation unpacked the same version first
                 staging.rename(target)
-            except OSError:  # another invocation unpacked the same version first
-                pass
         return target
 
     def _environment(self, invocation: Invocation, code_dir: Path) -> dict[str, str]:

@@ -9,7 +9,13 @@ from typing import Any, ClassVar
 
 from taskmgmt_deploy.context import StepContext
 from taskmgmt_deploy.models import (
-    UNKNOWN, Action, Change, Observed, Record, Resource, contains_unknown,
+    UNKNOWN,
+    Action,
+    Change,
+    Observed,
+    Record,
+    Resource,
+    contains_unknown,
 )
 
 

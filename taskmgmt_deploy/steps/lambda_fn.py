@@ -82,7 +82,7 @@ class LambdaFunctionStep(AwsStep):
         lam = self.aws.get("lambda", res.region)
         if observed is None and self._create(lam, res.name, spec, ctx):
             return _outputs(wait_settled(lam, res.name, ctx))
-        diff = change.diff if observed is not None else {f: None for f in CODE_FIELDS + CONFIG_FIELDS}
+        diff = change.diff if observed is not None else dict.fromkeys(CODE_FIELDS + CONFIG_FIELDS)
         if any(f in diff for f in CODE_FIELDS):
             wait_settled(lam, res.name, ctx)
             guarded(lambda: lam.update_function_code(

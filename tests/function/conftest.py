@@ -18,7 +18,6 @@ from task_processor import api, events  # noqa: E402
 from task_processor.app import TaskApp  # noqa: E402
 from task_processor.db import Database, url_connect  # noqa: E402
 from task_processor.notify import Notifier  # noqa: E402
-
 from taskmgmt_deploy.assets import sql_dir  # noqa: E402
 from taskmgmt_deploy.database.connect import from_url  # noqa: E402
 from taskmgmt_deploy.database.migrate import Migrator  # noqa: E402
@@ -33,7 +32,7 @@ class FakeEvents:
         self.fail = False
         self.lock = threading.Lock()
 
-    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         with self.lock:
             if self.fail:
                 return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "no"}]}

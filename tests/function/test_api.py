@@ -9,7 +9,6 @@ import pytest
 
 from task_processor import api
 from task_processor.handler import lambda_handler
-
 from tests.function.conftest import Client
 
 

@@ -10,7 +10,6 @@ import pytest
 
 from task_processor import app as app_module
 from task_processor.db import Database, url_connect
-
 from tests.function.conftest import Client, make_app
 
 
@@ -154,7 +153,7 @@ def test_an_expired_token_is_never_reused(app_url, monkeypatch):
     issued: list[float] = []
 
     class Tokens:
-        def generate_db_connect_auth_token(self, Hostname, Region, ExpiresIn):  # noqa: N803 - boto3's names
+        def generate_db_connect_auth_token(self, Hostname, Region, ExpiresIn):
             issued.append(now[0])
             return f"token-issued-at-{now[0]}"
 

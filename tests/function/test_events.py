@@ -9,7 +9,6 @@ import pytest
 
 from task_processor.errors import Unavailable
 from task_processor.handler import lambda_handler
-
 from tests.function.conftest import Client, send_event, task_event
 
 NEW_TASK = {"title": "From an event", "created_by": "ana", "priority": "high"}

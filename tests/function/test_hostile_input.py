@@ -99,7 +99,7 @@ def snapshot(url: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
         tasks = conn.execute("SELECT id, title, version, updated_at FROM tasks ORDER BY id").fetchall()
         updates = conn.execute("SELECT count(*) FROM task_updates").fetchone()
-    return tasks + [updates]
+    return [*tasks, updates]
 
 
 def test_there_are_at_least_40_hostile_cases():

@@ -4,11 +4,10 @@ import threading
 import pytest
 
 from taskmgmt_deploy.engine import Engine
-from taskmgmt_deploy.graph import topo_order
 from taskmgmt_deploy.errors import DeployFailed, Interrupted
+from taskmgmt_deploy.graph import topo_order
 from taskmgmt_deploy.manifest import Manifest
 from taskmgmt_deploy.models import Action, Health, Ref
-
 from tests.unit.fake_steps import FakeCloud, FakeStep, thing
 
 
@@ -71,7 +70,7 @@ def test_plan_reports_changes_and_mutates_nothing(cloud, tmp_path):
     cloud.calls.clear()
     resources = blueprint()
     resources[3] = thing("d", size=5)
-    changes = dict((r.logical, c) for r, c in make_engine(cloud, tmp_path).plan(resources))
+    changes = {r.logical: c for r, c in make_engine(cloud, tmp_path).plan(resources)}
     assert changes["d"].action is Action.UPDATE
     assert changes["d"].reasons == ("size: 1 -> 5",)
     assert changes["a"].action is Action.NOOP
@@ -80,7 +79,7 @@ def test_plan_reports_changes_and_mutates_nothing(cloud, tmp_path):
 
 def test_plan_of_fresh_stack_marks_dependent_values_unknown(cloud, tmp_path):
     cloud.items["b"] = {"size": 1, "peer": "arn:old"}
-    changes = dict((r.logical, c) for r, c in make_engine(cloud, tmp_path).plan(blueprint()))
+    changes = {r.logical: c for r, c in make_engine(cloud, tmp_path).plan(blueprint())}
     assert changes["a"].action is Action.CREATE
     assert changes["b"].action is Action.UPDATE
     assert "known after apply" in changes["b"].reasons[0]
