@@ -1,8 +1,12 @@
 # Shortcuts for the commands the README documents.
-.PHONY: test bench bench-quick
+.PHONY: test lint bench bench-quick
 
 test:
 	pytest -q -n auto
+
+lint:
+	ruff check .
+	ruff format --check .
 
 bench:
 	python bench/run.py

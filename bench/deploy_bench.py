@@ -83,9 +83,15 @@ def serve(port: int, delays: Delays) -> None:
     os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"
     default_user_config["lambda"]["use_docker"] = False
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    fidelity = Fidelity(settings=FidelitySettings(
-        iam_propagation=delays.iam_propagation, lambda_settle=delays.lambda_pending,
-        dsql_activation=delays.dsql_activation, dsql_deletion=delays.dsql_deletion, dsql_update=0.0)).install()
+    fidelity = Fidelity(
+        settings=FidelitySettings(
+            iam_propagation=delays.iam_propagation,
+            lambda_settle=delays.lambda_pending,
+            dsql_activation=delays.dsql_activation,
+            dsql_deletion=delays.dsql_deletion,
+            dsql_update=0.0,
+        )
+    ).install()
     original = BaseResponse.call_action
 
     def slow(response: Any) -> Any:
@@ -111,9 +117,22 @@ class Emulator:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.delays = delays
-        command = [sys.executable, __file__, "--serve", str(port), "--latency", str(delays.latency),
-                   "--dsql-activation", str(delays.dsql_activation), "--dsql-deletion", str(delays.dsql_deletion),
-                   "--iam-propagation", str(delays.iam_propagation), "--lambda-pending", str(delays.lambda_pending)]
+        command = [
+            sys.executable,
+            __file__,
+            "--serve",
+            str(port),
+            "--latency",
+            str(delays.latency),
+            "--dsql-activation",
+            str(delays.dsql_activation),
+            "--dsql-deletion",
+            str(delays.dsql_deletion),
+            "--iam-propagation",
+            str(delays.iam_propagation),
+            "--lambda-pending",
+            str(delays.lambda_pending),
+        ]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while True:
@@ -172,6 +191,7 @@ def _traced(method: Any, phase: str) -> Any:
             return method(*args, **kwargs)
         finally:
             _current.key = ("other", "-")
+
     return run
 
 
@@ -190,8 +210,9 @@ def read_chain(calls: list[tuple[str, str, str, str]]) -> int:
     return 1 + (max(per_step.values()) if per_step else 0)
 
 
-def apply_bound(resources: list[Any], calls: list[tuple[str, str, str, str]], delays: Delays,
-                reverse: bool = False) -> float:
+def apply_bound(
+    resources: list[Any], calls: list[tuple[str, str, str, str]], delays: Delays, reverse: bool = False
+) -> float:
     """Longest path through the step graph, each step costing its necessary calls plus AWS's waits."""
     phase = "delete" if reverse else "apply"
     cost = {key: n * delays.latency for key, n in necessary_calls(calls, phase).items()}
@@ -214,8 +235,12 @@ def apply_bound(resources: list[Any], calls: list[tuple[str, str, str, str]], de
         res = by_key[key]
         start = 0.0
         for dep in res.depends_on:
-            edge = delays.iam_propagation if by_key[dep].kind in ("iam_role", "iam_role_policy") and \
-                res.kind in ("lambda_function", "lambda_invoke_config") else 0.0
+            edge = (
+                delays.iam_propagation
+                if by_key[dep].kind in ("iam_role", "iam_role_policy")
+                and res.kind in ("lambda_function", "lambda_invoke_config")
+                else 0.0
+            )
             start = max(start, finish[dep] + edge)
         finish[key] = start + cost.get(key, 0.0) + (waits.get(res.kind, 0.0) if cost.get(key) else 0.0)
     return max(finish.values(), default=0.0)
@@ -227,8 +252,7 @@ def run_all(emulator: Emulator, delays: Delays, workers: int, workdir: Path) -> 
     if workers != 8 or (workdir / "state-8").exists():
         emulator.reset()
     state = workdir / f"state-{workers}"
-    flags = {"TASKMGMT_STATE_DIR": str(state), "AWS_ENDPOINT_URL": emulator.url,
-             "TASKMGMT_MAX_WORKERS": str(workers)}
+    flags = {"TASKMGMT_STATE_DIR": str(state), "AWS_ENDPOINT_URL": emulator.url, "TASKMGMT_MAX_WORKERS": str(workers)}
     settings = load_settings(flags, {}, workdir)
     calls: list[tuple[str, str, str, str]] = []
     lock = threading.Lock()
@@ -238,8 +262,9 @@ def run_all(emulator: Emulator, delays: Delays, workers: int, workdir: Path) -> 
         calls.clear()
         existing = operation in ("status", "destroy")
         start = time.perf_counter()
-        with factory.open_stack(settings, NullReporter(), command=operation, lock=operation != "status",
-                                existing=existing) as stack:
+        with factory.open_stack(
+            settings, NullReporter(), command=operation, lock=operation != "status", existing=existing
+        ) as stack:
             if operation == "status":
                 stack.engine.status(stack.resources)
             elif operation == "destroy":
@@ -266,8 +291,14 @@ def table(runs: list[Run], serial: list[Run] | None, delays: Delays) -> tuple[st
         header += ["1 worker s", "speedup"]
     rows = [header]
     for index, run in enumerate(runs):
-        row = [run.operation, f"{run.wall:.2f}", str(run.mutating), str(run.reads), f"{run.bound:.2f}",
-               f"{run.wall / run.bound:.2f}" if run.bound else "-"]
+        row = [
+            run.operation,
+            f"{run.wall:.2f}",
+            str(run.mutating),
+            str(run.reads),
+            f"{run.bound:.2f}",
+            f"{run.wall / run.bound:.2f}" if run.bound else "-",
+        ]
         if serial:
             row += [f"{serial[index].wall:.2f}", f"{serial[index].wall / run.wall:.2f}x"]
         rows.append(row)
@@ -282,10 +313,14 @@ def targets(runs: list[Run], serial: list[Run] | None, delays: Delays) -> list[s
     checks = [
         ("fresh deploy within 1.3x its critical path", fresh.wall <= 1.3 * fresh.bound),
         ("no-change redeploy makes no mutating call", redeploy.mutating == 0),
-        (f"no-change redeploy reads <= resources + 3 ({redeploy.resources + 3})",
-         redeploy.reads <= redeploy.resources + 3),
-        ("no-change redeploy within 3 x latency x read chain",
-         redeploy.wall <= 3 * delays.latency * redeploy.read_chain),
+        (
+            f"no-change redeploy reads <= resources + 3 ({redeploy.resources + 3})",
+            redeploy.reads <= redeploy.resources + 3,
+        ),
+        (
+            "no-change redeploy within 3 x latency x read chain",
+            redeploy.wall <= 3 * delays.latency * redeploy.read_chain,
+        ),
         (f"status reads <= resources + 3 ({status.resources + 3})", status.reads <= status.resources + 3),
         ("status within 3 x latency x read chain", status.wall <= 3 * delays.latency * status.read_chain),
     ]
@@ -297,13 +332,14 @@ def targets(runs: list[Run], serial: list[Run] | None, delays: Delays) -> list[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every AWS call (0.1)")
-    parser.add_argument("--dsql-activation", type=float, default=20.0, help="seconds until peered clusters "
-                        "are ACTIVE (20)")
+    parser.add_argument(
+        "--dsql-activation", type=float, default=20.0, help="seconds until peered clusters are ACTIVE (20)"
+    )
     parser.add_argument("--dsql-deletion", type=float, default=10.0, help="seconds until deleted clusters go (10)")
-    parser.add_argument("--iam-propagation", type=float, default=8.0, help="seconds before a new role can "
-                        "be assumed (8)")
-    parser.add_argument("--lambda-pending", type=float, default=2.0, help="seconds a new function is "
-                        "Pending (2)")
+    parser.add_argument(
+        "--iam-propagation", type=float, default=8.0, help="seconds before a new role can be assumed (8)"
+    )
+    parser.add_argument("--lambda-pending", type=float, default=2.0, help="seconds a new function is Pending (2)")
     parser.add_argument("--max-workers", type=int, default=8)
     parser.add_argument("--compare-serial", action="store_true", help="also run with --max-workers 1")
     parser.add_argument("--quick", action="store_true", help="tiny delays: checks the benchmark works")
@@ -311,14 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the emulator process
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, Delays(args.latency, args.dsql_activation, args.dsql_deletion, args.iam_propagation,
-                                 args.lambda_pending))
+        serve(
+            args.serve,
+            Delays(args.latency, args.dsql_activation, args.dsql_deletion, args.iam_propagation, args.lambda_pending),
+        )
         return 0
     if args.quick:
         args.latency, args.dsql_activation, args.dsql_deletion = 0.01, 0.5, 0.2
         args.iam_propagation, args.lambda_pending = 0.2, 0.05
-    delays = Delays(args.latency, args.dsql_activation, args.dsql_deletion, args.iam_propagation,
-                    args.lambda_pending)
+    delays = Delays(args.latency, args.dsql_activation, args.dsql_deletion, args.iam_propagation, args.lambda_pending)
     prepare_package()
     emulator = Emulator(delays)
     try:
@@ -329,15 +366,34 @@ def main(argv: list[str] | None = None) -> int:
         emulator.close()
     text, verdicts = table(runs, serial, delays)
     if args.json:
-        print(json.dumps({"delays": vars(delays), "runs": [
-            {"operation": r.operation, "wall": r.wall, "mutating": r.mutating, "reads": r.reads, "bound": r.bound,
-             "resources": r.resources, "read_chain": r.read_chain}
-            for r in runs], "serial": [{"operation": r.operation, "wall": r.wall} for r in serial or []],
-            "targets": verdicts}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "delays": vars(delays),
+                    "runs": [
+                        {
+                            "operation": r.operation,
+                            "wall": r.wall,
+                            "mutating": r.mutating,
+                            "reads": r.reads,
+                            "bound": r.bound,
+                            "resources": r.resources,
+                            "read_chain": r.read_chain,
+                        }
+                        for r in runs
+                    ],
+                    "serial": [{"operation": r.operation, "wall": r.wall} for r in serial or []],
+                    "targets": verdicts,
+                },
+                indent=2,
+            )
+        )
     else:
-        print(f"deploy benchmark: {args.max_workers} workers, latency {delays.latency * 1000:.0f} ms per call, "
-              f"DSQL ACTIVE after {delays.dsql_activation:g} s, IAM propagation {delays.iam_propagation:g} s, "
-              f"Lambda Pending {delays.lambda_pending:g} s")
+        print(
+            f"deploy benchmark: {args.max_workers} workers, latency {delays.latency * 1000:.0f} ms per call, "
+            f"DSQL ACTIVE after {delays.dsql_activation:g} s, IAM propagation {delays.iam_propagation:g} s, "
+            f"Lambda Pending {delays.lambda_pending:g} s"
+        )
         print(text)
         print("\n".join(verdicts))
     return 0 if all(v.startswith("PASS") for v in verdicts) else 1

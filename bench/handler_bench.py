@@ -89,8 +89,10 @@ def tls_postgres(bin_dir: Path, pgdata: Path, port: int) -> Any:
     if user:
         ensure_prefix_permissions(pgdata)
         shutil.chown(pgdata, user=user)
-    run = lambda *args: subprocess.run([str(bin_dir / args[0]), *args[1:]], check=True, user=user,  # noqa: E731
-                                       capture_output=True, cwd=pgdata)
+
+    def run(program: str, *args: str) -> None:
+        subprocess.run([str(bin_dir / program), *args], check=True, user=user, capture_output=True, cwd=pgdata)
+
     run("initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=utf8")
     key, cert = self_signed()
     for name, data in (("server.key", key), ("server.crt", cert)):
@@ -115,11 +117,19 @@ def self_signed() -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
     return pem, cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -127,14 +137,13 @@ def dsql_like_connect(url: str, tls: bool) -> Any:
     """As the function connects on DSQL: a fresh IAM token for each connection, over TLS."""
     import boto3
 
-    tokens = boto3.client("dsql", region_name="us-east-1", aws_access_key_id="bench",
-                          aws_secret_access_key="bench")
+    tokens = boto3.client("dsql", region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
 
     def connect() -> psycopg.Connection[Any]:
-        token = tokens.generate_db_connect_auth_token(Hostname="cluster.dsql.us-east-1.on.aws",
-                                                      Region="us-east-1", ExpiresIn=900)
-        return psycopg.connect(url, password=token, sslmode="require" if tls else "disable",
-                               application_name="bench")
+        token = tokens.generate_db_connect_auth_token(
+            Hostname="cluster.dsql.us-east-1.on.aws", Region="us-east-1", ExpiresIn=900
+        )
+        return psycopg.connect(url, password=token, sslmode="require" if tls else "disable", application_name="bench")
 
     return connect
 
@@ -179,12 +188,17 @@ def app(url: str, per_request: bool, quota: ConnectionQuota | None = None) -> Ta
 
 
 def request(method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"httpMethod": method, "path": path, "queryStringParameters": query,
-            "body": None if body is None else json.dumps(body)}
+    return {
+        "httpMethod": method,
+        "path": path,
+        "queryStringParameters": query,
+        "body": None if body is None else json.dumps(body),
+    }
 
 
-def workload(url: str, per_request: bool, threads: int, seconds: float, seed_ids: list[str],
-             quota: ConnectionQuota | None = None) -> dict[str, Any]:
+def workload(
+    url: str, per_request: bool, threads: int, seconds: float, seed_ids: list[str], quota: ConnectionQuota | None = None
+) -> dict[str, Any]:
     latencies: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -206,9 +220,15 @@ def workload(url: str, per_request: bool, threads: int, seconds: float, seed_ids
                 task_id = rng.choice(known)
                 started = time.perf_counter()
                 current = json.loads(api.handle(request("GET", f"/tasks/{task_id}"), handler_app, "b")["body"])
-                event = request("PATCH", f"/tasks/{task_id}", {"priority": rng.choice(["low", "high"]),
-                                                                "updated_by": f"u{n}",
-                                                                "version": current["task"]["version"]})
+                event = request(
+                    "PATCH",
+                    f"/tasks/{task_id}",
+                    {
+                        "priority": rng.choice(["low", "high"]),
+                        "updated_by": f"u{n}",
+                        "version": current["task"]["version"],
+                    },
+                )
                 response = api.handle(event, handler_app, "b")
                 mine["update"].append(time.perf_counter() - started)
                 assert response["statusCode"] in (200, 409), response
@@ -230,8 +250,12 @@ def workload(url: str, per_request: bool, threads: int, seconds: float, seed_ids
     for worker in workers:
         worker.join()
     every = [v for values in latencies.values() for v in values]
-    return {"requests": len(every), "throughput": len(every) / seconds, **percentiles(every),
-            "by_kind": {k: percentiles(v) for k, v in latencies.items()}}
+    return {
+        "requests": len(every),
+        "throughput": len(every) / seconds,
+        **percentiles(every),
+        "by_kind": {k: percentiles(v) for k, v in latencies.items()},
+    }
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -258,11 +282,19 @@ def warm_gets(url: str, ids: list[str], count: int) -> dict[str, float]:
 
 
 def cold_import(runs: int = 5) -> float:
-    script = ("import time; t = time.perf_counter(); import task_processor.handler; "
-              "print(time.perf_counter() - t)")
-    samples = [float(subprocess.run([sys.executable, "-c", script], env={"PYTHONPATH": str(ROOT / "lambda"),
-                                                                         "PATH": "/usr/bin:/bin"},
-                                    capture_output=True, text=True, check=True).stdout) for _ in range(runs)]
+    script = "import time; t = time.perf_counter(); import task_processor.handler; print(time.perf_counter() - t)"
+    samples = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", script],
+                env={"PYTHONPATH": str(ROOT / "lambda"), "PATH": "/usr/bin:/bin"},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for _ in range(runs)
+    ]
     return statistics.median(samples) * 1000
 
 
@@ -287,22 +319,36 @@ def main(argv: list[str] | None = None) -> int:
         Migrator(from_url(admin), load_migrations(sql_dir()), dsql=False, role_arn=None).apply()
         url = admin.replace("postgres@", "taskmgmt_app@")
         seeder = app(url, per_request=False)
-        ids = [json.loads(api.handle(request("POST", "/tasks", {"title": f"seed {i}", "created_by": "seed"}),
-                                     seeder, "s")["body"])["task"]["id"] for i in range(200)]
+        ids = [
+            json.loads(
+                api.handle(request("POST", "/tasks", {"title": f"seed {i}", "created_by": "seed"}), seeder, "s")["body"]
+            )["task"]["id"]
+            for i in range(200)
+        ]
         ours = workload(url, False, args.threads, args.seconds, ids, ConnectionQuota())
         local = workload(url, True, args.threads, args.seconds, ids)
         baseline = workload(url, True, args.threads, args.seconds, ids, ConnectionQuota())
         gets = warm_gets(url, ids, 200 if args.quick else 2000)
         stop_postgres()
-    result = {"threads": args.threads, "seconds": args.seconds, "ours": ours, "baseline_quota": baseline,
-              "baseline": local,
-              "warm_get": gets, "tls": TLS["on"], "cold_import_ms": cold_import(3 if args.quick else 7),
-              "package_mb": package_size()}
+    result = {
+        "threads": args.threads,
+        "seconds": args.seconds,
+        "ours": ours,
+        "baseline_quota": baseline,
+        "baseline": local,
+        "warm_get": gets,
+        "tls": TLS["on"],
+        "cold_import_ms": cold_import(3 if args.quick else 7),
+        "package_mb": package_size(),
+    }
     ratio = ours["throughput"] / baseline["throughput"]
     local_ratio = ours["throughput"] / local["throughput"]
     verdicts = [
-        (f"throughput >= 10x the connect-per-request baseline ({local_ratio:.1f}x measured; {ratio:.1f}x "
-         "under DSQL's connection quota)", min(ratio, local_ratio) >= 10),
+        (
+            f"throughput >= 10x the connect-per-request baseline ({local_ratio:.1f}x measured; {ratio:.1f}x "
+            "under DSQL's connection quota)",
+            min(ratio, local_ratio) >= 10,
+        ),
         (f"warm get-by-id p99 <= 5 ms ({gets['p99']:.2f} ms)", gets["p99"] <= 5),
         (f"cold import <= 300 ms ({result['cold_import_ms']:.0f} ms)", result["cold_import_ms"] <= 300),
         (f"package <= 15 MB ({result['package_mb']:.1f} MB)", result["package_mb"] <= 15),
@@ -311,22 +357,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"handler benchmark: {args.threads} threads for {args.seconds:g} s each, mixed workload "
-              "(20% create, 30% list, 30% get, 20% update with version); an IAM token per new connection, "
-              + ("over TLS" if TLS["on"] else "without TLS (no PostgreSQL build with SSL found)"))
-        rows = [["", "requests/s", "p50 ms", "p95 ms", "p99 ms"],
-                ["reused connection", f"{ours['throughput']:.0f}", f"{ours['p50']:.2f}", f"{ours['p95']:.2f}",
-                 f"{ours['p99']:.2f}"],
-                ["connect per request, DSQL quota", f"{baseline['throughput']:.0f}", f"{baseline['p50']:.2f}",
-                 f"{baseline['p95']:.2f}", f"{baseline['p99']:.2f}"],
-                ["connect per request, local only", f"{local['throughput']:.0f}", f"{local['p50']:.2f}",
-                 f"{local['p95']:.2f}", f"{local['p99']:.2f}"],
-                ["warm get-by-id, one client", "", f"{gets['p50']:.2f}", f"{gets['p95']:.2f}", f"{gets['p99']:.2f}"]]
+        print(
+            f"handler benchmark: {args.threads} threads for {args.seconds:g} s each, mixed workload "
+            "(20% create, 30% list, 30% get, 20% update with version); an IAM token per new connection, "
+            + ("over TLS" if TLS["on"] else "without TLS (no PostgreSQL build with SSL found)")
+        )
+        rows = [
+            ["", "requests/s", "p50 ms", "p95 ms", "p99 ms"],
+            [
+                "reused connection",
+                f"{ours['throughput']:.0f}",
+                f"{ours['p50']:.2f}",
+                f"{ours['p95']:.2f}",
+                f"{ours['p99']:.2f}",
+            ],
+            [
+                "connect per request, DSQL quota",
+                f"{baseline['throughput']:.0f}",
+                f"{baseline['p50']:.2f}",
+                f"{baseline['p95']:.2f}",
+                f"{baseline['p99']:.2f}",
+            ],
+            [
+                "connect per request, local only",
+                f"{local['throughput']:.0f}",
+                f"{local['p50']:.2f}",
+                f"{local['p95']:.2f}",
+                f"{local['p99']:.2f}",
+            ],
+            ["warm get-by-id, one client", "", f"{gets['p50']:.2f}", f"{gets['p95']:.2f}", f"{gets['p99']:.2f}"],
+        ]
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows))
-        print(f"throughput ratio {local_ratio:.1f}x measured, {ratio:.1f}x under DSQL's 100 new connections/s "
-              f"(burst 1000); cold import {result['cold_import_ms']:.0f} ms; "
-              f"arm64 package {result['package_mb']:.1f} MB")
+        print(
+            f"throughput ratio {local_ratio:.1f}x measured, {ratio:.1f}x under DSQL's 100 new connections/s "
+            f"(burst 1000); cold import {result['cold_import_ms']:.0f} ms; "
+            f"arm64 package {result['package_mb']:.1f} MB"
+        )
         print("\n".join(result["targets"]))
     return 0 if all(ok for _, ok in verdicts) else 1
 

@@ -16,7 +16,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def run(script: str, *args: str) -> dict:
-    done = subprocess.run([sys.executable, str(HERE / script), "--json", *args], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(HERE / script), "--json", *args], capture_output=True, text=True, check=False
+    )
     if done.stdout.strip().startswith("{"):
         return json.loads(done.stdout)
     raise SystemExit(f"{script} failed:\n{done.stderr[-2000:]}")
@@ -37,21 +39,39 @@ def main(argv: list[str] | None = None) -> int:
     budget = 3 * latency * redeploy["read_chain"]
     most_reads = redeploy["resources"] + 3
     rows = [
-        ("fresh deploy wall time", f"{fresh['wall']:.1f} s", f"<= 1.3 x critical path {fresh['bound']:.1f} s",
-         fresh["wall"] <= 1.3 * fresh["bound"]),
-        ("fresh deploy vs --max-workers 1", f"{serial['fresh deploy']['wall'] / fresh['wall']:.2f}x faster",
-         ">= 2x", serial["fresh deploy"]["wall"] >= 2 * fresh["wall"]),
+        (
+            "fresh deploy wall time",
+            f"{fresh['wall']:.1f} s",
+            f"<= 1.3 x critical path {fresh['bound']:.1f} s",
+            fresh["wall"] <= 1.3 * fresh["bound"],
+        ),
+        (
+            "fresh deploy vs --max-workers 1",
+            f"{serial['fresh deploy']['wall'] / fresh['wall']:.2f}x faster",
+            ">= 2x",
+            serial["fresh deploy"]["wall"] >= 2 * fresh["wall"],
+        ),
         ("no-change redeploy mutating calls", str(redeploy["mutating"]), "0", redeploy["mutating"] == 0),
-        ("no-change redeploy reads", str(redeploy["reads"]), f"<= resources + 3 ({most_reads})",
-         redeploy["reads"] <= most_reads),
-        ("no-change redeploy wall time", f"{redeploy['wall']:.2f} s",
-         f"<= 3 x {latency * 1000:.0f} ms x read chain {redeploy['read_chain']} = {budget:.2f} s",
-         redeploy["wall"] <= budget),
+        (
+            "no-change redeploy reads",
+            str(redeploy["reads"]),
+            f"<= resources + 3 ({most_reads})",
+            redeploy["reads"] <= most_reads,
+        ),
+        (
+            "no-change redeploy wall time",
+            f"{redeploy['wall']:.2f} s",
+            f"<= 3 x {latency * 1000:.0f} ms x read chain {redeploy['read_chain']} = {budget:.2f} s",
+            redeploy["wall"] <= budget,
+        ),
         ("status reads", str(status["reads"]), f"<= resources + 3 ({most_reads})", status["reads"] <= most_reads),
         ("status wall time", f"{status['wall']:.2f} s", f"<= {budget:.2f} s", status["wall"] <= budget),
-        ("handler throughput vs connect per request",
-         f"{handler['ours']['throughput'] / handler['baseline']['throughput']:.1f}x", ">= 10x",
-         handler["ours"]["throughput"] >= 10 * handler["baseline"]["throughput"]),
+        (
+            "handler throughput vs connect per request",
+            f"{handler['ours']['throughput'] / handler['baseline']['throughput']:.1f}x",
+            ">= 10x",
+            handler["ours"]["throughput"] >= 10 * handler["baseline"]["throughput"],
+        ),
         ("warm get-by-id p99", f"{handler['warm_get']['p99']:.2f} ms", "<= 5 ms", handler["warm_get"]["p99"] <= 5),
         ("handler cold import", f"{handler['cold_import_ms']:.0f} ms", "<= 300 ms", handler["cold_import_ms"] <= 300),
         ("arm64 function package", f"{handler['package_mb']:.1f} MB", "<= 15 MB", handler["package_mb"] <= 15),
@@ -59,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     table = [("measure", "result", "target", "")] + [(a, b, c, "PASS" if ok else "FAIL") for a, b, c, ok in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     table.insert(1, tuple("-" * width for width in widths))  # a Markdown table, pasted into the README as is
-    print(("quick run (tiny delays: shows the benchmarks work, not how fast anything is)\n" if args.quick else "")
-          + f"deploy: latency {latency * 1000:.0f} ms per AWS call, DSQL ACTIVE after "
-          f"{deploy['delays']['dsql_activation']:g} s; handler: {handler['threads']} threads x {handler['seconds']:g} s"
-          + (", TLS" if handler.get("tls") else ""))
+    print(
+        ("quick run (tiny delays: shows the benchmarks work, not how fast anything is)\n" if args.quick else "")
+        + f"deploy: latency {latency * 1000:.0f} ms per AWS call, DSQL ACTIVE after "
+        f"{deploy['delays']['dsql_activation']:g} s; handler: {handler['threads']} threads x {handler['seconds']:g} s"
+        + (", TLS" if handler.get("tls") else "")
+    )
     for row in table:
         print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + " |")
     return 1 if args.strict and not all(ok for *_, ok in rows) else 0

@@ -16,8 +16,28 @@ from taskmgmt_deploy.errors import ConfigError
 from taskmgmt_deploy.regions import MULTI_REGION, default_witness, region_set
 
 LOG_RETENTION_VALUES = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545,
-    731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
 )
 PROTECTED_ENVIRONMENTS = ("prod", "staging")
 
@@ -96,8 +116,9 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
 
 
-def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
-            dotenv: Mapping[str, str]) -> dict[str, str | None]:
+def resolve(
+    flags: Mapping[str, str | None], environ: Mapping[str, str], dotenv: Mapping[str, str]
+) -> dict[str, str | None]:
     """Pick each key from the first source that sets it (empty strings count as unset)."""
     values: dict[str, str | None] = {}
     for key, default in DEFAULTS.items():
@@ -111,8 +132,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
     return values
 
 
-def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str],
-                  cwd: Path) -> Settings:
+def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str], cwd: Path) -> Settings:
     values = resolve(flags, environ, read_dotenv(cwd / ".env"))
     stack = _stack_config(values)
     state_dir = Path(values["TASKMGMT_STATE_DIR"] or ".taskmgmt")
@@ -128,8 +148,12 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str],
 
 def _stack_config(values: Mapping[str, str | None]) -> StackConfig:
     env = _matching(values, "ENVIRONMENT", _ENV_RE, "must be 1-16 lowercase letters, digits or dashes")
-    prefix = _matching(values, "CLUSTER_NAME_PREFIX", _PREFIX_RE,
-                       "must start with a lowercase letter and be 1-24 lowercase letters, digits or dashes")
+    prefix = _matching(
+        values,
+        "CLUSTER_NAME_PREFIX",
+        _PREFIX_RE,
+        "must start with a lowercase letter and be 1-24 lowercase letters, digits or dashes",
+    )
     if prefix.endswith("-"):
         raise ConfigError("CLUSTER_NAME_PREFIX", prefix, "must not end with a dash")
     primary, secondary, witness = _regions(values)
@@ -156,33 +180,39 @@ def _matching(values: Mapping[str, str | None], key: str, pattern: re.Pattern[st
 def _regions(values: Mapping[str, str | None]) -> tuple[str, str, str]:
     primary = values["PRIMARY_REGION"] or ""
     if primary not in MULTI_REGION:
-        raise ConfigError("PRIMARY_REGION", primary,
-                          "must be a region where Aurora DSQL supports multi-Region clusters: "
-                          + ", ".join(MULTI_REGION))
+        raise ConfigError(
+            "PRIMARY_REGION",
+            primary,
+            "must be a region where Aurora DSQL supports multi-Region clusters: " + ", ".join(MULTI_REGION),
+        )
     same_set = region_set(primary) or ()
     secondary = values["SECONDARY_REGION"] or ""
     if secondary == primary:
         raise ConfigError("SECONDARY_REGION", secondary, f"must differ from PRIMARY_REGION ({primary})")
     if secondary not in same_set:
-        raise ConfigError("SECONDARY_REGION", secondary,
-                          f"must be in the DSQL region set of PRIMARY_REGION {primary}: "
-                          + ", ".join(r for r in same_set if r != primary))
+        raise ConfigError(
+            "SECONDARY_REGION",
+            secondary,
+            f"must be in the DSQL region set of PRIMARY_REGION {primary}: "
+            + ", ".join(r for r in same_set if r != primary),
+        )
     witness = values["WITNESS_REGION"] or default_witness(primary, secondary) or ""
     if witness in (primary, secondary):
-        raise ConfigError("WITNESS_REGION", witness,
-                          f"must differ from PRIMARY_REGION ({primary}) and SECONDARY_REGION ({secondary})")
+        raise ConfigError(
+            "WITNESS_REGION", witness, f"must differ from PRIMARY_REGION ({primary}) and SECONDARY_REGION ({secondary})"
+        )
     if witness not in same_set:
         allowed = ", ".join(r for r in same_set if r not in (primary, secondary))
-        raise ConfigError("WITNESS_REGION", witness,
-                          f"must be in the DSQL region set of {primary} and {secondary}: {allowed}")
+        raise ConfigError(
+            "WITNESS_REGION", witness, f"must be in the DSQL region set of {primary} and {secondary}: {allowed}"
+        )
     return primary, secondary, witness
 
 
 def _retention(values: Mapping[str, str | None]) -> int:
     raw = values["LOG_RETENTION_DAYS"] or ""
     if not raw.isdigit() or int(raw) not in LOG_RETENTION_VALUES:
-        raise ConfigError("LOG_RETENTION_DAYS", raw,
-                          "must be one of " + ", ".join(map(str, LOG_RETENTION_VALUES)))
+        raise ConfigError("LOG_RETENTION_DAYS", raw, "must be one of " + ", ".join(map(str, LOG_RETENTION_VALUES)))
     return int(raw)
 
 

@@ -18,18 +18,27 @@ from rich.table import Table
 from taskmgmt_deploy.errors import one_line
 from taskmgmt_deploy.models import Action, Change, Health, Resource, Status
 
-_ACTION_STYLE = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red",
-                 Action.NOOP: "dim", Action.SKIP: "dim"}
-_HEALTH_STYLE = {Health.OK: "green", Health.MISSING: "red", Health.DRIFTED: "yellow",
-                 Health.UNHEALTHY: "red", Health.SKIPPED: "dim"}
+_ACTION_STYLE = {
+    Action.CREATE: "green",
+    Action.UPDATE: "yellow",
+    Action.DELETE: "red",
+    Action.NOOP: "dim",
+    Action.SKIP: "dim",
+}
+_HEALTH_STYLE = {
+    Health.OK: "green",
+    Health.MISSING: "red",
+    Health.DRIFTED: "yellow",
+    Health.UNHEALTHY: "red",
+    Health.SKIPPED: "dim",
+}
 
 
 class Console:
     def __init__(self, quiet: bool = False, width: int | None = None):
         # Off a terminal nothing is wrapped at 80 columns: scripts read these lines.
         self.out = RichConsole(markup=False, highlight=False, emoji=False, soft_wrap=True, width=width)
-        self.err = RichConsole(stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True,
-                               width=width)
+        self.err = RichConsole(stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True, width=width)
         for target in (self.out, self.err):
             if not target.is_terminal and width is None:
                 target.width = 200
@@ -93,8 +102,13 @@ class Console:
             table.add_column(column)
         for res, change in changes:
             why = "; ".join(change.reasons)
-            table.add_row(change.action.value, f"{res.kind}:{res.logical}", res.region or "global", why,
-                          style=_ACTION_STYLE[change.action])
+            table.add_row(
+                change.action.value,
+                f"{res.kind}:{res.logical}",
+                res.region or "global",
+                why,
+                style=_ACTION_STYLE[change.action],
+            )
         with self._lock:
             (self.out if stream == "out" else self.err).print(table)
 
@@ -104,8 +118,14 @@ class Console:
             table.add_column(column, overflow="fold")
         for status in statuses:
             drift = "; ".join(status.problems) if status.problems else status.health.value
-            table.add_row(status.key.rsplit("@", 1)[0], status.region or "global", _short_id(status.id),
-                          status.state, drift, style=_HEALTH_STYLE[status.health])
+            table.add_row(
+                status.key.rsplit("@", 1)[0],
+                status.region or "global",
+                _short_id(status.id),
+                status.state,
+                drift,
+                style=_HEALTH_STYLE[status.health],
+            )
         with self._lock:
             self.out.print(table)
 

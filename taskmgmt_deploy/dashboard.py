@@ -24,38 +24,106 @@ def dashboard_body(stack: StackConfig, cluster_ids: Mapping[str, Ref]) -> dict[s
     for row, region in enumerate(stack.regions):
         y = row * HEIGHT * 2
         widgets += [
-            _metrics(0, y, f"Function {region}", region, "Sum", [
-                ["AWS/Lambda", "Invocations", "FunctionName", fn],
-                ["AWS/Lambda", "Errors", "FunctionName", fn],
-                ["AWS/Lambda", "Throttles", "FunctionName", fn]]),
-            _metrics(WIDTH, y, f"Function duration {region} (ms)", region, "Maximum", [
-                ["AWS/Lambda", "Duration", "FunctionName", fn, {"stat": "p50", "label": "p50"}],
-                ["AWS/Lambda", "Duration", "FunctionName", fn, {"stat": "p99", "label": "p99"}]]),
-            _metrics(WIDTH * 2, y, f"Task events {region}", region, "Sum", [
-                ["AWS/Events", "MatchedEvents", "EventBusName", bus, "RuleName", rule],
-                ["AWS/Events", "Invocations", "EventBusName", bus, "RuleName", rule],
-                ["AWS/Events", "FailedInvocations", "EventBusName", bus, "RuleName", rule]]),
-            _metrics(0, y + HEIGHT, f"Failure queues {region}", region, "Maximum", [
-                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q] for q in queues]),
-            _dsql(WIDTH, y + HEIGHT, f"DSQL transactions {region}", region, cluster_ids[region],
-                  [("TotalTransactions", "Sum"), ("OccConflicts", "Sum")]),
-            _dsql(WIDTH * 2, y + HEIGHT, f"DSQL commit latency {region} (ms)", region, cluster_ids[region],
-                  [("CommitLatency", "Average")]),
+            _metrics(
+                0,
+                y,
+                f"Function {region}",
+                region,
+                "Sum",
+                [
+                    ["AWS/Lambda", "Invocations", "FunctionName", fn],
+                    ["AWS/Lambda", "Errors", "FunctionName", fn],
+                    ["AWS/Lambda", "Throttles", "FunctionName", fn],
+                ],
+            ),
+            _metrics(
+                WIDTH,
+                y,
+                f"Function duration {region} (ms)",
+                region,
+                "Maximum",
+                [
+                    ["AWS/Lambda", "Duration", "FunctionName", fn, {"stat": "p50", "label": "p50"}],
+                    ["AWS/Lambda", "Duration", "FunctionName", fn, {"stat": "p99", "label": "p99"}],
+                ],
+            ),
+            _metrics(
+                WIDTH * 2,
+                y,
+                f"Task events {region}",
+                region,
+                "Sum",
+                [
+                    ["AWS/Events", "MatchedEvents", "EventBusName", bus, "RuleName", rule],
+                    ["AWS/Events", "Invocations", "EventBusName", bus, "RuleName", rule],
+                    ["AWS/Events", "FailedInvocations", "EventBusName", bus, "RuleName", rule],
+                ],
+            ),
+            _metrics(
+                0,
+                y + HEIGHT,
+                f"Failure queues {region}",
+                region,
+                "Maximum",
+                [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q] for q in queues],
+            ),
+            _dsql(
+                WIDTH,
+                y + HEIGHT,
+                f"DSQL transactions {region}",
+                region,
+                cluster_ids[region],
+                [("TotalTransactions", "Sum"), ("OccConflicts", "Sum")],
+            ),
+            _dsql(
+                WIDTH * 2,
+                y + HEIGHT,
+                f"DSQL commit latency {region} (ms)",
+                region,
+                cluster_ids[region],
+                [("CommitLatency", "Average")],
+            ),
         ]
     return {"widgets": widgets}
 
 
 def _metrics(x: int, y: int, title: str, region: str, stat: str, metrics: list[list[Any]]) -> dict[str, Any]:
-    return {"type": "metric", "x": x, "y": y, "width": WIDTH, "height": HEIGHT,
-            "properties": {"title": title, "region": region, "stat": stat, "period": 300,
-                           "view": "timeSeries", "metrics": metrics}}
+    return {
+        "type": "metric",
+        "x": x,
+        "y": y,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "properties": {
+            "title": title,
+            "region": region,
+            "stat": stat,
+            "period": 300,
+            "view": "timeSeries",
+            "metrics": metrics,
+        },
+    }
 
 
-def _dsql(x: int, y: int, title: str, region: str, cluster_id: Ref,
-          series: list[tuple[str, str]]) -> dict[str, Any]:
-    metrics = [[{"id": f"m{i}", "label": name, "expression": Template(
-        "SEARCH('Namespace=\"AWS/AuroraDSQL\" MetricName=\"" + name + "\" \"{0}\"', '" + stat + "', 300)",
-        (cluster_id,))}] for i, (name, stat) in enumerate(series)]
-    return {"type": "metric", "x": x, "y": y, "width": WIDTH, "height": HEIGHT,
-            "properties": {"title": title, "region": region, "period": 300, "view": "timeSeries",
-                           "metrics": metrics}}
+def _dsql(x: int, y: int, title: str, region: str, cluster_id: Ref, series: list[tuple[str, str]]) -> dict[str, Any]:
+    metrics = [
+        [
+            {
+                "id": f"m{i}",
+                "label": name,
+                "expression": Template(
+                    'SEARCH(\'Namespace="AWS/AuroraDSQL" MetricName="' + name + '" "{0}"\', \'' + stat + "', 300)",
+                    (cluster_id,),
+                ),
+            }
+        ]
+        for i, (name, stat) in enumerate(series)
+    ]
+    return {
+        "type": "metric",
+        "x": x,
+        "y": y,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "properties": {"title": title, "region": region, "period": 300, "view": "timeSeries", "metrics": metrics},
+    }

@@ -61,15 +61,29 @@ class Finder(Protocol):
 class Executor(Protocol):
     records: bool
 
-    def apply(self, step: Step, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> Mapping[str, Any]: ...
+    def apply(
+        self,
+        step: Step,
+        res: Resource,
+        spec: Mapping[str, Any],
+        change: Change,
+        observed: Observed | None,
+        ctx: StepContext,
+    ) -> Mapping[str, Any]: ...
 
 
 class ApplyExecutor:
     records = True
 
-    def apply(self, step: Step, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> Mapping[str, Any]:
+    def apply(
+        self,
+        step: Step,
+        res: Resource,
+        spec: Mapping[str, Any],
+        change: Change,
+        observed: Observed | None,
+        ctx: StepContext,
+    ) -> Mapping[str, Any]:
         return step.apply(res, spec, change, observed, ctx)
 
 
@@ -78,8 +92,15 @@ class PlanOnlyExecutor:
 
     records = False
 
-    def apply(self, step: Step, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> Mapping[str, Any]:
+    def apply(
+        self,
+        step: Step,
+        res: Resource,
+        spec: Mapping[str, Any],
+        change: Change,
+        observed: Observed | None,
+        ctx: StepContext,
+    ) -> Mapping[str, Any]:
         return dict(observed.outputs) if observed else {}
 
 
@@ -92,10 +113,17 @@ class Aborted(UserError):
 
 
 class Engine:
-    def __init__(self, steps: Mapping[str, Step], manifest: Manifest, *,
-                 reporter: Reporter | None = None, max_workers: int = 8,
-                 clock: Clock | None = None, cancel: threading.Event | None = None,
-                 finder: Finder | None = None):
+    def __init__(
+        self,
+        steps: Mapping[str, Step],
+        manifest: Manifest,
+        *,
+        reporter: Reporter | None = None,
+        max_workers: int = 8,
+        clock: Clock | None = None,
+        cancel: threading.Event | None = None,
+        finder: Finder | None = None,
+    ):
         self.steps = steps
         self.manifest = manifest
         self.reporter = reporter or NullReporter()
@@ -109,8 +137,7 @@ class Engine:
         observed = self._read_all([(r, self.manifest.get(r.key)) for r in resources])
         return self._walk(resources, observed, PlanOnlyExecutor())
 
-    def deploy(self, resources: list[Resource], confirm: Confirm | None = None
-               ) -> list[tuple[Resource, Change]]:
+    def deploy(self, resources: list[Resource], confirm: Confirm | None = None) -> list[tuple[Resource, Change]]:
         observed = self._read_all([(r, self.manifest.get(r.key)) for r in resources])
         preview = self._walk(resources, observed, PlanOnlyExecutor(), report=False)
         if confirm and any(c.mutates for _, c in preview) and not confirm(preview):
@@ -120,15 +147,23 @@ class Engine:
     def status(self, resources: list[Resource]) -> list[Status]:
         items = self._known_items(resources)
         observed = self._read_all(items)
-        outputs = {res.key: (observed[res.key].outputs if observed.get(res.key) else
-                             (rec.outputs if rec else {})) for res, rec in items}
-        return [self._status_of(res, rec, observed.get(res.key), outputs)
-                for res, rec in in_topo_order(items)]
+        outputs = {
+            res.key: (observed[res.key].outputs if observed.get(res.key) else (rec.outputs if rec else {}))
+            for res, rec in items
+        }
+        return [self._status_of(res, rec, observed.get(res.key), outputs) for res, rec in in_topo_order(items)]
 
     def destroy(self, resources: list[Resource], force: bool = False) -> DestroyReport:
         items = self._known_items(resources)
-        teardown = Teardown(self.steps, self.manifest, self.reporter, max_workers=self.max_workers,
-                            clock=self.clock, cancel=self.cancel, finder=self.finder)
+        teardown = Teardown(
+            self.steps,
+            self.manifest,
+            self.reporter,
+            max_workers=self.max_workers,
+            clock=self.clock,
+            cancel=self.cancel,
+            finder=self.finder,
+        )
         return teardown.run(items, self._read_all(items), force)
 
     def rebuild(self, resources: list[Resource]) -> int:
@@ -152,8 +187,10 @@ class Engine:
         failures: list[StepError] = []
         # Reads change nothing and describe APIs allow far more than changes do: twice the pool.
         with ThreadPoolExecutor(self.max_workers * READ_FACTOR, thread_name_prefix="read") as pool:
-            futures = {pool.submit(self._step(group[0][0].kind).read_many, group): group
-                       for group in _read_groups(items, self.steps)}
+            futures = {
+                pool.submit(self._step(group[0][0].kind).read_many, group): group
+                for group in _read_groups(items, self.steps)
+            }
             for future, group in futures.items():
                 try:
                     results.update(zip((res.key for res, _ in group), future.result(), strict=True))
@@ -171,8 +208,13 @@ class Engine:
         return items
 
     # -- the deploy walk ----------------------------------------------------------
-    def _walk(self, resources: list[Resource], observed: Mapping[str, Observed | None],
-              executor: Executor, report: bool = True) -> list[tuple[Resource, Change]]:
+    def _walk(
+        self,
+        resources: list[Resource],
+        observed: Mapping[str, Observed | None],
+        executor: Executor,
+        report: bool = True,
+    ) -> list[tuple[Resource, Change]]:
         order = topo_order(resources)
         by_key = {r.key: r for r in resources}
         step_no = {key: index + 1 for index, key in enumerate(order)}
@@ -185,8 +227,9 @@ class Engine:
                         self._plan_one(res, observed.get(res.key), walk, reporter)
                     while walk.queued and len(walk.running) < self.max_workers:
                         res, spec = walk.queued.pop(0)
-                        self._start_one(res, spec, step_no[res.key], observed.get(res.key),
-                                        walk, executor, pool, reporter)
+                        self._start_one(
+                            res, spec, step_no[res.key], observed.get(res.key), walk, executor, pool, reporter
+                        )
                 if not walk.running:
                     break
                 finished, _ = wait(list(walk.running), return_when=FIRST_COMPLETED)
@@ -199,12 +242,12 @@ class Engine:
         if walk.failures:
             raise DeployFailed("deploy", walk.failures)
         if self.cancel.is_set():
-            raise Interrupted("interrupted: in-flight calls finished and the manifest was saved; "
-                              "run deploy again to resume")
+            raise Interrupted(
+                "interrupted: in-flight calls finished and the manifest was saved; run deploy again to resume"
+            )
         return [(by_key[key], walk.changes[key]) for key in order if key in walk.changes]
 
-    def _plan_one(self, res: Resource, observed: Observed | None, walk: _Walk,
-                  reporter: Reporter) -> None:
+    def _plan_one(self, res: Resource, observed: Observed | None, walk: _Walk, reporter: Reporter) -> None:
         step = self._step(res.kind)
         spec = resolve_refs(res.spec, walk.outputs)
         try:
@@ -222,22 +265,39 @@ class Engine:
             walk.done.add(res.key)
             walk.unchanged.append(res.key)
 
-    def _start_one(self, res: Resource, spec: Mapping[str, Any], step_no: int,
-                   observed: Observed | None, walk: _Walk, executor: Executor,
-                   pool: ThreadPoolExecutor, reporter: Reporter) -> None:
+    def _start_one(
+        self,
+        res: Resource,
+        spec: Mapping[str, Any],
+        step_no: int,
+        observed: Observed | None,
+        walk: _Walk,
+        executor: Executor,
+        pool: ThreadPoolExecutor,
+        reporter: Reporter,
+    ) -> None:
         """Record the intent, then hand the change to a worker (a free one: nothing queues)."""
         change = walk.changes[res.key]
         token = self._record_intent(res, step_no, change, observed) if executor.records else None
-        ctx = StepContext(clock=self.clock, cancel=self.cancel, token=token,
-                          progress=lambda message, key=res.key: reporter.progress(key, message))
+        ctx = StepContext(
+            clock=self.clock,
+            cancel=self.cancel,
+            token=token,
+            progress=lambda message, key=res.key: reporter.progress(key, message),
+        )
         reporter.started(res.key, change.action.value)
-        future = pool.submit(self._timed, executor.apply, self._step(res.kind), res, spec,
-                             change, observed, ctx)
+        future = pool.submit(self._timed, executor.apply, self._step(res.kind), res, spec, change, observed, ctx)
         walk.running[future] = res.key
 
-    def _finish_one(self, future: Future[tuple[Mapping[str, Any], float]], by_key: Mapping[str, Resource],
-                    step_no: Mapping[str, int], walk: _Walk, executor: Executor,
-                    reporter: Reporter) -> None:
+    def _finish_one(
+        self,
+        future: Future[tuple[Mapping[str, Any], float]],
+        by_key: Mapping[str, Resource],
+        step_no: Mapping[str, int],
+        walk: _Walk,
+        executor: Executor,
+        reporter: Reporter,
+    ) -> None:
         key = walk.running.pop(future)
         res = by_key[key]
         try:
@@ -261,8 +321,7 @@ class Engine:
         return outputs, self.clock.now() - start
 
     # -- manifest bookkeeping ----------------------------------------------------
-    def _record_intent(self, res: Resource, step_no: int, change: Change,
-                       observed: Observed | None) -> str | None:
+    def _record_intent(self, res: Resource, step_no: int, change: Change, observed: Observed | None) -> str | None:
         previous = self.manifest.get(res.key)
         token = None
         if change.action is Action.CREATE:
@@ -280,14 +339,16 @@ class Engine:
             self.manifest.put(wanted)
             self.manifest.save()
 
-    def _record(self, res: Resource, step_no: int, state: str, outputs: Mapping[str, Any],
-                token: str | None = None) -> None:
+    def _record(
+        self, res: Resource, step_no: int, state: str, outputs: Mapping[str, Any], token: str | None = None
+    ) -> None:
         self.manifest.put(record_of(res, step_no, state, outputs, token))
         self.manifest.save()
 
     # -- status -------------------------------------------------------------------
-    def _status_of(self, res: Resource, record: Record | None, observed: Observed | None,
-                   outputs: Mapping[str, Mapping[str, Any]]) -> Status:
+    def _status_of(
+        self, res: Resource, record: Record | None, observed: Observed | None, outputs: Mapping[str, Mapping[str, Any]]
+    ) -> Status:
         step = self._step(res.kind)
         ident = str((observed.outputs if observed else (record.outputs if record else {})).get("id") or "-")
         if observed is None and step.local:
@@ -343,8 +404,9 @@ class _Walk:
                     yield res
 
 
-def _read_groups(items: list[tuple[Resource, Record | None]],
-                 steps: Mapping[str, Step]) -> list[list[tuple[Resource, Record | None]]]:
+def _read_groups(
+    items: list[tuple[Resource, Record | None]], steps: Mapping[str, Step]
+) -> list[list[tuple[Resource, Record | None]]]:
     """One group per resource, except kinds that read a region's resources in one call."""
     groups: dict[tuple[str, str | None], list[tuple[Resource, Record | None]]] = {}
     single: list[list[tuple[Resource, Record | None]]] = []

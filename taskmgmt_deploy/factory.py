@@ -47,13 +47,18 @@ from taskmgmt_deploy.steps.schema import DbSchemaStep, SchemaTarget
 from taskmgmt_deploy.steps.sqs import SqsQueuePolicyStep, SqsQueueStep
 
 # config key -> StackConfig field that cannot change under an existing deployment
-_FIXED = {"CLUSTER_NAME_PREFIX": "prefix", "PRIMARY_REGION": "primary_region",
-          "SECONDARY_REGION": "secondary_region", "WITNESS_REGION": "witness_region"}
+_FIXED = {
+    "CLUSTER_NAME_PREFIX": "prefix",
+    "PRIMARY_REGION": "primary_region",
+    "SECONDARY_REGION": "secondary_region",
+    "WITNESS_REGION": "witness_region",
+}
 
 
 def _default_cache() -> Path:
     base = os.environ.get("TASKMGMT_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "taskmgmt")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "taskmgmt"
+    )
     return Path(base)
 
 
@@ -88,18 +93,34 @@ def schema_target(settings: Settings, aws: AwsClients | None) -> SchemaTarget:
     if settings.database_url:
         return SchemaTarget(sql_dir(), database_url=settings.database_url)
     if settings.endpoint_url:
-        return SchemaTarget(sql_dir(), skip_reason=f"no database behind the AWS emulator at "
-                                                   f"{settings.endpoint_url}: set TASKMGMT_DATABASE_URL "
-                                                   "(the sandbox does)")
+        return SchemaTarget(
+            sql_dir(),
+            skip_reason=f"no database behind the AWS emulator at "
+            f"{settings.endpoint_url}: set TASKMGMT_DATABASE_URL "
+            "(the sandbox does)",
+        )
     return SchemaTarget(sql_dir(), aws=aws)
 
 
 def make_steps(aws: AwsClients, builder: PackageBuilder, schema: SchemaTarget) -> dict[str, Step]:
     steps: list[Step] = [
-        LambdaPackageStep(builder), DbSchemaStep(schema), IamRoleStep(aws), IamRolePolicyStep(aws),
-        DsqlClusterStep(aws), DsqlPeeringStep(aws), SqsQueueStep(aws), SqsQueuePolicyStep(aws), EventBusStep(aws),
-        EventRuleStep(aws), EventTargetStep(aws), LogGroupStep(aws), LambdaFunctionStep(aws),
-        LambdaInvokeConfigStep(aws), LambdaPermissionStep(aws), MetricAlarmStep(aws), DashboardStep(aws),
+        LambdaPackageStep(builder),
+        DbSchemaStep(schema),
+        IamRoleStep(aws),
+        IamRolePolicyStep(aws),
+        DsqlClusterStep(aws),
+        DsqlPeeringStep(aws),
+        SqsQueueStep(aws),
+        SqsQueuePolicyStep(aws),
+        EventBusStep(aws),
+        EventRuleStep(aws),
+        EventTargetStep(aws),
+        LogGroupStep(aws),
+        LambdaFunctionStep(aws),
+        LambdaInvokeConfigStep(aws),
+        LambdaPermissionStep(aws),
+        MetricAlarmStep(aws),
+        DashboardStep(aws),
     ]
     return {step.kind: step for step in steps}
 
@@ -117,8 +138,12 @@ def aws_clients(settings: Settings, runtime: Runtime | None = None) -> AwsClient
         session = runtime.session_factory(settings)
     except ProfileNotFound as exc:
         raise UserError(f"AWS_PROFILE={settings.profile!r} is invalid: {exc}") from None
-    return AwsClients(session, endpoint_url=settings.endpoint_url, home_region=settings.stack.primary_region,
-                      max_pool=max(16, settings.max_workers * 2))  # room for the read phase
+    return AwsClients(
+        session,
+        endpoint_url=settings.endpoint_url,
+        home_region=settings.stack.primary_region,
+        max_pool=max(16, settings.max_workers * 2),
+    )  # room for the read phase
 
 
 def caller_account(aws: AwsClients) -> str:
@@ -126,8 +151,10 @@ def caller_account(aws: AwsClients) -> str:
     try:
         return aws.account_id()
     except (NoCredentialsError, PartialCredentialsError):
-        raise UserError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                        "AWS_SECRET_ACCESS_KEY, or run `aws configure`") from None
+        raise UserError(
+            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+            "AWS_SECRET_ACCESS_KEY, or run `aws configure`"
+        ) from None
     except EndpointConnectionError as exc:
         raise UserError(f"cannot reach AWS: {exc}") from None
     except ClientError as exc:
@@ -145,9 +172,11 @@ def require_manifest(settings: Settings) -> Manifest:
     manifest = load_manifest(settings)
     if manifest is None:
         path = manifest_path(settings.state_dir, settings.stack.env)
-        raise ManifestError(f"no deployment of environment '{settings.stack.env}' is recorded ({path} "
-                            "does not exist); deploy it first, or find its resources with "
-                            "`taskmgmt status --rebuild`")
+        raise ManifestError(
+            f"no deployment of environment '{settings.stack.env}' is recorded ({path} "
+            "does not exist); deploy it first, or find its resources with "
+            "`taskmgmt status --rebuild`"
+        )
     return manifest
 
 
@@ -157,8 +186,10 @@ def check_compatible(manifest: Manifest, stack: StackConfig) -> None:
     for key, attr in _FIXED.items():
         recorded = manifest.config.get(attr)
         if recorded is not None and recorded != getattr(stack, attr):
-            raise UserError(f"{key}={getattr(stack, attr)!r} is invalid: environment '{stack.env}' was "
-                            f"deployed with {key}={recorded!r}; destroy it first or use another --env")
+            raise UserError(
+                f"{key}={getattr(stack, attr)!r} is invalid: environment '{stack.env}' was "
+                f"deployed with {key}={recorded!r}; destroy it first or use another --env"
+            )
 
 
 def clients_for(stack: StackConfig) -> list[tuple[str, str | None]]:
@@ -170,25 +201,47 @@ def recorded_config(manifest: Manifest) -> StackConfig:
     try:
         return StackConfig(**manifest.config)
     except TypeError as exc:
-        raise ManifestError(f"manifest {manifest.path} has an unreadable config ({exc}); "
-                            "rebuild it with `taskmgmt status --rebuild`") from None
+        raise ManifestError(
+            f"manifest {manifest.path} has an unreadable config ({exc}); rebuild it with `taskmgmt status --rebuild`"
+        ) from None
 
 
 def env_lock(settings: Settings) -> EnvLock:
     return EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env)
 
 
-def make_engine(settings: Settings, aws: AwsClients, manifest: Manifest, reporter: Reporter, runtime: Runtime,
-                cancel: threading.Event | None = None, finder: TagFinder | None = None) -> Engine:
+def make_engine(
+    settings: Settings,
+    aws: AwsClients,
+    manifest: Manifest,
+    reporter: Reporter,
+    runtime: Runtime,
+    cancel: threading.Event | None = None,
+    finder: TagFinder | None = None,
+) -> Engine:
     steps = make_steps(aws, package_builder(settings, runtime), schema_target(settings, aws))
-    return Engine(steps, manifest, reporter=reporter, max_workers=settings.max_workers, clock=runtime.clock,
-                  cancel=cancel, finder=finder)
+    return Engine(
+        steps,
+        manifest,
+        reporter=reporter,
+        max_workers=settings.max_workers,
+        clock=runtime.clock,
+        cancel=cancel,
+        finder=finder,
+    )
 
 
 @contextmanager
-def open_stack(settings: Settings, reporter: Reporter, *, command: str, lock: bool,
-               existing: bool, cancel: threading.Event | None = None,
-               runtime: Runtime | None = None) -> Iterator[Stack]:
+def open_stack(
+    settings: Settings,
+    reporter: Reporter,
+    *,
+    command: str,
+    lock: bool,
+    existing: bool,
+    cancel: threading.Event | None = None,
+    runtime: Runtime | None = None,
+) -> Iterator[Stack]:
     """Lock the environment (if asked), load its manifest, check the account, wire the engine.
 
     existing=True (status, destroy): the environment must have a manifest, and the wanted
@@ -209,21 +262,33 @@ def open_stack(settings: Settings, reporter: Reporter, *, command: str, lock: bo
         account = caller_account(aws)
         warming.join()
         if manifest is None:
-            manifest = Manifest(path=manifest_path(settings.state_dir, settings.stack.env),
-                                env=settings.stack.env, account_id=account, config=settings.stack.to_dict())
+            manifest = Manifest(
+                path=manifest_path(settings.state_dir, settings.stack.env),
+                env=settings.stack.env,
+                account_id=account,
+                config=settings.stack.to_dict(),
+            )
         elif manifest.account_id and manifest.account_id != account:
-            raise UserError(f"the credentials are for account {account}, but environment "
-                            f"'{settings.stack.env}' is deployed in account {manifest.account_id}")
+            raise UserError(
+                f"the credentials are for account {account}, but environment "
+                f"'{settings.stack.env}' is deployed in account {manifest.account_id}"
+            )
         manifest.account_id = account
-        engine = make_engine(settings, aws, manifest, reporter, runtime, cancel,
-                             TagFinder(aws, stack_config.regions, stack_config.tags()))
+        engine = make_engine(
+            settings,
+            aws,
+            manifest,
+            reporter,
+            runtime,
+            cancel,
+            TagFinder(aws, stack_config.regions, stack_config.tags()),
+        )
         yield Stack(settings, blueprint.build(stack_config), manifest, engine, aws)
     finally:
         held.release()
 
 
-def rebuild_manifest(settings: Settings, reporter: Reporter,
-                     runtime: Runtime | None = None) -> tuple[int, Path | None]:
+def rebuild_manifest(settings: Settings, reporter: Reporter, runtime: Runtime | None = None) -> tuple[int, Path | None]:
     """Replace the manifest with one made from the live resources; keep the old file aside."""
     runtime = runtime or RUNTIME
     path = manifest_path(settings.state_dir, settings.stack.env)
@@ -240,8 +305,7 @@ def rebuild_manifest(settings: Settings, reporter: Reporter,
         return engine.rebuild(blueprint.build(settings.stack)), moved
 
 
-def run_migrations(settings: Settings, progress: Callable[[str], None],
-                   runtime: Runtime | None = None) -> list[str]:
+def run_migrations(settings: Settings, progress: Callable[[str], None], runtime: Runtime | None = None) -> list[str]:
     """Apply sql/ now: to TASKMGMT_DATABASE_URL, else to the deployed primary cluster."""
     runtime = runtime or RUNTIME
     with env_lock(settings) as held:
@@ -256,10 +320,12 @@ def run_migrations(settings: Settings, progress: Callable[[str], None],
         cluster = manifest.get(blueprint.cluster_key(stack, stack.primary_region))
         role = manifest.get(blueprint.ROLE)
         if cluster is None or role is None or not cluster.outputs.get("endpoint"):
-            raise UserError(f"environment '{stack.env}' has no deployed primary cluster and role yet: "
-                            "run `taskmgmt deploy` first")
+            raise UserError(
+                f"environment '{stack.env}' has no deployed primary cluster and role yet: run `taskmgmt deploy` first"
+            )
         aws = aws_clients(settings, runtime)
         caller_account(aws)
         target = schema_target(settings, aws)
-        return target.migrator(cluster.outputs["endpoint"], stack.primary_region, role.outputs.get("arn"),
-                               runtime.clock, progress).apply()
+        return target.migrator(
+            cluster.outputs["endpoint"], stack.primary_region, role.outputs.get("arn"), runtime.clock, progress
+        ).apply()

@@ -25,8 +25,10 @@ class Functions:
 
     def name(self, region: str) -> str:
         if region not in self.regions:
-            raise UserError(f"--region {region!r} is invalid: environment '{self.manifest.env}' is deployed in "
-                            + " and ".join(self.regions))
+            raise UserError(
+                f"--region {region!r} is invalid: environment '{self.manifest.env}' is deployed in "
+                + " and ".join(self.regions)
+            )
         record = self.manifest.get(resource_key("lambda_function", "task-processor", region))
         if record is None or record.state != "ready":
             raise UserError(f"the function in {region} is not deployed: run `taskmgmt deploy` first")
@@ -36,12 +38,17 @@ class Functions:
         answer = self.aws.get("lambda", region).invoke(FunctionName=self.name(region), Payload=payload)
         return answer["Payload"].read(), answer.get("FunctionError")
 
-    def request(self, region: str, method: str, path: str, body: Any = None,
-                query: dict[str, str] | None = None) -> tuple[int, Any]:
+    def request(
+        self, region: str, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         """An API Gateway-style request; returns (status, parsed body)."""
-        event = {"httpMethod": method, "path": path, "queryStringParameters": query,
-                 "headers": {"content-type": "application/json"},
-                 "body": None if body is None else json.dumps(body)}
+        event = {
+            "httpMethod": method,
+            "path": path,
+            "queryStringParameters": query,
+            "headers": {"content-type": "application/json"},
+            "body": None if body is None else json.dumps(body),
+        }
         raw, error = self.invoke_raw(region, json.dumps(event).encode())
         if error:
             raise FunctionError(f"the function in {region} failed: {raw.decode(errors='replace')[:300]}")

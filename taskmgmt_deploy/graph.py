@@ -20,8 +20,7 @@ def topo_order(resources: list[Resource]) -> list[str]:
     order: list[str] = []
     placed: set[str] = set()
     while len(order) < len(resources):
-        batch = [r.key for r in resources
-                 if r.key not in placed and all(d in placed for d in r.depends_on)]
+        batch = [r.key for r in resources if r.key not in placed and all(d in placed for d in r.depends_on)]
         if not batch:
             raise ValueError("dependency cycle among " + ", ".join(k for k in keys if k not in placed))
         order += batch
@@ -32,8 +31,9 @@ def topo_order(resources: list[Resource]) -> list[str]:
 def resource_of(record: Record) -> Resource:
     """A Resource good enough to read and delete what a record describes."""
     logical = record.key.split(":", 1)[1].rsplit("@", 1)[0]
-    return Resource(kind=record.kind, logical=logical, region=record.region, name=record.name,
-                    after=tuple(record.depends_on))
+    return Resource(
+        kind=record.kind, logical=logical, region=record.region, name=record.name, after=tuple(record.depends_on)
+    )
 
 
 def in_topo_order(items: list[tuple[Resource, Record | None]]) -> list[tuple[Resource, Record | None]]:

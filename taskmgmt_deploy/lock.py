@@ -83,9 +83,7 @@ class EnvLock:
                 f"environment '{self.env}' is locked by {holder.describe()}, which is no longer running; "
                 f"if nothing else is deploying it, clear the lock with `taskmgmt unlock --env {self.env}`"
             )
-        return LockedError(
-            f"environment '{self.env}' is locked by {holder.describe()}; wait for it to finish"
-        )
+        return LockedError(f"environment '{self.env}' is locked by {holder.describe()}; wait for it to finish")
 
     def release(self) -> None:
         if self._held:

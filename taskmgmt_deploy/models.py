@@ -153,10 +153,18 @@ class Record:
         return self.outputs.get("arn")
 
 
-def record_of(res: Resource, step: int, state: str, outputs: Mapping[str, Any],
-              token: str | None = None) -> Record:
-    return Record(key=res.key, kind=res.kind, region=res.region, name=res.name, step=step, state=state,
-                  outputs=dict(outputs), depends_on=res.depends_on, token=token)
+def record_of(res: Resource, step: int, state: str, outputs: Mapping[str, Any], token: str | None = None) -> Record:
+    return Record(
+        key=res.key,
+        kind=res.kind,
+        region=res.region,
+        name=res.name,
+        step=step,
+        state=state,
+        outputs=dict(outputs),
+        depends_on=res.depends_on,
+        token=token,
+    )
 
 
 class Health(enum.Enum):

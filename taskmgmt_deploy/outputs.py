@@ -38,6 +38,7 @@ def stack_outputs(manifest: Manifest) -> dict[str, Any]:
         "account_id": manifest.account_id,
         "witness_region": config.get("witness_region"),
         "regions": per_region,
-        "dashboard": ({"name": dashboard.outputs.get("name"), "url": dashboard.outputs.get("url")}
-                      if dashboard else None),
+        "dashboard": (
+            {"name": dashboard.outputs.get("name"), "url": dashboard.outputs.get("url")} if dashboard else None
+        ),
     }

@@ -63,9 +63,21 @@ Installer = Callable[[Path, Path, Target], None]
 
 
 def pip_install(requirements: Path, dest: Path, target: Target) -> None:
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
-               "--disable-pip-version-check", "--no-warn-script-location",
-               "--only-binary=:all:", "--target", str(dest), "-r", str(requirements)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        "--only-binary=:all:",
+        "--target",
+        str(dest),
+        "-r",
+        str(requirements),
+    ]
     if target.platforms:
         command += ["--implementation", "cp", "--python-version", target.python]
         for tag in target.platforms:
@@ -77,8 +89,7 @@ def pip_install(requirements: Path, dest: Path, target: Target) -> None:
 
 
 class PackageBuilder:
-    def __init__(self, source: Path, cache_dir: Path, target: Target,
-                 installer: Installer = pip_install):
+    def __init__(self, source: Path, cache_dir: Path, target: Target, installer: Installer = pip_install):
         self.source = source
         self.cache_dir = cache_dir
         self.target = target
@@ -192,5 +203,6 @@ def check_architecture(path: Path, machine: str) -> None:
 
 def _package(path: Path, inputs: str) -> Package:
     data = path.read_bytes()
-    return Package(path=path, code_sha256=base64.b64encode(hashlib.sha256(data).digest()).decode(),
-                   size=len(data), inputs=inputs)
+    return Package(
+        path=path, code_sha256=base64.b64encode(hashlib.sha256(data).digest()).decode(), size=len(data), inputs=inputs
+    )

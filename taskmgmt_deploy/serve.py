@@ -22,12 +22,26 @@ def to_event(method: str, target: str, headers: dict[str, str], body: bytes, cli
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     text, encoded = (body.decode("utf-8"), False) if _is_text(body) else (base64.b64encode(body).decode(), True)
     return {
-        "version": "2.0", "routeKey": "$default", "rawPath": parts.path, "rawQueryString": parts.query,
-        "headers": {k.lower(): v for k, v in headers.items()}, "queryStringParameters": query or None,
-        "requestContext": {"http": {"method": method, "path": parts.path, "protocol": "HTTP/1.1",
-                                    "sourceIp": client, "userAgent": headers.get("User-Agent", "")},
-                           "requestId": str(uuid.uuid4()), "stage": "$default", "timeEpoch": int(time.time() * 1000)},
-        "body": text or None, "isBase64Encoded": encoded,
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path,
+        "rawQueryString": parts.query,
+        "headers": {k.lower(): v for k, v in headers.items()},
+        "queryStringParameters": query or None,
+        "requestContext": {
+            "http": {
+                "method": method,
+                "path": parts.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": client,
+                "userAgent": headers.get("User-Agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "stage": "$default",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": text or None,
+        "isBase64Encoded": encoded,
     }
 
 
@@ -45,13 +59,17 @@ def make_server(port: int, invoke: Invoke, log: Callable[[str], None]) -> Thread
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
                 return self._reply(413, {"content-type": "application/json"}, b'{"error": "payload_too_large"}')
-            event = to_event(self.command, self.path, dict(self.headers), self.rfile.read(length),
-                             self.client_address[0])
+            event = to_event(
+                self.command, self.path, dict(self.headers), self.rfile.read(length), self.client_address[0]
+            )
             raw, error = invoke(json.dumps(event).encode())
             if error:
                 detail = raw.decode(errors="replace")[:500]
-                return self._reply(502, {"content-type": "application/json"},
-                                   json.dumps({"error": "function_error", "detail": detail}).encode())
+                return self._reply(
+                    502,
+                    {"content-type": "application/json"},
+                    json.dumps({"error": "function_error", "detail": detail}).encode(),
+                )
             response = json.loads(raw)
             body = response.get("body") or ""
             payload = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()

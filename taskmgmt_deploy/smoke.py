@@ -72,11 +72,20 @@ class Smoke:
         bus = self.functions.manifest.get(resource_key("event_bus", "task-events", self.primary))
         if bus is None:
             raise _Failed("the primary event bus in the manifest", "none")
-        detail = {"eventType": "task.created", "taskData": {
-            "title": "taskmgmt smoke test", "created_by": "taskmgmt-smoke", "assigned_to": self.marker}}
-        answer = self.functions.aws.get("events", self.primary).put_events(Entries=[{
-            "Source": "task.management", "DetailType": "Task Created", "Detail": json.dumps(detail),
-            "EventBusName": bus.name}])
+        detail = {
+            "eventType": "task.created",
+            "taskData": {"title": "taskmgmt smoke test", "created_by": "taskmgmt-smoke", "assigned_to": self.marker},
+        }
+        answer = self.functions.aws.get("events", self.primary).put_events(
+            Entries=[
+                {
+                    "Source": "task.management",
+                    "DetailType": "Task Created",
+                    "Detail": json.dumps(detail),
+                    "EventBusName": bus.name,
+                }
+            ]
+        )
         if answer.get("FailedEntryCount"):
             raise _Failed("FailedEntryCount 0", answer.get("Entries"))
         return f"event {answer['Entries'][0].get('EventId')}"
@@ -101,8 +110,12 @@ class Smoke:
 
     def _update(self) -> str:
         version = self.task["version"]
-        status, body = self.functions.request(self.secondary, "PATCH", f"/tasks/{self.task['id']}", {
-            "priority": "high", "updated_by": "taskmgmt-smoke", "version": version})
+        status, body = self.functions.request(
+            self.secondary,
+            "PATCH",
+            f"/tasks/{self.task['id']}",
+            {"priority": "high", "updated_by": "taskmgmt-smoke", "version": version},
+        )
         if status != 200 or body["task"]["version"] != version + 1:
             raise _Failed(f"200 with version {version + 1}", f"{status} {body}")
         self.task = body["task"]
@@ -110,15 +123,23 @@ class Smoke:
 
     def _stale_update(self) -> str:
         stale = self.task["version"] - 1
-        status, body = self.functions.request(self.primary, "PATCH", f"/tasks/{self.task['id']}", {
-            "priority": "low", "updated_by": "taskmgmt-smoke", "version": stale})
+        status, body = self.functions.request(
+            self.primary,
+            "PATCH",
+            f"/tasks/{self.task['id']}",
+            {"priority": "low", "updated_by": "taskmgmt-smoke", "version": stale},
+        )
         if status != 409 or body.get("current_version") != self.task["version"]:
             raise _Failed(f"409 with current_version {self.task['version']}", f"{status} {body}")
         return f"409, current version {body['current_version']}"
 
     def _complete(self) -> str:
-        status, body = self.functions.request(self.primary, "POST", f"/tasks/{self.task['id']}/complete", {
-            "completed_by": "taskmgmt-smoke", "version": self.task["version"]})
+        status, body = self.functions.request(
+            self.primary,
+            "POST",
+            f"/tasks/{self.task['id']}/complete",
+            {"completed_by": "taskmgmt-smoke", "version": self.task["version"]},
+        )
         if status != 200 or body["task"]["status"] != "completed" or not body["task"]["completed_at"]:
             raise _Failed("200, status completed with completed_at", f"{status} {body}")
         self.task = body["task"]

@@ -28,13 +28,23 @@ class DestroyReport:
 
 
 class Teardown:
-    def __init__(self, steps: Mapping[str, Step], manifest: Manifest, reporter: Reporter, *,
-                 max_workers: int, clock: Clock, cancel: threading.Event, finder: Finder | None):
+    def __init__(
+        self,
+        steps: Mapping[str, Step],
+        manifest: Manifest,
+        reporter: Reporter,
+        *,
+        max_workers: int,
+        clock: Clock,
+        cancel: threading.Event,
+        finder: Finder | None,
+    ):
         self.steps, self.manifest, self.reporter = steps, manifest, reporter
         self.max_workers, self.clock, self.cancel, self.finder = max_workers, clock, cancel, finder
 
-    def run(self, items: list[tuple[Resource, Record | None]], observed: Mapping[str, Observed | None],
-            force: bool) -> DestroyReport:
+    def run(
+        self, items: list[tuple[Resource, Record | None]], observed: Mapping[str, Observed | None], force: bool
+    ) -> DestroyReport:
         targets = self._targets(items, observed)
         self._guard(targets, observed, force)
         report = DestroyReport()
@@ -44,8 +54,9 @@ class Teardown:
             self.manifest.delete_file()
         return report
 
-    def _targets(self, items: list[tuple[Resource, Record | None]],
-                          observed: Mapping[str, Observed | None]) -> dict[str, Record]:
+    def _targets(
+        self, items: list[tuple[Resource, Record | None]], observed: Mapping[str, Observed | None]
+    ) -> dict[str, Record]:
         """Every manifest record, plus blueprint resources found live by name or tag."""
         targets: dict[str, Record] = {}
         for index, (res, record) in enumerate(items):
@@ -56,13 +67,17 @@ class Teardown:
                 targets[res.key] = record_of(res, 10_000 + index, "ready", found.outputs)
         return targets
 
-    def _guard(self, targets: Mapping[str, Record], observed: Mapping[str, Observed | None],
-               force: bool) -> None:
-        refusals = [reason for key, rec in targets.items()
-                    if (reason := self._step_for(rec.kind).guard_delete(rec, observed.get(key)))]
+    def _guard(self, targets: Mapping[str, Record], observed: Mapping[str, Observed | None], force: bool) -> None:
+        refusals = [
+            reason
+            for key, rec in targets.items()
+            if (reason := self._step_for(rec.kind).guard_delete(rec, observed.get(key)))
+        ]
         if refusals and not force:
-            raise ProtectedError("; ".join(refusals) + ". Nothing was changed. "
-                                 "Run `taskmgmt destroy --force` to turn protection off and delete")
+            raise ProtectedError(
+                "; ".join(refusals) + ". Nothing was changed. "
+                "Run `taskmgmt destroy --force` to turn protection off and delete"
+            )
 
     def _delete_walk(self, targets: dict[str, Record], force: bool, report: DestroyReport) -> None:
         dependents = _dependents(targets)
@@ -85,11 +100,17 @@ class Teardown:
         if failures:
             raise DeployFailed("destroy", failures)
         if self.cancel.is_set():
-            raise Interrupted("interrupted: in-flight deletes finished and the manifest was saved; "
-                              "run destroy again to finish")
+            raise Interrupted(
+                "interrupted: in-flight deletes finished and the manifest was saved; run destroy again to finish"
+            )
 
-    def _settle(self, key: str, future: Future[tuple[Mapping[str, Any], float]],
-                failures: list[StepError], report: DestroyReport) -> None:
+    def _settle(
+        self,
+        key: str,
+        future: Future[tuple[Mapping[str, Any], float]],
+        failures: list[StepError],
+        report: DestroyReport,
+    ) -> None:
         """Forget a deleted resource at once, so a crash right after never deletes it twice."""
         try:
             _, seconds = future.result()
@@ -104,14 +125,19 @@ class Teardown:
         report.deleted.append(key)
         self.reporter.finished(key, "delete", seconds)
 
-    def _submit_delete(self, pool: ThreadPoolExecutor, record: Record, force: bool
-                       ) -> Future[tuple[Mapping[str, Any], float]]:
+    def _submit_delete(
+        self, pool: ThreadPoolExecutor, record: Record, force: bool
+    ) -> Future[tuple[Mapping[str, Any], float]]:
         if record.key in self.manifest.records:
             self.manifest.put(replace(record, state="deleting"))
             self.manifest.save()
         step = self._step_for(record.kind)
-        ctx = StepContext(clock=self.clock, cancel=self.cancel, force=force,
-                          progress=lambda message, key=record.key: self.reporter.progress(key, message))
+        ctx = StepContext(
+            clock=self.clock,
+            cancel=self.cancel,
+            force=force,
+            progress=lambda message, key=record.key: self.reporter.progress(key, message),
+        )
         self.reporter.started(record.key, "delete")
 
         def run() -> Mapping[str, Any]:

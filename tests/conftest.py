@@ -75,7 +75,15 @@ class CallLog:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No configuration or AWS endpoint leaks in from the machine running the tests."""
-    for key in [*list(DEFAULTS), "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "TASKMGMT_DEBUG", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"]:
+    for key in [
+        *list(DEFAULTS),
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "TASKMGMT_DEBUG",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ]:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -140,16 +148,23 @@ def database_url(pg_server: Any) -> str:
 
 
 @pytest.fixture
-def runtime(clock: FakeClock, calls: CallLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-            database_url: str) -> factory.Runtime:
+def runtime(
+    clock: FakeClock, calls: CallLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> factory.Runtime:
     monkeypatch.setenv("TASKMGMT_DATABASE_URL", database_url)
+
     def session(settings: Any) -> boto3.Session:
         made = factory.default_session(settings)
         made.events.register("before-call", calls.record)
         return made
 
-    rt = factory.Runtime(clock=clock, session_factory=session, installer=stub_installer,
-                         package_target=Target("3.13", os.uname().machine, ()), cache_dir=tmp_path / "cache")
+    rt = factory.Runtime(
+        clock=clock,
+        session_factory=session,
+        installer=stub_installer,
+        package_target=Target("3.13", os.uname().machine, ()),
+        cache_dir=tmp_path / "cache",
+    )
     monkeypatch.setattr(factory, "RUNTIME", rt)
     return rt
 

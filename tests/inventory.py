@@ -12,22 +12,43 @@ REGIONS = ("us-east-1", "us-west-2")
 
 def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, list[Any]]:
     """Names and counts only (no generated ids), so two deployments compare equal."""
+
     def client(service: str, region: str = "us-east-1") -> Any:
         return boto3.client(service, region_name=region, **client_kwargs)
 
-    found: dict[str, list[Any]] = {key: [] for key in (
-        "roles", "inline_policies", "attached_policies", "clusters", "functions", "permissions",
-        "invoke_configs", "buses", "rules", "targets", "queues", "queue_policies", "log_groups",
-        "alarms", "dashboards")}
+    found: dict[str, list[Any]] = {
+        key: []
+        for key in (
+            "roles",
+            "inline_policies",
+            "attached_policies",
+            "clusters",
+            "functions",
+            "permissions",
+            "invoke_configs",
+            "buses",
+            "rules",
+            "targets",
+            "queues",
+            "queue_policies",
+            "log_groups",
+            "alarms",
+            "dashboards",
+        )
+    }
     iam = client("iam")
     for role in iam.list_roles()["Roles"]:
         if role["RoleName"].startswith(stack):
             found["roles"].append(role["RoleName"])
             found["inline_policies"] += iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]
-            found["attached_policies"] += [p["PolicyName"] for p in
-                                           iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]]
-    found["dashboards"] = [d["DashboardName"] for d in client("cloudwatch").list_dashboards()["DashboardEntries"]
-                           if d["DashboardName"].startswith(stack)]
+            found["attached_policies"] += [
+                p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
+            ]
+    found["dashboards"] = [
+        d["DashboardName"]
+        for d in client("cloudwatch").list_dashboards()["DashboardEntries"]
+        if d["DashboardName"].startswith(stack)
+    ]
     for region in REGIONS:
         dsql = client("dsql", region)
         for summary in dsql.list_clusters()["clusters"]:
@@ -54,19 +75,25 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
             found["buses"].append((region, bus["Name"]))
             for rule in events.list_rules(EventBusName=bus["Name"])["Rules"]:
                 found["rules"].append((region, bus["Name"], rule["Name"]))
-                found["targets"] += [(region, rule["Name"], t["Id"]) for t in
-                                     events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus["Name"])["Targets"]]
+                found["targets"] += [
+                    (region, rule["Name"], t["Id"])
+                    for t in events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus["Name"])["Targets"]
+                ]
         sqs = client("sqs", region)
         for url in sqs.list_queues().get("QueueUrls", []):
             name = url.rsplit("/", 1)[-1]
             found["queues"].append((region, name))
-            policy = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"]).get("Attributes", {}).get("Policy")
+            policy = (
+                sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"]).get("Attributes", {}).get("Policy")
+            )
             if policy:
                 found["queue_policies"].append((region, name))
-        found["log_groups"] += [(region, g["logGroupName"]) for g in
-                                client("logs", region).describe_log_groups()["logGroups"]]
-        found["alarms"] += [(region, a["AlarmName"]) for a in
-                            client("cloudwatch", region).describe_alarms()["MetricAlarms"]]
+        found["log_groups"] += [
+            (region, g["logGroupName"]) for g in client("logs", region).describe_log_groups()["logGroups"]
+        ]
+        found["alarms"] += [
+            (region, a["AlarmName"]) for a in client("cloudwatch", region).describe_alarms()["MetricAlarms"]
+        ]
     return {key: sorted(values) for key, values in found.items()}
 
 
@@ -74,18 +101,31 @@ def expected(stack: str = "task-mgmt-dev") -> dict[str, list[Any]]:
     """What one deployment of the stack consists of."""
     fn, bus, rule = f"{stack}-task-processor", f"{stack}-task-events", f"{stack}-task-processing"
     queues = (f"{stack}-task-events-dlq", f"{stack}-task-processor-failures")
-    alarms = (f"{fn}-errors", f"{fn}-throttles", f"{fn}-duration", f"{queues[0]}-messages",
-              f"{queues[1]}-messages", f"{rule}-failed-invocations")
+    alarms = (
+        f"{fn}-errors",
+        f"{fn}-throttles",
+        f"{fn}-duration",
+        f"{queues[0]}-messages",
+        f"{queues[1]}-messages",
+        f"{rule}-failed-invocations",
+    )
     data: dict[str, list[Any]] = {
-        "roles": [f"{stack}-task-processor-role"], "inline_policies": [f"{stack}-task-processor-policy"],
-        "attached_policies": [], "dashboards": [f"{stack}-dashboard"],
-        "clusters": [("us-east-1", "dsql_cluster:primary@us-east-1", "ACTIVE"),
-                     ("us-west-2", "dsql_cluster:secondary@us-west-2", "ACTIVE")],
+        "roles": [f"{stack}-task-processor-role"],
+        "inline_policies": [f"{stack}-task-processor-policy"],
+        "attached_policies": [],
+        "dashboards": [f"{stack}-dashboard"],
+        "clusters": [
+            ("us-east-1", "dsql_cluster:primary@us-east-1", "ACTIVE"),
+            ("us-west-2", "dsql_cluster:secondary@us-west-2", "ACTIVE"),
+        ],
         "functions": [(r, fn) for r in REGIONS],
         "permissions": [(r, fn, f"{stack}-task-processing-invoke") for r in REGIONS],
-        "invoke_configs": [(r, fn) for r in REGIONS], "buses": [(r, bus) for r in REGIONS],
-        "rules": [(r, bus, rule) for r in REGIONS], "targets": [(r, rule, "task-processor") for r in REGIONS],
-        "queues": [(r, q) for r in REGIONS for q in queues], "queue_policies": [(r, queues[0]) for r in REGIONS],
+        "invoke_configs": [(r, fn) for r in REGIONS],
+        "buses": [(r, bus) for r in REGIONS],
+        "rules": [(r, bus, rule) for r in REGIONS],
+        "targets": [(r, rule, "task-processor") for r in REGIONS],
+        "queues": [(r, q) for r in REGIONS for q in queues],
+        "queue_policies": [(r, queues[0]) for r in REGIONS],
         "log_groups": [(r, f"/aws/lambda/{fn}") for r in REGIONS],
         "alarms": [(r, a) for r in REGIONS for a in alarms],
     }

@@ -7,14 +7,25 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
-ROWS = ("fresh deploy wall time", "fresh deploy vs --max-workers 1", "no-change redeploy mutating calls",
-        "no-change redeploy reads", "no-change redeploy wall time", "status reads", "status wall time",
-        "handler throughput vs connect per request", "warm get-by-id p99", "handler cold import",
-        "arm64 function package")
+ROWS = (
+    "fresh deploy wall time",
+    "fresh deploy vs --max-workers 1",
+    "no-change redeploy mutating calls",
+    "no-change redeploy reads",
+    "no-change redeploy wall time",
+    "status reads",
+    "status wall time",
+    "handler throughput vs connect per request",
+    "warm get-by-id p99",
+    "handler cold import",
+    "arm64 function package",
+)
 
 
 def test_both_benchmarks_run_and_print_one_table():
-    done = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, check=False, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, check=False, timeout=600
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     assert len(lines) == len(ROWS) + 2

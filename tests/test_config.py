@@ -15,21 +15,32 @@ def database_url() -> str:
     """These commands stop before any AWS or database call: no database is needed."""
     return "postgresql:///never-used"
 
+
 BAD_FLAGS = [
     (["--env", "Dev"], "ENVIRONMENT='Dev' is invalid: must be 1-16 lowercase letters, digits or dashes"),
     (["--env", "a" * 17], "ENVIRONMENT='aaaaaaaaaaaaaaaaa' is invalid"),
     (["--env", "dev_1"], "ENVIRONMENT='dev_1' is invalid"),
-    (["--primary-region", "ap-southeast-2"],
-     "PRIMARY_REGION='ap-southeast-2' is invalid: must be a region where Aurora DSQL supports multi-Region"),
-    (["--secondary-region", "us-east-1"],
-     "SECONDARY_REGION='us-east-1' is invalid: must differ from PRIMARY_REGION (us-east-1)"),
-    (["--secondary-region", "eu-west-1"],
-     "SECONDARY_REGION='eu-west-1' is invalid: must be in the DSQL region set of PRIMARY_REGION us-east-1: "
-     "us-east-2, us-west-2"),
-    (["--witness-region", "us-west-2"],
-     "WITNESS_REGION='us-west-2' is invalid: must differ from PRIMARY_REGION (us-east-1) and SECONDARY_REGION"),
-    (["--witness-region", "eu-west-1"],
-     "WITNESS_REGION='eu-west-1' is invalid: must be in the DSQL region set of us-east-1 and us-west-2: us-east-2"),
+    (
+        ["--primary-region", "ap-southeast-2"],
+        "PRIMARY_REGION='ap-southeast-2' is invalid: must be a region where Aurora DSQL supports multi-Region",
+    ),
+    (
+        ["--secondary-region", "us-east-1"],
+        "SECONDARY_REGION='us-east-1' is invalid: must differ from PRIMARY_REGION (us-east-1)",
+    ),
+    (
+        ["--secondary-region", "eu-west-1"],
+        "SECONDARY_REGION='eu-west-1' is invalid: must be in the DSQL region set of PRIMARY_REGION us-east-1: "
+        "us-east-2, us-west-2",
+    ),
+    (
+        ["--witness-region", "us-west-2"],
+        "WITNESS_REGION='us-west-2' is invalid: must differ from PRIMARY_REGION (us-east-1) and SECONDARY_REGION",
+    ),
+    (
+        ["--witness-region", "eu-west-1"],
+        "WITNESS_REGION='eu-west-1' is invalid: must be in the DSQL region set of us-east-1 and us-west-2: us-east-2",
+    ),
     (["--prefix", "Task"], "CLUSTER_NAME_PREFIX='Task' is invalid: must start with a lowercase letter"),
     (["--prefix", "1task"], "CLUSTER_NAME_PREFIX='1task' is invalid"),
     (["--prefix", "task-"], "CLUSTER_NAME_PREFIX='task-' is invalid: must not end with a dash"),
@@ -83,7 +94,11 @@ def test_defaults(tmp_path: Path):
     settings = load_settings({}, {}, tmp_path)
     stack = settings.stack
     assert (stack.env, stack.prefix) == ("dev", "task-mgmt")
-    assert (stack.primary_region, stack.secondary_region, stack.witness_region) == ("us-east-1", "us-west-2", "us-east-2")
+    assert (stack.primary_region, stack.secondary_region, stack.witness_region) == (
+        "us-east-1",
+        "us-west-2",
+        "us-east-2",
+    )
     assert (stack.log_retention_days, stack.lambda_memory, stack.lambda_timeout) == (7, 512, 60)
     assert stack.deletion_protection is False
     assert settings.state_dir == tmp_path / ".taskmgmt"
@@ -91,8 +106,9 @@ def test_defaults(tmp_path: Path):
 
 
 def test_precedence_is_flag_then_environment_then_dotenv_then_default(tmp_path: Path):
-    (tmp_path / ".env").write_text("# comment\nexport LAMBDA_MEMORY_SIZE=1024\nLAMBDA_TIMEOUT='30'\n"
-                                   'LOG_RETENTION_DAYS="14"\nENVIRONMENT=\n')
+    (tmp_path / ".env").write_text(
+        "# comment\nexport LAMBDA_MEMORY_SIZE=1024\nLAMBDA_TIMEOUT='30'\nLOG_RETENTION_DAYS=\"14\"\nENVIRONMENT=\n"
+    )
     environ = {"LAMBDA_TIMEOUT": "45", "LOG_RETENTION_DAYS": "30"}
     stack = load_settings({"LOG_RETENTION_DAYS": "90"}, environ, tmp_path).stack
     assert stack.log_retention_days == 90  # flag
@@ -111,8 +127,10 @@ def test_witness_defaults_to_the_remaining_region_of_the_set(tmp_path: Path):
 def test_deletion_protection_defaults_on_for_prod_and_staging(tmp_path: Path):
     for env, expected in (("prod", True), ("staging", True), ("qa", False)):
         assert load_settings({"ENVIRONMENT": env}, {}, tmp_path).stack.deletion_protection is expected
-    assert load_settings({"ENVIRONMENT": "prod", "DELETION_PROTECTION": "false"}, {}, tmp_path
-                         ).stack.deletion_protection is False
+    assert (
+        load_settings({"ENVIRONMENT": "prod", "DELETION_PROTECTION": "false"}, {}, tmp_path).stack.deletion_protection
+        is False
+    )
 
 
 def test_state_dir_from_environment(tmp_path: Path):
@@ -122,10 +140,22 @@ def test_state_dir_from_environment(tmp_path: Path):
 
 def test_env_example_documents_every_key():
     example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
-    for key in ("ENVIRONMENT", "PRIMARY_REGION", "SECONDARY_REGION", "WITNESS_REGION", "CLUSTER_NAME_PREFIX",
-                "LOG_RETENTION_DAYS", "LAMBDA_MEMORY_SIZE", "LAMBDA_TIMEOUT", "DELETION_PROTECTION",
-                "TASKMGMT_STATE_DIR", "TASKMGMT_MAX_WORKERS", "AWS_PROFILE", "AWS_ENDPOINT_URL",
-                "TASKMGMT_DATABASE_URL"):
+    for key in (
+        "ENVIRONMENT",
+        "PRIMARY_REGION",
+        "SECONDARY_REGION",
+        "WITNESS_REGION",
+        "CLUSTER_NAME_PREFIX",
+        "LOG_RETENTION_DAYS",
+        "LAMBDA_MEMORY_SIZE",
+        "LAMBDA_TIMEOUT",
+        "DELETION_PROTECTION",
+        "TASKMGMT_STATE_DIR",
+        "TASKMGMT_MAX_WORKERS",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "TASKMGMT_DATABASE_URL",
+    ):
         assert f"{key}=" in example, key
 
 
@@ -143,12 +173,15 @@ def test_help_explains_each_command(cli):
         assert "--env" in result.out
 
 
-@pytest.mark.parametrize("args,message", [
-    (("invoke", "--payload", "{not json"), "--payload is invalid: not JSON"),
-    (("invoke", "--payload", "@/no/such/file.json"), "--payload '@/no/such/file.json' is invalid"),
-    (("serve", "--port", "eighty"), "Invalid value for '--port'"),
-    (("deploy", "--plan", "--sandbox", "--profile", "work"), "--profile and --sandbox conflict"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("invoke", "--payload", "{not json"), "--payload is invalid: not JSON"),
+        (("invoke", "--payload", "@/no/such/file.json"), "--payload '@/no/such/file.json' is invalid"),
+        (("serve", "--port", "eighty"), "Invalid value for '--port'"),
+        (("deploy", "--plan", "--sandbox", "--profile", "work"), "--profile and --sandbox conflict"),
+    ],
+)
 def test_bad_command_options_are_one_line_exit_2(aws, runtime, cli, calls, args, message):
     result = cli(*args)
     assert result.code == 2, result.err

@@ -29,7 +29,10 @@ def _lambda_module(name: str):
 def test_the_function_and_the_deployer_agree():
     contract = _lambda_module("contract")
     assert (blueprint.ENV_DSQL_ENDPOINT, blueprint.ENV_EVENT_BUS, blueprint.ENV_STACK) == (
-        contract.ENV_DSQL_ENDPOINT, contract.ENV_EVENT_BUS, contract.ENV_STACK)
+        contract.ENV_DSQL_ENDPOINT,
+        contract.ENV_EVENT_BUS,
+        contract.ENV_STACK,
+    )
     assert blueprint.EVENT_SOURCE == contract.EVENT_SOURCE
     assert list(blueprint.TASK_DETAIL_TYPES) == list(contract.DETAIL_TYPES)
     assert migrate.APP_ROLE == contract.DB_APP_ROLE
@@ -39,8 +42,7 @@ def test_the_function_gets_exactly_the_environment_it_reads(tmp_path):
     contract = _lambda_module("contract")
     stack = load_settings({}, {}, tmp_path).stack
     function = next(r for r in blueprint.build(stack) if r.kind == "lambda_function")
-    assert set(function.spec["environment"]) == {
-        contract.ENV_DSQL_ENDPOINT, contract.ENV_EVENT_BUS, contract.ENV_STACK}
+    assert set(function.spec["environment"]) == {contract.ENV_DSQL_ENDPOINT, contract.ENV_EVENT_BUS, contract.ENV_STACK}
 
 
 def test_the_handler_string_names_a_real_function():
@@ -71,5 +73,6 @@ def test_the_function_imports_only_what_its_package_or_runtime_has():
     assert "psycopg[binary]" in requirements
     third_party = _imports(lambda_dir()) - {"task_processor", "__future__"}
     import sys
+
     stdlib = set(sys.stdlib_module_names)
     assert third_party - stdlib == {"psycopg", "boto3"}  # boto3 comes with the Lambda runtime

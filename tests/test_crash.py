@@ -131,6 +131,7 @@ def kill_after(steps_done: Callable[[], int], k: int) -> Callable[[str], None]:
     def hook(operation: str) -> None:
         if not operation.startswith(READ_PREFIXES) and steps_done() >= k:
             os.kill(os.getpid(), signal.SIGKILL)
+
     return hook
 
 
@@ -216,8 +217,9 @@ def test_a_second_deploy_or_destroy_is_refused_while_one_runs(endpoint, cli, tmp
     for args in (("deploy", "--yes"), ("destroy", "--yes")):
         refused = cli(*args)
         assert refused.code == 2
-        assert f"locked by pid {holder['pid']} on {holder['host']} (deploy, started {holder['started_at']})" \
-            in refused.err
+        assert (
+            f"locked by pid {holder['pid']} on {holder['host']} (deploy, started {holder['started_at']})" in refused.err
+        )
     os.kill(holder["pid"], signal.SIGKILL)  # the deploy dies holding the lock
     os.waitpid(pid, 0)
     stale = cli("deploy", "--yes")
@@ -229,8 +231,17 @@ def test_unlock_asks_for_confirmation(cli, tmp_path, monkeypatch):
 
     lock = tmp_path / ".taskmgmt" / "dev.lock"
     lock.parent.mkdir()
-    lock.write_text(json.dumps({"pid": 2**22 + 11, "host": socket.gethostname(), "user": "me",
-                                "started_at": "2026-11-25T10:00:00Z", "command": "deploy"}))
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": 2**22 + 11,
+                "host": socket.gethostname(),
+                "user": "me",
+                "started_at": "2026-11-25T10:00:00Z",
+                "command": "deploy",
+            }
+        )
+    )
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     answers = iter(["n", "y"])
     monkeypatch.setattr(console.err, "input", lambda prompt: next(answers))

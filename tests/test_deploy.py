@@ -77,7 +77,8 @@ def test_dsql_pair_passes_through_pending_setup_and_is_peered(aws, runtime, cli)
     # Each function connects to its own region's endpoint, read from GetCluster.
     for region, cluster in (("us-east-1", first), ("us-west-2", second)):
         env = boto3.client("lambda", region_name=region).get_function_configuration(
-            FunctionName=f"{STACK}-task-processor")["Environment"]["Variables"]
+            FunctionName=f"{STACK}-task-processor"
+        )["Environment"]["Variables"]
         assert env["DSQL_ENDPOINT"] == cluster["endpoint"]
         assert env["EVENT_BUS_NAME"] == f"{STACK}-task-events"
         assert "AWS_REGION" not in env
@@ -166,8 +167,10 @@ def test_deploy_applies_the_schema_and_the_function_role(aws, runtime, cli, data
     assert result.code == 0, result.err
     assert "applied 0001_create_tasks" in result.err
     with psycopg.connect(database_url) as conn:
-        tables = {row[0] for row in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+        tables = {
+            row[0]
+            for row in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        }
         assert {"tasks", "task_updates", "processed_events", "schema_migrations"} <= tables
         assert conn.execute("SELECT has_table_privilege('taskmgmt_app', 'public.tasks', 'UPDATE')").fetchone()[0]
     status = json.loads(cli("status", "--json").out)

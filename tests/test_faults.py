@@ -116,9 +116,11 @@ def test_resource_conflicts_on_updates_are_retried(aws, runtime, cli, clock, cal
     def busy(backend, function_name, *args, **kwargs):
         if refusals["left"]:
             refusals["left"] -= 1
-            return LambdaClientError("ResourceConflictException",
-                                     "The operation cannot be performed at this time. An update is in progress "
-                                     f"for resource: {function_name}")
+            return LambdaClientError(
+                "ResourceConflictException",
+                "The operation cannot be performed at this time. An update is in progress "
+                f"for resource: {function_name}",
+            )
         return None
 
     calls.clear()

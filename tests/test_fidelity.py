@@ -13,8 +13,14 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
 
 
 def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -29,20 +35,28 @@ def zip_bytes() -> bytes:
 
 
 def make_role(name: str = "fn-role") -> str:
-    return boto3.client("iam", region_name="us-east-1").create_role(
-        RoleName=name, AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    return boto3.client("iam", region_name="us-east-1").create_role(RoleName=name, AssumeRolePolicyDocument=TRUST)[
+        "Role"
+    ]["Arn"]
 
 
 def make_function(clock, name: str = "fn", **extra) -> dict:
     role = make_role(f"{name}-role")
     clock.advance(60)
     lam = boto3.client("lambda", region_name="us-east-1")
-    created = lam.create_function(FunctionName=name, Runtime="python3.13", Role=role, Handler="handler.handler",
-                                  Code={"ZipFile": zip_bytes()}, **extra)
+    created = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=role,
+        Handler="handler.handler",
+        Code={"ZipFile": zip_bytes()},
+        **extra,
+    )
     return created
 
 
 # -- DSQL ---------------------------------------------------------------------------------
+
 
 def test_dsql_first_cluster_waits_in_pending_setup_until_peered(aws, clock):
     east = boto3.client("dsql", region_name="us-east-1")
@@ -51,11 +65,13 @@ def test_dsql_first_cluster_waits_in_pending_setup_until_peered(aws, clock):
     assert a["status"] == "PENDING_SETUP"
     clock.advance(3600)
     assert east.get_cluster(identifier=a["identifier"])["status"] == "PENDING_SETUP"  # stable, no timeout
-    b = west.create_cluster(deletionProtectionEnabled=False,
-                            multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [a["arn"]]})
+    b = west.create_cluster(
+        deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [a["arn"]]}
+    )
     assert west.get_cluster(identifier=b["identifier"])["status"] == "PENDING_SETUP"
-    east.update_cluster(identifier=a["identifier"],
-                        multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [b["arn"]]})
+    east.update_cluster(
+        identifier=a["identifier"], multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [b["arn"]]}
+    )
     assert east.get_cluster(identifier=a["identifier"])["status"] == "CREATING"
     clock.advance(aws.settings.dsql_activation)
     assert east.get_cluster(identifier=a["identifier"])["status"] == "ACTIVE"
@@ -67,10 +83,13 @@ def peered_pair(aws, clock, protected: bool = False):
     east = boto3.client("dsql", region_name="us-east-1")
     west = boto3.client("dsql", region_name="us-west-2")
     a = east.create_cluster(deletionProtectionEnabled=protected, multiRegionProperties={"witnessRegion": "us-east-2"})
-    b = west.create_cluster(deletionProtectionEnabled=protected,
-                            multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [a["arn"]]})
-    east.update_cluster(identifier=a["identifier"],
-                        multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [b["arn"]]})
+    b = west.create_cluster(
+        deletionProtectionEnabled=protected,
+        multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [a["arn"]]},
+    )
+    east.update_cluster(
+        identifier=a["identifier"], multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [b["arn"]]}
+    )
     clock.advance(aws.settings.dsql_activation)
     return east, west, a["identifier"], b["identifier"]
 
@@ -105,25 +124,36 @@ def test_dsql_refuses_to_delete_a_protected_cluster_like_aws(aws, clock):
 def test_dsql_rejects_a_witness_outside_the_region_set(aws, region, witness):
     with pytest.raises(ClientError) as exc:
         boto3.client("dsql", region_name=region).create_cluster(
-            deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": witness})
+            deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": witness}
+        )
     assert code(exc) == "ValidationException"
 
 
 def test_dsql_rejects_a_peer_that_does_not_exist(aws):
     with pytest.raises(ClientError) as exc:
         boto3.client("dsql", region_name="us-west-2").create_cluster(
-            deletionProtectionEnabled=False, multiRegionProperties={
+            deletionProtectionEnabled=False,
+            multiRegionProperties={
                 "witnessRegion": "us-east-2",
-                "clusters": ["arn:aws:dsql:us-east-1:123456789012:cluster/abcdefghijklmnopqrstuvwxyz"]})
+                "clusters": ["arn:aws:dsql:us-east-1:123456789012:cluster/abcdefghijklmnopqrstuvwxyz"],
+            },
+        )
     assert code(exc) == "ValidationException"
 
 
 # -- IAM and Lambda -----------------------------------------------------------------------
 
+
 def test_a_new_role_cannot_be_assumed_until_it_propagates(aws, clock):
     role = make_role()
     lam = boto3.client("lambda", region_name="us-east-1")
-    kwargs = {"FunctionName": "fn", "Runtime": "python3.13", "Role": role, "Handler": "h.h", "Code": {"ZipFile": zip_bytes()}}
+    kwargs = {
+        "FunctionName": "fn",
+        "Runtime": "python3.13",
+        "Role": role,
+        "Handler": "h.h",
+        "Code": {"ZipFile": zip_bytes()},
+    }
     with pytest.raises(ClientError) as exc:
         lam.create_function(**kwargs)
     assert code(exc) == "InvalidParameterValueException"
@@ -152,8 +182,12 @@ def test_a_new_function_is_pending_and_refuses_updates_until_active(aws, clock):
 def test_lambda_keeps_the_logging_config(aws, clock):
     make_function(clock, LoggingConfig={"LogFormat": "JSON", "LogGroup": "/custom/fn"})
     config = boto3.client("lambda", region_name="us-east-1").get_function_configuration(FunctionName="fn")
-    assert config["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": "/custom/fn",
-                                       "ApplicationLogLevel": "INFO", "SystemLogLevel": "INFO"}
+    assert config["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": "/custom/fn",
+        "ApplicationLogLevel": "INFO",
+        "SystemLogLevel": "INFO",
+    }
 
 
 def test_lambda_rejects_reserved_environment_keys(aws, clock):
@@ -166,8 +200,13 @@ def test_lambda_rejects_reserved_environment_keys(aws, clock):
 def test_lambda_refuses_a_duplicate_permission_statement_id(aws, clock):
     make_function(clock)
     lam = boto3.client("lambda", region_name="us-east-1")
-    kwargs = {"FunctionName": "fn", "StatementId": "sid", "Action": "lambda:InvokeFunction",
-                  "Principal": "events.amazonaws.com", "SourceArn": "arn:aws:events:us-east-1:123456789012:rule/b/r"}
+    kwargs = {
+        "FunctionName": "fn",
+        "StatementId": "sid",
+        "Action": "lambda:InvokeFunction",
+        "Principal": "events.amazonaws.com",
+        "SourceArn": "arn:aws:events:us-east-1:123456789012:rule/b/r",
+    }
     lam.add_permission(**kwargs)
     with pytest.raises(ClientError) as exc:
         lam.add_permission(**kwargs)
@@ -185,23 +224,35 @@ def test_on_failure_destination_needs_the_role_to_allow_sending(aws, clock):
         lam.put_function_event_invoke_config(**config)
     assert "does not have permissions to call SendMessage" in str(exc.value)
     boto3.client("iam", region_name="us-east-1").put_role_policy(
-        RoleName="fn-role", PolicyName="send", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn}]}))
+        RoleName="fn-role",
+        PolicyName="send",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn}]}
+        ),
+    )
     with pytest.raises(ClientError):  # the new policy has not propagated yet
         lam.put_function_event_invoke_config(**config)
     clock.advance(aws.settings.iam_propagation)
     lam.put_function_event_invoke_config(**config)
     lam.put_function_event_invoke_config(**config)  # a put replaces
-    assert lam.list_function_event_invoke_configs(FunctionName="fn")["FunctionEventInvokeConfigs"][0][
-        "DestinationConfig"]["OnFailure"]["Destination"] == arn
+    assert (
+        lam.list_function_event_invoke_configs(FunctionName="fn")["FunctionEventInvokeConfigs"][0]["DestinationConfig"][
+            "OnFailure"
+        ]["Destination"]
+        == arn
+    )
     assert queue["QueueUrl"]
 
 
 def test_iam_refuses_to_delete_an_attached_policy(aws):
     iam = boto3.client("iam", region_name="us-east-1")
     make_role()
-    arn = iam.create_policy(PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))["Policy"]["Arn"]
+    arn = iam.create_policy(
+        PolicyName="p",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+        ),
+    )["Policy"]["Arn"]
     iam.attach_role_policy(RoleName="fn-role", PolicyArn=arn)
     with pytest.raises(ClientError) as exc:
         iam.delete_policy(PolicyArn=arn)
@@ -213,23 +264,35 @@ def test_iam_refuses_to_delete_an_attached_policy(aws):
 
 # -- EventBridge, CloudWatch, Logs, SQS ----------------------------------------------------
 
+
 def rule_to_function(clock, permit_rule: bool, state: str = "ENABLED") -> tuple[str, str]:
     make_function(clock)
     events = boto3.client("events", region_name="us-east-1")
     events.create_event_bus(Name="bus")
-    rule = events.put_rule(Name="r", EventBusName="bus", State=state,
-                           EventPattern=json.dumps({"source": ["task.management"]}))["RuleArn"]
+    rule = events.put_rule(
+        Name="r", EventBusName="bus", State=state, EventPattern=json.dumps({"source": ["task.management"]})
+    )["RuleArn"]
     sqs = boto3.client("sqs", region_name="us-east-1")
     dlq_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
     fn = boto3.client("lambda", region_name="us-east-1").get_function(FunctionName="fn")["Configuration"]
-    events.put_targets(Rule="r", EventBusName="bus", Targets=[{
-        "Id": "t", "Arn": fn["FunctionArn"], "DeadLetterConfig": {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}}])
+    events.put_targets(
+        Rule="r",
+        EventBusName="bus",
+        Targets=[
+            {"Id": "t", "Arn": fn["FunctionArn"], "DeadLetterConfig": {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}}
+        ],
+    )
     if permit_rule:
         boto3.client("lambda", region_name="us-east-1").add_permission(
-            FunctionName="fn", StatementId="events", Action="lambda:InvokeFunction",
-            Principal="events.amazonaws.com", SourceArn=rule)
-    events.put_events(Entries=[{"Source": "task.management", "DetailType": "Task Created", "Detail": "{}",
-                                "EventBusName": "bus"}])
+            FunctionName="fn",
+            StatementId="events",
+            Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com",
+            SourceArn=rule,
+        )
+    events.put_events(
+        Entries=[{"Source": "task.management", "DetailType": "Task Created", "Detail": "{}", "EventBusName": "bus"}]
+    )
     return rule, dlq_url
 
 
@@ -243,7 +306,8 @@ def test_events_without_permission_end_in_the_target_dlq(aws, clock):
     _, dlq = rule_to_function(clock, permit_rule=False)
     assert [d.outcome for d in aws.deliveries] == ["no-permission"]
     messages = boto3.client("sqs", region_name="us-east-1").receive_message(
-        QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+        QueueUrl=dlq, MessageAttributeNames=["All"]
+    )["Messages"]
     assert messages[0]["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "NO_PERMISSIONS"
 
 
@@ -262,8 +326,15 @@ def test_dashboards_are_global(aws):
 def test_alarm_parameters_are_validated(aws):
     with pytest.raises(ClientError) as exc:
         boto3.client("cloudwatch", region_name="us-east-1").put_metric_alarm(
-            AlarmName="a", Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum", Period=60,
-            EvaluationPeriods=1, Threshold=1, ComparisonOperator="Bogus")
+            AlarmName="a",
+            Namespace="AWS/Lambda",
+            MetricName="Errors",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="Bogus",
+        )
     assert code(exc) == "ValidationError"
 
 

@@ -31,18 +31,22 @@ def test_deploy_waits_for_lambda_to_leave_pending_before_configuring_it(aws, run
     assert calls.count("GetFunctionConfiguration") >= 2  # polled until Active
     lam = boto3.client("lambda", region_name="us-east-1")
     assert lam.get_function_event_invoke_config(FunctionName=FUNCTION)["DestinationConfig"]["OnFailure"][
-        "Destination"].endswith(f"{STACK}-task-processor-failures")
+        "Destination"
+    ].endswith(f"{STACK}-task-processor-failures")
 
 
 def test_status_reports_out_of_band_drift_and_deploy_repairs_it(aws, runtime, cli, clock):
     assert cli("deploy", "--yes").code == 0
     clock.advance(60)
-    boto3.client("lambda", region_name="us-east-1").update_function_configuration(FunctionName=FUNCTION,
-                                                                                  MemorySize=1024)
-    boto3.client("events", region_name="us-west-2").disable_rule(Name=f"{STACK}-task-processing",
-                                                                 EventBusName=f"{STACK}-task-events")
+    boto3.client("lambda", region_name="us-east-1").update_function_configuration(
+        FunctionName=FUNCTION, MemorySize=1024
+    )
+    boto3.client("events", region_name="us-west-2").disable_rule(
+        Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events"
+    )
     boto3.client("logs", region_name="us-east-1").put_retention_policy(
-        logGroupName=f"/aws/lambda/{FUNCTION}", retentionInDays=30)
+        logGroupName=f"/aws/lambda/{FUNCTION}", retentionInDays=30
+    )
     boto3.client("cloudwatch", region_name="us-west-2").delete_alarms(AlarmNames=[f"{FUNCTION}-throttles"])
     clock.advance(60)
 
@@ -73,23 +77,44 @@ def test_a_permission_changed_by_hand_is_replaced_not_duplicated(aws, runtime, c
     lam = boto3.client("lambda", region_name="us-east-1")
     sid = f"{STACK}-task-processing-invoke"
     lam.remove_permission(FunctionName=FUNCTION, StatementId=sid)
-    lam.add_permission(FunctionName=FUNCTION, StatementId=sid, Action="lambda:InvokeFunction",
-                       Principal="events.amazonaws.com", SourceArn="arn:aws:events:us-east-1:123456789012:rule/x")
+    lam.add_permission(
+        FunctionName=FUNCTION,
+        StatementId=sid,
+        Action="lambda:InvokeFunction",
+        Principal="events.amazonaws.com",
+        SourceArn="arn:aws:events:us-east-1:123456789012:rule/x",
+    )
     assert cli("deploy", "--yes").code == 0
     statements = json.loads(lam.get_policy(FunctionName=FUNCTION)["Policy"])["Statement"]
     assert len(statements) == 1
-    assert statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"].endswith(f"rule/{STACK}-task-events/{STACK}-task-processing")
+    assert statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"].endswith(
+        f"rule/{STACK}-task-events/{STACK}-task-processing"
+    )
 
 
 def test_destroy_detaches_policies_added_by_hand_before_deleting_the_role(aws, runtime, cli):
     assert cli("deploy", "--yes").code == 0
     iam = boto3.client("iam", region_name="us-east-1")
-    arn = iam.create_policy(PolicyName="extra", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b"}]}))["Policy"]["Arn"]
+    arn = iam.create_policy(
+        PolicyName="extra",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b"}],
+            }
+        ),
+    )["Policy"]["Arn"]
     iam.attach_role_policy(RoleName=f"{STACK}-task-processor-role", PolicyArn=arn)
-    iam.put_role_policy(RoleName=f"{STACK}-task-processor-role", PolicyName="inline-extra",
-                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-                            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b"}]}))
+    iam.put_role_policy(
+        RoleName=f"{STACK}-task-processor-role",
+        PolicyName="inline-extra",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b"}],
+            }
+        ),
+    )
     result = cli("destroy", "--yes")
     assert result.code == 0, result.err
     assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == []
@@ -110,8 +135,8 @@ def test_destroy_of_a_protected_environment_changes_nothing_without_force(aws, r
     assert forced.code == 0, forced.err
     for region in ("us-east-1", "us-west-2"):
         assert boto3.client("dsql", region_name=region).list_clusters()["clusters"] == [] or all(
-            _gone(region, c["identifier"]) for c in
-            boto3.client("dsql", region_name=region).list_clusters()["clusters"])
+            _gone(region, c["identifier"]) for c in boto3.client("dsql", region_name=region).list_clusters()["clusters"]
+        )
 
 
 def _gone(region: str, identifier: str) -> bool:
@@ -158,13 +183,24 @@ def test_rebuild_finds_the_clusters_by_tag(aws, runtime, cli, tmp_path):
 def test_a_second_run_is_refused_while_the_lock_is_held(aws, runtime, cli, calls, tmp_path):
     lock = tmp_path / ".taskmgmt" / "dev.lock"
     lock.parent.mkdir()
-    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "user": "me",
-                                "started_at": "2026-11-25T10:00:00Z", "command": "deploy"}))
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "user": "me",
+                "started_at": "2026-11-25T10:00:00Z",
+                "command": "deploy",
+            }
+        )
+    )
     for args in (("deploy", "--yes"), ("destroy", "--yes")):
         result = cli(*args)
         assert result.code == 2
-        assert f"locked by pid {os.getpid()} on {socket.gethostname()} (deploy, started 2026-11-25T10:00:00Z)" \
+        assert (
+            f"locked by pid {os.getpid()} on {socket.gethostname()} (deploy, started 2026-11-25T10:00:00Z)"
             in result.err
+        )
     assert calls.calls == []
     refused = cli("unlock", "--yes")
     assert refused.code == 2 and "may still be running" in refused.err
@@ -174,9 +210,18 @@ def test_a_second_run_is_refused_while_the_lock_is_held(aws, runtime, cli, calls
 def test_a_lock_left_by_a_dead_process_is_named_and_unlock_clears_it(aws, runtime, cli, tmp_path):
     lock = tmp_path / ".taskmgmt" / "dev.lock"
     lock.parent.mkdir()
-    dead_pid = 2 ** 22 + 7  # above pid_max on Linux: no such process
-    lock.write_text(json.dumps({"pid": dead_pid, "host": socket.gethostname(), "user": "me",
-                                "started_at": "2026-11-25T10:00:00Z", "command": "deploy"}))
+    dead_pid = 2**22 + 7  # above pid_max on Linux: no such process
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": dead_pid,
+                "host": socket.gethostname(),
+                "user": "me",
+                "started_at": "2026-11-25T10:00:00Z",
+                "command": "deploy",
+            }
+        )
+    )
     result = cli("deploy", "--yes")
     assert result.code == 2
     assert "which is no longer running" in result.err and "taskmgmt unlock --env dev" in result.err
@@ -279,8 +324,9 @@ def test_destroy_completes_after_resources_were_deleted_by_hand(aws, runtime, cl
     assert inventory() == empty()
 
 
-@pytest.mark.parametrize("args", [("status",), ("destroy", "--yes"), ("outputs",), ("smoke",),
-                                  ("invoke", "--payload", "{}"), ("serve",)])
+@pytest.mark.parametrize(
+    "args", [("status",), ("destroy", "--yes"), ("outputs",), ("smoke",), ("invoke", "--payload", "{}"), ("serve",)]
+)
 def test_an_unknown_environment_is_a_user_error(aws, runtime, cli, calls, args):
     assert cli("deploy", "--yes").code == 0
     calls.clear()

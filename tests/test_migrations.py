@@ -24,45 +24,53 @@ def test_every_statement_in_sql_runs_on_dsql():
     assert check_migrations(migrations) == []
 
 
-@pytest.mark.parametrize("statement,complaint", [
-    ("CREATE TABLE IF NOT EXISTS t (id SERIAL PRIMARY KEY)", "SERIAL"),
-    ("CREATE TABLE IF NOT EXISTS t (id bigserial PRIMARY KEY)", "SERIAL"),
-    ("CREATE TRIGGER t BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION f()", "triggers"),
-    ("CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN RETURN NEW; END $$ LANGUAGE plpgsql", "PL/pgSQL"),
-    ("DO $$ BEGIN PERFORM 1; END $$", "PL/pgSQL"),
-    ("CREATE TEMPORARY TABLE t (a int)", "temporary"),
-    ("CREATE INDEX IF NOT EXISTS i ON tasks (status)", "ASYNC"),
-    ("CREATE UNIQUE INDEX i ON tasks (status)", "ASYNC"),
-    ("TRUNCATE tasks", "TRUNCATE"),
-    ("CREATE TABLE IF NOT EXISTS u (task_id uuid REFERENCES tasks (id))", "foreign keys"),
-    ("CREATE EXTENSION pgcrypto", "extensions"),
-    ("CREATE TYPE mood AS ENUM ('sad', 'ok')", "CREATE TYPE"),
-    ("CREATE TABLE IF NOT EXISTS t (tags text[])", "arrays"),
-    ("CREATE SEQUENCE s", "CACHE"),
-    ("CREATE TABLE IF NOT EXISTS t (id bigint GENERATED ALWAYS AS IDENTITY (CACHE 10))", "CACHE"),
-    ("CREATE TABLE t (a int)", "IF NOT EXISTS"),
-    ("VACUUM tasks", "not supported"),
-])
+@pytest.mark.parametrize(
+    "statement,complaint",
+    [
+        ("CREATE TABLE IF NOT EXISTS t (id SERIAL PRIMARY KEY)", "SERIAL"),
+        ("CREATE TABLE IF NOT EXISTS t (id bigserial PRIMARY KEY)", "SERIAL"),
+        ("CREATE TRIGGER t BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION f()", "triggers"),
+        ("CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN RETURN NEW; END $$ LANGUAGE plpgsql", "PL/pgSQL"),
+        ("DO $$ BEGIN PERFORM 1; END $$", "PL/pgSQL"),
+        ("CREATE TEMPORARY TABLE t (a int)", "temporary"),
+        ("CREATE INDEX IF NOT EXISTS i ON tasks (status)", "ASYNC"),
+        ("CREATE UNIQUE INDEX i ON tasks (status)", "ASYNC"),
+        ("TRUNCATE tasks", "TRUNCATE"),
+        ("CREATE TABLE IF NOT EXISTS u (task_id uuid REFERENCES tasks (id))", "foreign keys"),
+        ("CREATE EXTENSION pgcrypto", "extensions"),
+        ("CREATE TYPE mood AS ENUM ('sad', 'ok')", "CREATE TYPE"),
+        ("CREATE TABLE IF NOT EXISTS t (tags text[])", "arrays"),
+        ("CREATE SEQUENCE s", "CACHE"),
+        ("CREATE TABLE IF NOT EXISTS t (id bigint GENERATED ALWAYS AS IDENTITY (CACHE 10))", "CACHE"),
+        ("CREATE TABLE t (a int)", "IF NOT EXISTS"),
+        ("VACUUM tasks", "not supported"),
+    ],
+)
 def test_the_check_refuses_what_dsql_rejects(statement, complaint):
     assert any(complaint in problem for problem in problems_of(statement))
 
 
 def test_identity_with_an_allowed_cache_passes():
-    assert problems_of("CREATE TABLE IF NOT EXISTS t (id bigint GENERATED ALWAYS AS IDENTITY (CACHE 65536) "
-                       "PRIMARY KEY)") == []
+    assert (
+        problems_of("CREATE TABLE IF NOT EXISTS t (id bigint GENERATED ALWAYS AS IDENTITY (CACHE 65536) PRIMARY KEY)")
+        == []
+    )
 
 
 def test_statements_split_outside_quotes_and_dollar_bodies():
     text = "select ';'; -- a; comment\nCREATE FUNCTION f() AS $b$ select 1; $b$ LANGUAGE sql; /* x; */ select 2"
-    assert split_statements(text) == ["select ';'", "CREATE FUNCTION f() AS $b$ select 1; $b$ LANGUAGE sql",
-                                      "select 2"]
+    assert split_statements(text) == ["select ';'", "CREATE FUNCTION f() AS $b$ select 1; $b$ LANGUAGE sql", "select 2"]
 
 
 def test_migrations_apply_once_and_a_second_run_does_nothing(database_url, monkeypatch):
     migrator = Migrator(from_url(database_url), load_migrations(sql_dir()), dsql=False, role_arn=None)
     done = migrator.apply()
-    assert done[:4] == ["applied 0001_create_tasks", "applied 0002_create_task_updates",
-                        "applied 0003_create_processed_events", "applied 0004_create_indexes"]
+    assert done[:4] == [
+        "applied 0001_create_tasks",
+        "applied 0002_create_task_updates",
+        "applied 0003_create_processed_events",
+        "applied 0004_create_indexes",
+    ]
     assert migrator.inspect().complete
     statements: list[Any] = []
     monkeypatch.setattr(Migrator, "_run", lambda self, conn, statement: statements.append(statement))
@@ -79,8 +87,9 @@ def test_a_changed_migration_is_refused(database_url, tmp_path: Path):
     for path in sql_dir().glob("*.sql"):
         (tmp_path / path.name).write_text(path.read_text())
     Migrator(from_url(database_url), load_migrations(tmp_path), dsql=False, role_arn=None).apply()
-    (tmp_path / "0002_create_task_updates.sql").write_text("-- edited\n" +
-                                                            (sql_dir() / "0002_create_task_updates.sql").read_text())
+    (tmp_path / "0002_create_task_updates.sql").write_text(
+        "-- edited\n" + (sql_dir() / "0002_create_task_updates.sql").read_text()
+    )
     with pytest.raises(MigrationError, match="changed after it was applied"):
         Migrator(from_url(database_url), load_migrations(tmp_path), dsql=False, role_arn=None).apply()
 
@@ -102,6 +111,7 @@ def test_migrate_without_a_database_or_a_deployment_is_a_user_error(cli):
 
 
 # -- the DSQL flow, on a recording connection -----------------------------------------------
+
 
 class Recorder:
     """Answers the migrator's catalog queries like an empty DSQL cluster and records the rest."""
@@ -169,10 +179,10 @@ def test_dsql_flow_one_statement_per_transaction_async_indexes_and_iam_mapping(c
     waits = [entry for entry in log if "sys.wait_for_job" in entry]
     assert len(waits) == 5
     assert f"AWS IAM GRANT \"{APP_ROLE}\" TO '{ROLE_ARN}'" in log
-    assert "CREATE ROLE \"taskmgmt_app\" WITH LOGIN" in log
-    assert any(entry.startswith("GRANT SELECT, INSERT, UPDATE, DELETE ON \"tasks\"") for entry in log)
-    assert any(entry.startswith("GRANT SELECT, INSERT ON \"processed_events\"") for entry in log)
-    assert not any("schema_migrations\" TO" in entry for entry in log)
+    assert 'CREATE ROLE "taskmgmt_app" WITH LOGIN' in log
+    assert any(entry.startswith('GRANT SELECT, INSERT, UPDATE, DELETE ON "tasks"') for entry in log)
+    assert any(entry.startswith('GRANT SELECT, INSERT ON "processed_events"') for entry in log)
+    assert not any('schema_migrations" TO' in entry for entry in log)
 
 
 def test_dsql_conflicts_during_migration_are_retried(clock):

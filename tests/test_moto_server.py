@@ -27,8 +27,12 @@ def moto_server(tmp_path: Path):
     port = free_port()
     env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
     log = open(tmp_path / "moto.log", "w")  # noqa: SIM115 - closed after the server stops
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=log)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -50,7 +54,9 @@ def taskmgmt(cwd: Path, endpoint: str, *args: str) -> subprocess.CompletedProces
     env = {key: value for key, value in os.environ.items() if not key.startswith("TASKMGMT_DATABASE")}
     env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
     executable = Path(sys.executable).parent / "taskmgmt"
-    return subprocess.run([str(executable), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300)
+    return subprocess.run(
+        [str(executable), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300
+    )
 
 
 def test_deploy_status_destroy_against_moto_server(moto_server, tmp_path):

@@ -83,11 +83,17 @@ def test_the_same_builder_for_this_machine_makes_a_package_that_serves_requests(
         "import json, psycopg, task_processor.handler as h\n"
         f"assert psycopg.__file__.startswith({str(unpacked)!r}), psycopg.__file__\n"
         "event = {'httpMethod': 'POST', 'path': '/tasks', 'body': json.dumps({'title': 't', 'created_by': 'a'})}\n"
-        "print(json.dumps(h.lambda_handler(event, None)))\n")
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(unpacked), "HOME": str(tmp_path),
-           "TASKMGMT_DATABASE_URL": database_url.replace("postgres:@", "taskmgmt_app:@")}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
-                          timeout=120)
+        "print(json.dumps(h.lambda_handler(event, None)))\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(unpacked),
+        "HOME": str(tmp_path),
+        "TASKMGMT_DATABASE_URL": database_url.replace("postgres:@", "taskmgmt_app:@"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     response = json.loads(done.stdout.strip().splitlines()[-1])
     assert response["statusCode"] == 201

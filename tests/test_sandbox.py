@@ -19,7 +19,9 @@ TASKMGMT = str(Path(sys.executable).parent / "taskmgmt")
 
 def run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TASKMGMT_DATABASE"))}
-    return subprocess.run([TASKMGMT, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout)
+    return subprocess.run(
+        [TASKMGMT, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout
+    )
 
 
 def components(cwd: Path) -> dict[str, dict]:
@@ -79,15 +81,23 @@ def subscribe_to_notifications(endpoint: str):
     """A queue on the primary bus for the function's notifications; returns a reader."""
     import boto3
 
-    kwargs = {"region_name": "us-east-1", "endpoint_url": endpoint, "aws_access_key_id": "sandbox",
-                  "aws_secret_access_key": "sandbox"}
+    kwargs = {
+        "region_name": "us-east-1",
+        "endpoint_url": endpoint,
+        "aws_access_key_id": "sandbox",
+        "aws_secret_access_key": "sandbox",
+    }
     sqs, events = boto3.client("sqs", **kwargs), boto3.client("events", **kwargs)
     url = sqs.create_queue(QueueName="notification-watcher")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="watch-notifications", EventBusName="task-mgmt-dev-task-events",
-                    EventPattern=json.dumps({"source": ["task.management.notifications"]}))
-    events.put_targets(Rule="watch-notifications", EventBusName="task-mgmt-dev-task-events",
-                       Targets=[{"Id": "watcher", "Arn": arn}])
+    events.put_rule(
+        Name="watch-notifications",
+        EventBusName="task-mgmt-dev-task-events",
+        EventPattern=json.dumps({"source": ["task.management.notifications"]}),
+    )
+    events.put_targets(
+        Rule="watch-notifications", EventBusName="task-mgmt-dev-task-events", Targets=[{"Id": "watcher", "Arn": arn}]
+    )
 
     def read() -> list[dict]:
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
@@ -141,8 +151,12 @@ def test_sandbox_end_to_end(workdir: Path):
     assert code == 409 and conflict["current_version"] == 2
 
     port = _free_port()
-    serving = subprocess.Popen([TASKMGMT, "serve", "--sandbox", "--port", str(port)], cwd=workdir,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serving = subprocess.Popen(
+        [TASKMGMT, "serve", "--sandbox", "--port", str(port)],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         listed = _get_json(f"http://127.0.0.1:{port}/tasks?limit=5")
         assert [t["id"] for t in listed["tasks"]] == [task["id"]]
@@ -152,7 +166,10 @@ def test_sandbox_end_to_end(workdir: Path):
 
     running = components(workdir)
     pids = [*sandbox_processes(running["emulator"]["pid"]), running["postgres"]["pid"]]
-    ports = [int(running["emulator"]["url"].rsplit(":", 1)[1]), int(running["postgres"]["url"].split(":")[2].split("/")[0])]
+    ports = [
+        int(running["emulator"]["url"].rsplit(":", 1)[1]),
+        int(running["postgres"]["url"].split(":")[2].split("/")[0]),
+    ]
     assert len(pids) > 2  # the function ran in worker processes
 
     destroyed = run(workdir, "destroy", "--sandbox", "--yes")
@@ -180,7 +197,9 @@ def test_stop_when_a_process_already_died(workdir: Path):
     status = run(workdir, "sandbox", "status", "--json")
     assert status.returncode == 1
     assert {c["name"]: c["running"] for c in json.loads(status.stdout)["components"]} == {
-        "postgres": True, "emulator": False}
+        "postgres": True,
+        "emulator": False,
+    }
     stopped = run(workdir, "sandbox", "stop")
     assert stopped.returncode == 0
     assert f"the AWS emulator (pid {running['emulator']['pid']}) was not running" in stopped.stderr

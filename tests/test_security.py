@@ -70,8 +70,13 @@ def test_the_function_role_is_least_privilege(deployed):
                     continue
                 assert resource in owned, f"{action} on {resource}, which is not this environment's"
                 granted.setdefault(action, set()).add(resource)
-    assert set(granted) == {"dsql:DbConnect", "events:PutEvents", "logs:CreateLogStream", "logs:PutLogEvents",
-                            "sqs:SendMessage"}
+    assert set(granted) == {
+        "dsql:DbConnect",
+        "events:PutEvents",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "sqs:SendMessage",
+    }
     assert all(":dsql:" in r for r in granted["dsql:DbConnect"]) and len(granted["dsql:DbConnect"]) == 2
     assert all(r.endswith("-task-processor-failures") for r in granted["sqs:SendMessage"])
     assert all(f"log-group:/aws/lambda/{STACK}-task-processor" in r for r in granted["logs:PutLogEvents"])
@@ -81,7 +86,8 @@ def test_queue_policies_allow_only_their_rule(deployed):
     for region in ("us-east-1", "us-west-2"):
         sqs = boto3.client("sqs", region_name=region)
         rule_arn = boto3.client("events", region_name=region).describe_rule(
-            Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events")["Arn"]
+            Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events"
+        )["Arn"]
         for url in sqs.list_queues()["QueueUrls"]:
             attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy", "QueueArn"])["Attributes"]
             if url.endswith("-task-events-dlq"):
@@ -99,7 +105,8 @@ def test_the_function_accepts_invocations_only_from_its_rule(deployed):
     for region in ("us-east-1", "us-west-2"):
         lam = boto3.client("lambda", region_name=region)
         rule_arn = boto3.client("events", region_name=region).describe_rule(
-            Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events")["Arn"]
+            Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events"
+        )["Arn"]
         (statement,) = statements(json.loads(lam.get_policy(FunctionName=f"{STACK}-task-processor")["Policy"]))
         assert statement["Principal"] == {"Service": "events.amazonaws.com"}
         assert statement["Action"] == "lambda:InvokeFunction"

@@ -22,8 +22,9 @@ def bridge():
         if event["rawPath"] == "/boom":
             return b'{"errorMessage": "kaput", "errorType": "RuntimeError"}', "Unhandled"
         body = json.dumps({"echo": event["body"], "query": event["queryStringParameters"]})
-        return json.dumps({"statusCode": 201, "headers": {"content-type": "application/json", "x-seen": "yes"},
-                           "body": body}).encode(), None
+        return json.dumps(
+            {"statusCode": 201, "headers": {"content-type": "application/json", "x-seen": "yes"}, "body": body}
+        ).encode(), None
 
     server = make_server(0, invoke, lambda line: None)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -35,8 +36,12 @@ def bridge():
 
 def test_a_request_becomes_an_http_api_event_and_the_response_is_relayed(bridge):
     url, seen = bridge
-    request = urllib.request.Request(url + "/tasks?status=pending&limit=5", method="POST",
-                                     data=b'{"title": "t"}', headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + "/tasks?status=pending&limit=5",
+        method="POST",
+        data=b'{"title": "t"}',
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request) as response:
         assert response.status == 201
         assert response.headers["x-seen"] == "yes"

@@ -38,13 +38,14 @@ def parse(event: dict[str, Any]) -> Request:
         method, path = context["http"].get("method", ""), event.get("rawPath") or context["http"].get("path", "/")
         stage = context.get("stage")
         if stage and stage != "$default" and path.startswith(f"/{stage}/"):
-            path = path[len(stage) + 1:]
+            path = path[len(stage) + 1 :]
     else:
         method, path = event.get("httpMethod", ""), event.get("path") or "/"
     query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    return Request(str(method).upper(), str(path), query, headers,
-                   _body(event.get("body"), bool(event.get("isBase64Encoded"))))
+    return Request(
+        str(method).upper(), str(path), query, headers, _body(event.get("body"), bool(event.get("isBase64Encoded")))
+    )
 
 
 def _body(raw: Any, base64_encoded: bool) -> Any:

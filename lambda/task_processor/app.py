@@ -24,15 +24,16 @@ class TaskApp:
     def get(self, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         return self.db.read(lambda conn: service.get_with_history(conn, task_id))
 
-    def list(self, filters: dict[str, Any], limit: int,
-             cursor: tuple[datetime, str] | None) -> tuple[list[dict[str, Any]], str | None]:
+    def list(
+        self, filters: dict[str, Any], limit: int, cursor: tuple[datetime, str] | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         return self.db.read(lambda conn: service.list_tasks(conn, filters, limit, cursor))
 
-    def update(self, task_id: str, changes: dict[str, Any], by: str, version: int | None,
-               event: str = "task.updated") -> dict[str, Any]:
+    def update(
+        self, task_id: str, changes: dict[str, Any], by: str, version: int | None, event: str = "task.updated"
+    ) -> dict[str, Any]:
         try:
-            task, changed = self.db.transaction(
-                lambda conn: service.update_task(conn, task_id, changes, by, version))
+            task, changed = self.db.transaction(lambda conn: service.update_task(conn, task_id, changes, by, version))
         except VersionConflict:
             observability.count("VersionConflicts")
             raise

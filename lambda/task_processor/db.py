@@ -38,9 +38,17 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class Database:
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], *, max_attempts: int = 20,
-                 base_delay: float = 0.005, max_delay: float = 1.0, max_age: float = MAX_CONNECTION_AGE,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        *,
+        max_attempts: int = 20,
+        base_delay: float = 0.005,
+        max_delay: float = 1.0,
+        max_age: float = MAX_CONNECTION_AGE,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self._connect = connect
         self.max_attempts = max_attempts
         self.base_delay, self.max_delay, self.max_age = base_delay, max_delay, max_age
@@ -124,8 +132,16 @@ def dsql_connect(endpoint: str, region: str, user: str = DB_APP_ROLE) -> Callabl
 
             client.append(boto3.client("dsql", region_name=region))
         token = client[0].generate_db_connect_auth_token(Hostname=endpoint, Region=region, ExpiresIn=900)
-        return psycopg.connect(host=endpoint, port=5432, dbname="postgres", user=user, password=token,
-                               sslmode="require", connect_timeout=10, application_name="taskmgmt-task-processor")
+        return psycopg.connect(
+            host=endpoint,
+            port=5432,
+            dbname="postgres",
+            user=user,
+            password=token,
+            sslmode="require",
+            connect_timeout=10,
+            application_name="taskmgmt-task-processor",
+        )
 
     return connect
 
@@ -140,6 +156,7 @@ def from_environment() -> Database:
         return Database(url_connect(url))
     endpoint = os.environ.get(ENV_DSQL_ENDPOINT)
     if not endpoint:
+
         def unconfigured() -> psycopg.Connection[Any]:
             raise Unavailable(f"neither {ENV_DSQL_ENDPOINT} nor {ENV_DATABASE_URL} is set")
 

@@ -40,8 +40,9 @@ def handle(event: dict[str, Any], app: TaskApp) -> dict[str, Any]:
         outcome, task = _apply(app, event_id, kind, detail)
     except Dropped as exc:
         observability.count("EventsDropped")
-        observability.log_fields(logging.WARNING, "event dropped", event_id=event_id,
-                                 detail_type=event.get("detail-type"), reason=str(exc))
+        observability.log_fields(
+            logging.WARNING, "event dropped", event_id=event_id, detail_type=event.get("detail-type"), reason=str(exc)
+        )
         return {"status": "dropped", "reason": str(exc)}
     observability.log_fields(logging.INFO, "event applied", event_id=event_id, event_type=kind, outcome=outcome)
     if outcome == "duplicate":
@@ -92,8 +93,9 @@ def _apply(app: TaskApp, event_id: str, kind: str, detail: dict[str, Any]) -> tu
         observability.count("EventsRetried")
         raise NotYet(exc.message) from None
     if outcome == "applied":
-        observability.count({"task.created": "TasksCreated", "task.updated": "TasksUpdated",
-                             "task.completed": "TasksCompleted"}[kind])
+        observability.count(
+            {"task.created": "TasksCreated", "task.updated": "TasksUpdated", "task.completed": "TasksCompleted"}[kind]
+        )
     return outcome, task
 
 
@@ -112,6 +114,10 @@ def _work(kind: str, detail: dict[str, Any]) -> Any:
         changes, by, version = fields.task_update(body)
     else:
         changes = {"status": "completed"}
-        by, version = fields.completion({"completed_by": detail.get("completedBy"),
-                                         **({"version": detail["version"]} if "version" in detail else {})})
+        by, version = fields.completion(
+            {
+                "completed_by": detail.get("completedBy"),
+                **({"version": detail["version"]} if "version" in detail else {}),
+            }
+        )
     return lambda conn: service.update_task(conn, task_id, changes, by, version)[0]

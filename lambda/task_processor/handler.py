@@ -33,7 +33,11 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             return events.handle(event, app())  # raises on transient failures: Lambda retries
         if api.is_http(event):
             return api.handle(event, app(), request_id)
-        observability.log_fields(logging.WARNING, "unrecognised invocation", keys=sorted(event)[:20]
-                                 if isinstance(event, dict) else type(event).__name__)
-        return api.error_response(BadRequest("unrecognised invocation: expected an HTTP request "
-                                                 "or a task event"), request_id)
+        observability.log_fields(
+            logging.WARNING,
+            "unrecognised invocation",
+            keys=sorted(event)[:20] if isinstance(event, dict) else type(event).__name__,
+        )
+        return api.error_response(
+            BadRequest("unrecognised invocation: expected an HTTP request or a task event"), request_id
+        )

@@ -35,10 +35,20 @@ class Notifier:
         if not self.bus:  # never fall back to the default bus
             self._failed(event_type, task, f"{ENV_EVENT_BUS} is not set")
             return False
-        detail = {"eventType": event_type, "taskId": task["id"], "data": task, "version": task.get("version"),
-                  "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "region": self.region}
-        entry = {"Source": NOTIFICATION_SOURCE, "DetailType": NOTIFICATION_DETAIL_TYPE,
-                 "EventBusName": self.bus, "Detail": json.dumps(detail)}
+        detail = {
+            "eventType": event_type,
+            "taskId": task["id"],
+            "data": task,
+            "version": task.get("version"),
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "region": self.region,
+        }
+        entry = {
+            "Source": NOTIFICATION_SOURCE,
+            "DetailType": NOTIFICATION_DETAIL_TYPE,
+            "EventBusName": self.bus,
+            "Detail": json.dumps(detail),
+        }
         try:
             response = self._events().put_events(Entries=[entry])
         except Exception as exc:  # noqa: BLE001 - the change is committed; report, do not fail
@@ -54,5 +64,6 @@ class Notifier:
     @staticmethod
     def _failed(event_type: str, task: dict[str, Any], reason: str) -> None:
         observability.count("NotificationFailures")
-        observability.log_fields(logging.ERROR, "notification not published", event_type=event_type,
-                                 task_id=task.get("id"), reason=reason)
+        observability.log_fields(
+            logging.ERROR, "notification not published", event_type=event_type, task_id=task.get("id"), reason=reason
+        )

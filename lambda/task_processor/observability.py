@@ -88,9 +88,16 @@ def invocation(request_id: str) -> Iterator[None]:
 def emit_metrics(counts: dict[str, int]) -> None:
     stack = os.environ.get(ENV_STACK, "local")
     record = {
-        "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
-            "Namespace": METRICS_NAMESPACE, "Dimensions": [["Stack"]],
-            "Metrics": [{"Name": name, "Unit": "Count"} for name in sorted(counts)]}]},
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": METRICS_NAMESPACE,
+                    "Dimensions": [["Stack"]],
+                    "Metrics": [{"Name": name, "Unit": "Count"} for name in sorted(counts)],
+                }
+            ],
+        },
         "Stack": stack,
         "request_id": _request_id.get(),
         **counts,

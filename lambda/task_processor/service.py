@@ -14,8 +14,21 @@ import psycopg
 from task_processor.errors import NotFound, VersionConflict
 from task_processor.fields import encode_cursor
 
-COLUMNS = ("id", "title", "description", "status", "priority", "assigned_to", "created_by", "project_id",
-           "due_date", "completed_at", "created_at", "updated_at", "version")
+COLUMNS = (
+    "id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "assigned_to",
+    "created_by",
+    "project_id",
+    "due_date",
+    "completed_at",
+    "created_at",
+    "updated_at",
+    "version",
+)
 SELECT_TASK = "SELECT " + ", ".join(COLUMNS) + " FROM tasks"
 RETURNING = " RETURNING " + ", ".join(COLUMNS)
 INSERTABLE = ("title", "description", "status", "priority", "assigned_to", "created_by", "project_id", "due_date")
@@ -48,14 +61,14 @@ def create_task(conn: Conn, task: dict[str, Any]) -> dict[str, Any]:
         fields.append("completed_at")
         values.append(datetime.now(UTC))
     placeholders = ", ".join(["%s"] * len(fields))
-    row = conn.execute(f"INSERT INTO tasks ({', '.join(fields)}) VALUES ({placeholders})" + RETURNING,
-                       values).fetchone()
+    row = conn.execute(
+        f"INSERT INTO tasks ({', '.join(fields)}) VALUES ({placeholders})" + RETURNING, values
+    ).fetchone()
     return to_json(row)
 
 
 def get_task(conn: Conn, task_id: str, for_update: bool = False) -> dict[str, Any]:
-    row = conn.execute(SELECT_TASK + " WHERE id = %s" + (" FOR UPDATE" if for_update else ""),
-                       [task_id]).fetchone()
+    row = conn.execute(SELECT_TASK + " WHERE id = %s" + (" FOR UPDATE" if for_update else ""), [task_id]).fetchone()
     if row is None:
         raise NotFound(f"task {task_id} does not exist")
     return row
@@ -66,20 +79,23 @@ SELECT_WITH_HISTORY = (
     "SELECT " + ", ".join(f"t.{c}" for c in COLUMNS) + ", (SELECT coalesce(json_agg(json_build_object("
     "'id', u.id, 'field_name', u.field_name, 'old_value', u.old_value, 'new_value', u.new_value, "
     "'updated_by', u.updated_by, 'updated_at', u.updated_at) ORDER BY u.updated_at, u.id), '[]'::json) "
-    "FROM task_updates u WHERE u.task_id = t.id) AS history FROM tasks t WHERE t.id = %s")
+    "FROM task_updates u WHERE u.task_id = t.id) AS history FROM tasks t WHERE t.id = %s"
+)
 
 
 def get_with_history(conn: Conn, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     row = conn.execute(SELECT_WITH_HISTORY, [task_id]).fetchone()
     if row is None:
         raise NotFound(f"task {task_id} does not exist")
-    history = [{**item, "updated_at": _json_value(datetime.fromisoformat(item["updated_at"]))}
-               for item in row.pop("history")]
+    history = [
+        {**item, "updated_at": _json_value(datetime.fromisoformat(item["updated_at"]))} for item in row.pop("history")
+    ]
     return to_json(row), history
 
 
-def list_tasks(conn: Conn, filters: dict[str, Any], limit: int,
-               cursor: tuple[datetime, str] | None) -> tuple[list[dict[str, Any]], str | None]:
+def list_tasks(
+    conn: Conn, filters: dict[str, Any], limit: int, cursor: tuple[datetime, str] | None
+) -> tuple[list[dict[str, Any]], str | None]:
     conditions, values = [], []
     for field, value in filters.items():  # field names come from fields.list_query's fixed set
         conditions.append(f"{field} = %s")
@@ -88,15 +104,17 @@ def list_tasks(conn: Conn, filters: dict[str, Any], limit: int,
         conditions.append("(created_at < %s OR (created_at = %s AND id < %s))")
         values += [cursor[0], cursor[0], cursor[1]]
     where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
-    rows = conn.execute(SELECT_TASK + where + " ORDER BY created_at DESC, id DESC LIMIT %s",
-                        [*values, limit + 1]).fetchall()
+    rows = conn.execute(
+        SELECT_TASK + where + " ORDER BY created_at DESC, id DESC LIMIT %s", [*values, limit + 1]
+    ).fetchall()
     last = rows[limit - 1] if len(rows) > limit else None  # one more row than asked: there is a next page
     next_cursor = encode_cursor(last["created_at"], str(last["id"])) if last else None
     return [to_json(row) for row in rows[:limit]], next_cursor
 
 
-def update_task(conn: Conn, task_id: str, changes: dict[str, Any], updated_by: str,
-                expected_version: int | None) -> tuple[dict[str, Any], bool]:
+def update_task(
+    conn: Conn, task_id: str, changes: dict[str, Any], updated_by: str, expected_version: int | None
+) -> tuple[dict[str, Any], bool]:
     """(task, changed?). Each changed field is recorded; the version goes up by one."""
     current = get_task(conn, task_id, for_update=True)
     if expected_version is not None and current["version"] != expected_version:
@@ -108,16 +126,19 @@ def update_task(conn: Conn, task_id: str, changes: dict[str, Any], updated_by: s
     if "status" in changed:
         assignments["completed_at"] = datetime.now(UTC) if changed["status"] == "completed" else None
     sets = ", ".join(f"{field} = %s" for field in assignments)  # fields from fields.UPDATABLE only
-    row = conn.execute(f"UPDATE tasks SET {sets}, updated_at = now(), version = version + 1"
-                       " WHERE id = %s AND version = %s" + RETURNING,
-                       [*assignments.values(), task_id, current["version"]]).fetchone()
+    row = conn.execute(
+        f"UPDATE tasks SET {sets}, updated_at = now(), version = version + 1"
+        " WHERE id = %s AND version = %s" + RETURNING,
+        [*assignments.values(), task_id, current["version"]],
+    ).fetchone()
     if row is None:  # changed under us (only possible below REPEATABLE READ): let the caller retry
         raise psycopg.errors.SerializationFailure("task changed concurrently")
     with conn.cursor() as cursor:
         cursor.executemany(
             "INSERT INTO task_updates (task_id, field_name, old_value, new_value, updated_by)"
             " VALUES (%s, %s, %s, %s, %s)",
-            [(task_id, field, _text(current[field]), _text(value), updated_by) for field, value in changed.items()])
+            [(task_id, field, _text(current[field]), _text(value), updated_by) for field, value in changed.items()],
+        )
     return to_json(row), True
 
 

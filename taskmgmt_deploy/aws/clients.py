@@ -16,8 +16,15 @@ GLOBAL_SERVICES = ("iam",)
 
 
 class AwsClients:
-    def __init__(self, session: boto3.Session, *, endpoint_url: str | None = None,
-                 home_region: str = "us-east-1", max_attempts: int = 10, max_pool: int = 16):
+    def __init__(
+        self,
+        session: boto3.Session,
+        *,
+        endpoint_url: str | None = None,
+        home_region: str = "us-east-1",
+        max_attempts: int = 10,
+        max_pool: int = 16,
+    ):
         self.session = session
         self.endpoint_url = endpoint_url
         self.home_region = home_region

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-NOT_FOUND_CODES = frozenset({
-    "ResourceNotFoundException",
-    "ResourceNotFound",  # CloudWatch dashboards
-    "NoSuchEntity",
-    "AWS.SimpleQueueService.NonExistentQueue",
-    "QueueDoesNotExist",
-    "NotFoundException",
-})
-ALREADY_EXISTS_CODES = frozenset({
-    "ResourceAlreadyExistsException",
-    "EntityAlreadyExists",
-    "QueueAlreadyExists",
-})
+NOT_FOUND_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "ResourceNotFound",  # CloudWatch dashboards
+        "NoSuchEntity",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NotFoundException",
+    }
+)
+ALREADY_EXISTS_CODES = frozenset(
+    {
+        "ResourceAlreadyExistsException",
+        "EntityAlreadyExists",
+        "QueueAlreadyExists",
+    }
+)
 
 
 def error_code(exc: BaseException) -> str:

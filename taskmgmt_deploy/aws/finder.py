@@ -81,5 +81,12 @@ def record_for_arn(arn: str) -> Record | None:
         outputs["id"] = name
     if kind is None:
         return None
-    return Record(key=resource_key(kind, f"found:{name}", region), kind=kind, region=region, name=name,
-                  step=0, state="ready", outputs=outputs)
+    return Record(
+        key=resource_key(kind, f"found:{name}", region),
+        kind=kind,
+        region=region,
+        name=name,
+        step=0,
+        state="ready",
+        outputs=outputs,
+    )

@@ -28,7 +28,8 @@ _LAMBDA_BUSY = re.compile(r"update is in progress|cannot be performed at this ti
 def is_iam_propagation(exc: BaseException) -> bool:
     """A role or policy created moments ago is not yet visible to the calling service."""
     return error_code(exc) in ("InvalidParameterValueException", "AccessDeniedException") and bool(
-        _IAM_NOT_READY.search(error_message(exc)))
+        _IAM_NOT_READY.search(error_message(exc))
+    )
 
 
 def is_lambda_busy(exc: BaseException) -> bool:
@@ -80,8 +81,12 @@ SCHEDULES = {
 }
 
 
-def retrying(predicate: Callable[[BaseException], bool], schedule: str, clock: Clock,
-             on_retry: Callable[[str], None] | None = None) -> Retrying:
+def retrying(
+    predicate: Callable[[BaseException], bool],
+    schedule: str,
+    clock: Clock,
+    on_retry: Callable[[str], None] | None = None,
+) -> Retrying:
     initial, maximum, deadline = SCHEDULES[schedule]
 
     def before_sleep(state: RetryCallState) -> None:
@@ -99,6 +104,11 @@ def retrying(predicate: Callable[[BaseException], bool], schedule: str, clock: C
     )
 
 
-def call_with_retry(fn: Callable[[], T], predicate: Callable[[BaseException], bool],
-                    schedule: str, clock: Clock, on_retry: Callable[[str], None] | None = None) -> T:
+def call_with_retry(
+    fn: Callable[[], T],
+    predicate: Callable[[BaseException], bool],
+    schedule: str,
+    clock: Clock,
+    on_retry: Callable[[str], None] | None = None,
+) -> T:
     return retrying(predicate, schedule, clock, on_retry)(fn)

@@ -20,9 +20,17 @@ class WaitFailed(TaskmgmtError):
     """The resource reached a state it will not leave by itself (FAILED...)."""
 
 
-def poll(describe: Callable[[], T], *, done: Callable[[T], bool], what: str, ctx: StepContext,
-         timeout: float, interval: float = 5.0, failed: Callable[[T], str | None] = lambda _: None,
-         state: Callable[[T], str] = lambda _: "") -> T:
+def poll(
+    describe: Callable[[], T],
+    *,
+    done: Callable[[T], bool],
+    what: str,
+    ctx: StepContext,
+    timeout: float,
+    interval: float = 5.0,
+    failed: Callable[[T], str | None] = lambda _: None,
+    state: Callable[[T], str] = lambda _: "",
+) -> T:
     """Call `describe` until `done`; raise on `failed`, on timeout, or when cancelled."""
     start = ctx.clock.now()
     delay = min(1.0, interval)

@@ -48,12 +48,21 @@ console = Console()
 # parameter name -> (configuration key, option declarations, help)
 _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "env": ("ENVIRONMENT", ("--env",), "Environment name: 1-16 lowercase letters, digits, dashes. \\[default: dev]"),
-    "primary_region": ("PRIMARY_REGION", ("--primary-region",),
-                       "Region of the first DSQL cluster. \\[default: us-east-1]"),
-    "secondary_region": ("SECONDARY_REGION", ("--secondary-region",),
-                         "Region of the peer cluster, in the same DSQL region set. \\[default: us-west-2]"),
-    "witness_region": ("WITNESS_REGION", ("--witness-region",),
-                       "Witness region of the pair. \\[default: the set's remaining region]"),
+    "primary_region": (
+        "PRIMARY_REGION",
+        ("--primary-region",),
+        "Region of the first DSQL cluster. \\[default: us-east-1]",
+    ),
+    "secondary_region": (
+        "SECONDARY_REGION",
+        ("--secondary-region",),
+        "Region of the peer cluster, in the same DSQL region set. \\[default: us-west-2]",
+    ),
+    "witness_region": (
+        "WITNESS_REGION",
+        ("--witness-region",),
+        "Witness region of the pair. \\[default: the set's remaining region]",
+    ),
     "prefix": ("CLUSTER_NAME_PREFIX", ("--prefix",), "Prefix of every resource name. \\[default: task-mgmt]"),
     "log_retention_days": ("LOG_RETENTION_DAYS", ("--log-retention-days",), "Log retention in days. \\[default: 7]"),
     "lambda_memory": ("LAMBDA_MEMORY_SIZE", ("--lambda-memory",), "Function memory in MB, 128-10240. \\[default: 512]"),
@@ -61,27 +70,64 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "profile": ("AWS_PROFILE", ("--profile",), "AWS profile, as with the AWS CLI."),
     "endpoint_url": ("AWS_ENDPOINT_URL", ("--endpoint-url",), "Send every AWS call here (an emulator)."),
     "state_dir": ("TASKMGMT_STATE_DIR", ("--state-dir",), "Where manifests and locks live. \\[default: ./.taskmgmt]"),
-    "max_workers": ("TASKMGMT_MAX_WORKERS", ("--max-workers",),
-                    "Changes made at once, 1-64; reads run up to twice as many. \\[default: 8]"),
+    "max_workers": (
+        "TASKMGMT_MAX_WORKERS",
+        ("--max-workers",),
+        "Changes made at once, 1-64; reads run up to twice as many. \\[default: 8]",
+    ),
 }
 
 
 def _common_parameters() -> list[inspect.Parameter]:
     params = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            str | None, typer.Option(*decls, help=text, show_default=False, metavar="TEXT",
-                                        rich_help_panel="Configuration (flag > environment > .env > default)")])
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                str | None,
+                typer.Option(
+                    *decls,
+                    help=text,
+                    show_default=False,
+                    metavar="TEXT",
+                    rich_help_panel="Configuration (flag > environment > .env > default)",
+                ),
+            ],
+        )
         for name, (_, decls, text) in _OPTIONS.items()
     ]
-    params.append(inspect.Parameter("sandbox", inspect.Parameter.KEYWORD_ONLY, default=False,
-                                    annotation=Annotated[bool, typer.Option(
-                                        "--sandbox", help="Work on the local sandbox instead of AWS.",
-                                        rich_help_panel="Configuration (flag > environment > .env > default)")]))
-    params.append(inspect.Parameter("deletion_protection", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                    annotation=Annotated[bool | None, typer.Option(
-                                        "--deletion-protection/--no-deletion-protection", show_default=False,
-                                        help="DSQL deletion protection. \\[default: on for prod and staging]",
-                                        rich_help_panel="Configuration (flag > environment > .env > default)")]))
+    params.append(
+        inspect.Parameter(
+            "sandbox",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[
+                bool,
+                typer.Option(
+                    "--sandbox",
+                    help="Work on the local sandbox instead of AWS.",
+                    rich_help_panel="Configuration (flag > environment > .env > default)",
+                ),
+            ],
+        )
+    )
+    params.append(
+        inspect.Parameter(
+            "deletion_protection",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                bool | None,
+                typer.Option(
+                    "--deletion-protection/--no-deletion-protection",
+                    show_default=False,
+                    help="DSQL deletion protection. \\[default: on for prod and staging]",
+                    rich_help_panel="Configuration (flag > environment > .env > default)",
+                ),
+            ],
+        )
+    )
     return params
 
 
@@ -117,8 +163,14 @@ def settings_from(flags: dict[str, str | None], start_sandbox: bool = False) -> 
     if start_sandbox:
         for line in sandbox.start():
             console.info(line)
-    return replace(settings, sandbox=True, endpoint_url=sandbox.endpoint_url, database_url=sandbox.database_url,
-                   profile=None, state_dir=sandbox.root)
+    return replace(
+        settings,
+        sandbox=True,
+        endpoint_url=sandbox.endpoint_url,
+        database_url=sandbox.database_url,
+        profile=None,
+        state_dir=sandbox.root,
+    )
 
 
 @contextmanager
@@ -130,8 +182,9 @@ def interruptible() -> Iterator[threading.Event]:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        console.warn("interrupted: finishing the calls in flight and saving the manifest "
-                     "(press Ctrl-C again to stop at once)")
+        console.warn(
+            "interrupted: finishing the calls in flight and saving the manifest (press Ctrl-C again to stop at once)"
+        )
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -142,16 +195,19 @@ def interruptible() -> Iterator[threading.Event]:
 
 def summary(changes: list[tuple[Resource, Change]]) -> str:
     counts = {action: sum(1 for _, c in changes if c.action is action) for action in Action}
-    return ", ".join(f"{counts[a]} to {a.value}" if a in (Action.CREATE, Action.UPDATE) else f"{counts[a]} {a.value}"
-                     for a in (Action.CREATE, Action.UPDATE, Action.NOOP, Action.SKIP) if counts[a])
+    return ", ".join(
+        f"{counts[a]} to {a.value}" if a in (Action.CREATE, Action.UPDATE) else f"{counts[a]} {a.value}"
+        for a in (Action.CREATE, Action.UPDATE, Action.NOOP, Action.SKIP)
+        if counts[a]
+    )
 
 
 def confirm_changes(preview: list[tuple[Resource, Change]]) -> bool:
     changes = [(r, c) for r, c in preview if c.mutates]
     console.plan_table(changes, stream="err")
     if not sys.stdin.isatty():
-        raise UserError(f"deploy would change {len(changes)} resources and there is no terminal to ask: "
-                        "pass --yes to apply, or --plan to only look")
+        raise UserError(
+            f"deploy would change {len(changes)} resources and there is no terminal to ask: "
+            "pass --yes to apply, or --plan to only look"
+        )
     return console.confirm(f"Apply these {len(changes)} changes?")
-
-

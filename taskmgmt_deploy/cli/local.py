@@ -13,12 +13,15 @@ from taskmgmt_deploy.cli.common import app, console, settings_from, with_setting
 from taskmgmt_deploy.config import load_settings
 from taskmgmt_deploy.errors import UserError
 
-sandbox_app = typer.Typer(help="The local sandbox: an AWS emulator and a PostgreSQL in the background.",
-                          no_args_is_help=True)
+sandbox_app = typer.Typer(
+    help="The local sandbox: an AWS emulator and a PostgreSQL in the background.", no_args_is_help=True
+)
 app.add_typer(sandbox_app, name="sandbox")
 
-StateDir = Annotated[str | None, typer.Option("--state-dir", help="Where the sandbox lives "
-                                                 "({state-dir}/sandbox). \\[default: ./.taskmgmt]")]
+StateDir = Annotated[
+    str | None,
+    typer.Option("--state-dir", help="Where the sandbox lives ({state-dir}/sandbox). \\[default: ./.taskmgmt]"),
+]
 
 
 def _sandbox(state_dir: str | None):
@@ -48,13 +51,16 @@ def sandbox_stop(state_dir: StateDir = None) -> None:
 
 
 @sandbox_app.command("status")
-def sandbox_status(state_dir: StateDir = None,
-                   as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def sandbox_status(
+    state_dir: StateDir = None, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
     """What runs where. Exit 0 when everything runs, 1 when not."""
     sandbox = _sandbox(state_dir)
     components = sandbox.components()
-    rows = [{"name": c.name, "pid": c.pid, "url": c.url, "running": c.alive(), "log": c.log,
-             "started_at": c.started_at} for c in components.values()]
+    rows = [
+        {"name": c.name, "pid": c.pid, "url": c.url, "running": c.alive(), "log": c.log, "started_at": c.started_at}
+        for c in components.values()
+    ]
     running = bool(rows) and all(row["running"] for row in rows) and len(rows) == 2
     if as_json:
         console.json({"running": running, "root": str(sandbox.root), "components": rows})
@@ -72,9 +78,11 @@ def sandbox_status(state_dir: StateDir = None,
 @with_settings
 def invoke(
     payload: Annotated[str, typer.Option("--payload", help="The event, as JSON or @file.json.")],
-    region: Annotated[str | None, typer.Option("--region", help="Which region's function. "
-                                                  "\\[default: the primary]")] = None,
-    *, flags: dict[str, str | None],
+    region: Annotated[
+        str | None, typer.Option("--region", help="Which region's function. \\[default: the primary]")
+    ] = None,
+    *,
+    flags: dict[str, str | None],
 ) -> None:
     """Invoke the deployed function and print its response.
 
@@ -148,9 +156,11 @@ def run_smoke(settings) -> bool:
 @with_settings
 def serve(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
-    region: Annotated[str | None, typer.Option("--region", help="Which region's function. "
-                                                  "\\[default: the primary]")] = None,
-    *, flags: dict[str, str | None],
+    region: Annotated[
+        str | None, typer.Option("--region", help="Which region's function. \\[default: the primary]")
+    ] = None,
+    *,
+    flags: dict[str, str | None],
 ) -> None:
     """Serve the task API on http://127.0.0.1:PORT by invoking the deployed function.
 

@@ -26,7 +26,8 @@ from taskmgmt_deploy.models import Health
 def deploy(
     plan: Annotated[bool, typer.Option("--plan", help="Only show what would change; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking for confirmation.")] = False,
-    *, flags: dict[str, str | None],
+    *,
+    flags: dict[str, str | None],
 ) -> None:
     """Create or update the whole stack in both regions, then print its outputs.
 
@@ -43,8 +44,10 @@ def deploy(
         console.plan_table(changes)
         console.info(f"plan for {settings.stack.stack}: {summary(changes)}")
         return
-    with interruptible() as cancel, open_stack(settings, console, command="deploy", lock=True,
-                                               existing=False, cancel=cancel) as stack:
+    with (
+        interruptible() as cancel,
+        open_stack(settings, console, command="deploy", lock=True, existing=False, cancel=cancel) as stack,
+    ):
         stack.manifest.config = settings.stack.to_dict()  # written with the first recorded change
         changes = stack.engine.deploy(stack.resources, confirm=None if yes else confirm_changes)
         stack.manifest.save()
@@ -61,9 +64,14 @@ def deploy(
 @with_settings
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild a lost or damaged manifest from the "
-                                                            "live resources found by name and tags.")] = False,
-    *, flags: dict[str, str | None],
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="Rebuild a lost or damaged manifest from the live resources found by name and tags."
+        ),
+    ] = False,
+    *,
+    flags: dict[str, str | None],
 ) -> None:
     """Check every deployed resource against AWS: present, as configured, healthy.
 
@@ -79,14 +87,32 @@ def status(
         statuses = stack.engine.status(stack.resources)
     healthy = all(s.health in (Health.OK, Health.SKIPPED) for s in statuses)
     if as_json:
-        console.json({"env": settings.stack.env, "healthy": healthy, "resources": [
-            {"key": s.key, "kind": s.kind, "region": s.region, "id": s.id, "state": s.state,
-             "health": s.health.value, "problems": list(s.problems)} for s in statuses]})
+        console.json(
+            {
+                "env": settings.stack.env,
+                "healthy": healthy,
+                "resources": [
+                    {
+                        "key": s.key,
+                        "kind": s.kind,
+                        "region": s.region,
+                        "id": s.id,
+                        "state": s.state,
+                        "health": s.health.value,
+                        "problems": list(s.problems),
+                    }
+                    for s in statuses
+                ],
+            }
+        )
     else:
         console.status_table(statuses)
         bad = sum(1 for s in statuses if s.health not in (Health.OK, Health.SKIPPED))
-        console.info(f"{settings.stack.stack}: all {len(statuses)} resources as deployed" if healthy
-                     else f"{settings.stack.stack}: {bad} of {len(statuses)} resources missing or drifted")
+        console.info(
+            f"{settings.stack.stack}: all {len(statuses)} resources as deployed"
+            if healthy
+            else f"{settings.stack.stack}: {bad} of {len(statuses)} resources missing or drifted"
+        )
     if not healthy:
         raise typer.Exit(1)
 
@@ -105,7 +131,8 @@ def _rebuild(settings: Settings) -> None:
 def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Turn DSQL deletion protection off, then delete.")] = False,
-    *, flags: dict[str, str | None],
+    *,
+    flags: dict[str, str | None],
 ) -> None:
     """Delete every resource of the environment, in reverse order, then sweep by tags.
 
@@ -115,14 +142,18 @@ def destroy(
 
     settings = settings_from(flags)
     if not yes:
-        question = (f"Delete every resource of {settings.stack.stack}, databases included, "
-                    f"in {settings.stack.primary_region} and {settings.stack.secondary_region}?")
+        question = (
+            f"Delete every resource of {settings.stack.stack}, databases included, "
+            f"in {settings.stack.primary_region} and {settings.stack.secondary_region}?"
+        )
         if not sys.stdin.isatty():
             raise UserError("destroy needs confirmation and there is no terminal to ask: pass --yes")
         if not console.confirm(question):
             raise UserError("destroy cancelled; nothing was changed")
-    with interruptible() as cancel, open_stack(settings, console, command="destroy", lock=True,
-                                               existing=True, cancel=cancel) as stack:
+    with (
+        interruptible() as cancel,
+        open_stack(settings, console, command="destroy", lock=True, existing=True, cancel=cancel) as stack,
+    ):
         report = stack.engine.destroy(stack.resources, force=force)
     for what, why in report.left:
         console.warn(f"left behind: {what}: {why}")
@@ -136,7 +167,8 @@ def destroy(
 @with_settings
 def outputs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    *, flags: dict[str, str | None],
+    *,
+    flags: dict[str, str | None],
 ) -> None:
     """Print cluster ARNs and endpoints, buses, functions, queues and the dashboard, per region."""
     from taskmgmt_deploy.factory import require_manifest
@@ -173,7 +205,8 @@ def migrate(*, flags: dict[str, str | None]) -> None:
 def unlock(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Clear it even if its holder still runs.")] = False,
-    *, flags: dict[str, str | None],
+    *,
+    flags: dict[str, str | None],
 ) -> None:
     """Clear the lock a crashed deploy or destroy left behind."""
     from taskmgmt_deploy.factory import env_lock
@@ -185,8 +218,10 @@ def unlock(
         console.info(f"environment '{settings.stack.env}' is not locked")
         return
     if not holder.is_dead() and not force:
-        raise UserError(f"the lock is held by {holder.describe()}, which may still be running; "
-                        "wait for it, or pass --force if you are sure it is not")
+        raise UserError(
+            f"the lock is held by {holder.describe()}, which may still be running; "
+            "wait for it, or pass --force if you are sure it is not"
+        )
     if not yes:
         if not sys.stdin.isatty():
             raise UserError("unlock needs confirmation and there is no terminal to ask: pass --yes")
@@ -194,5 +229,3 @@ def unlock(
             raise UserError("unlock cancelled")
     lock.break_lock()
     console.success(f"cleared the lock of environment '{settings.stack.env}' held by {holder.describe()}")
-
-

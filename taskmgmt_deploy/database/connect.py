@@ -11,10 +11,20 @@ from taskmgmt_deploy.database.migrate import Connect
 
 def dsql_admin(dsql_client: Any, endpoint: str, region: str) -> Connect:
     """A fresh admin token for every connection (tokens are made locally, no API call)."""
+
     def connect() -> psycopg.Connection[Any]:
         token = dsql_client.generate_db_connect_admin_auth_token(Hostname=endpoint, Region=region, ExpiresIn=900)
-        return psycopg.connect(host=endpoint, port=5432, dbname="postgres", user="admin", password=token,
-                               sslmode="require", connect_timeout=15, application_name="taskmgmt-migrate")
+        return psycopg.connect(
+            host=endpoint,
+            port=5432,
+            dbname="postgres",
+            user="admin",
+            password=token,
+            sslmode="require",
+            connect_timeout=15,
+            application_name="taskmgmt-migrate",
+        )
+
     return connect
 
 

@@ -33,9 +33,11 @@ APP_GRANTS = {
     "processed_events": ("SELECT", "INSERT"),
 }
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(16) PRIMARY KEY, "
-                    "name varchar(255) NOT NULL, checksum varchar(64) NOT NULL, "
-                    "applied_at timestamptz NOT NULL DEFAULT now())")
+MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(16) PRIMARY KEY, "
+    "name varchar(255) NOT NULL, checksum varchar(64) NOT NULL, "
+    "applied_at timestamptz NOT NULL DEFAULT now())"
+)
 _ASYNC_INDEX = re.compile(r"^(\s*create\s+(?:unique\s+)?index)\s+async\b", re.IGNORECASE)
 
 Connect = Callable[[], psycopg.Connection[Any]]
@@ -63,8 +65,16 @@ class SchemaState:
 
 
 class Migrator:
-    def __init__(self, connect: Connect, migrations: list[Migration], *, dsql: bool, role_arn: str | None,
-                 clock: Clock | None = None, progress: Callable[[str], None] = lambda message: None):
+    def __init__(
+        self,
+        connect: Connect,
+        migrations: list[Migration],
+        *,
+        dsql: bool,
+        role_arn: str | None,
+        clock: Clock | None = None,
+        progress: Callable[[str], None] = lambda message: None,
+    ):
         problems = check_migrations(migrations) if dsql else []
         if problems:
             raise MigrationError("refusing SQL that DSQL rejects: " + "; ".join(problems))
@@ -82,8 +92,10 @@ class Migrator:
 
     def _inspect(self, conn: psycopg.Connection[Any]) -> SchemaState:
         applied = self._applied(conn)
-        state = SchemaState(pending=[m.version for m in self.migrations if m.version not in applied],
-                            latest=max(applied) if applied else None)
+        state = SchemaState(
+            pending=[m.version for m in self.migrations if m.version not in applied],
+            latest=max(applied) if applied else None,
+        )
         state.role_exists = bool(conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE]).fetchone())
         if self.dsql:
             state.role_mapped = state.role_exists and self._mapped(conn)
@@ -91,16 +103,19 @@ class Migrator:
         return state
 
     def _applied(self, conn: psycopg.Connection[Any]) -> dict[str, str]:
-        exists = conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'public' "
-                              "AND table_name = 'schema_migrations'").fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = 'public' AND table_name = 'schema_migrations'"
+        ).fetchone()
         if not exists:
             return {}
         applied = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")}
         for migration in self.migrations:
             recorded = applied.get(migration.version)
             if recorded is not None and recorded != migration.checksum:
-                raise MigrationError(f"sql/{migration.name}.sql changed after it was applied to this database; "
-                                     "add a new migration instead of editing an applied one")
+                raise MigrationError(
+                    f"sql/{migration.name}.sql changed after it was applied to this database; "
+                    "add a new migration instead of editing an applied one"
+                )
         return applied
 
     def _mapped(self, conn: psycopg.Connection[Any]) -> bool:
@@ -113,11 +128,16 @@ class Migrator:
         if not conn.execute("SELECT has_schema_privilege(%s, 'public', 'USAGE')", [APP_ROLE]).fetchone()[0]:
             missing.append("USAGE ON SCHEMA public")
         for table, privileges in APP_GRANTS.items():
-            exists = conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'public' "
-                                  "AND table_name = %s", [table]).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = 'public' AND table_name = %s", [table]
+            ).fetchone()
             for privilege in privileges:
-                if not exists or not conn.execute("SELECT has_table_privilege(%s, %s, %s)",
-                                                  [APP_ROLE, f"public.{table}", privilege]).fetchone()[0]:
+                if (
+                    not exists
+                    or not conn.execute(
+                        "SELECT has_table_privilege(%s, %s, %s)", [APP_ROLE, f"public.{table}", privilege]
+                    ).fetchone()[0]
+                ):
                     missing.append(f"{privilege} ON {table}")
         return missing
 
@@ -138,8 +158,9 @@ class Migrator:
                 self._run(conn, sql.SQL("CREATE ROLE {} WITH LOGIN").format(sql.Identifier(APP_ROLE)))
                 done.append(f"created role {APP_ROLE}")
             if self.dsql and not (state.role_exists and state.role_mapped):
-                self._run(conn, sql.SQL("AWS IAM GRANT {} TO {}").format(sql.Identifier(APP_ROLE),
-                                                                        sql.Literal(self.role_arn)))
+                self._run(
+                    conn, sql.SQL("AWS IAM GRANT {} TO {}").format(sql.Identifier(APP_ROLE), sql.Literal(self.role_arn))
+                )
                 done.append(f"mapped {APP_ROLE} to {self.role_arn}")
             done += self._grant(conn)
         return done
@@ -152,13 +173,20 @@ class Migrator:
                 self.progress(f"waiting for index job {job}")
                 finished = call_with_retry(
                     lambda job=job: conn.execute("SELECT sys.wait_for_job(%s)", [job]).fetchone()[0],
-                    is_occ_conflict, "occ_conflict", self.clock)
+                    is_occ_conflict,
+                    "occ_conflict",
+                    self.clock,
+                )
                 if finished is False:
-                    raise MigrationError(f"index job {job} of {migration.name} failed; drop the INVALID index "
-                                         "and run migrate again")
-        self._run(conn, sql.SQL("INSERT INTO schema_migrations (version, name, checksum) VALUES ({}, {}, {})")
-                  .format(sql.Literal(migration.version), sql.Literal(migration.name),
-                          sql.Literal(migration.checksum)))
+                    raise MigrationError(
+                        f"index job {job} of {migration.name} failed; drop the INVALID index and run migrate again"
+                    )
+        self._run(
+            conn,
+            sql.SQL("INSERT INTO schema_migrations (version, name, checksum) VALUES ({}, {}, {})").format(
+                sql.Literal(migration.version), sql.Literal(migration.name), sql.Literal(migration.checksum)
+            ),
+        )
 
     def _grant(self, conn: psycopg.Connection[Any]) -> list[str]:
         missing = self._missing_grants(conn)
@@ -167,13 +195,17 @@ class Migrator:
         for table, privileges in APP_GRANTS.items():
             wanted = [p for p in privileges if f"{p} ON {table}" in missing]
             if wanted:  # one GRANT per table: each is a DDL, in its own transaction
-                self._run(conn, sql.SQL("GRANT {} ON {} TO {}").format(
-                    sql.SQL(", ").join(sql.SQL(p) for p in wanted), sql.Identifier(table),
-                    sql.Identifier(APP_ROLE)))
+                self._run(
+                    conn,
+                    sql.SQL("GRANT {} ON {} TO {}").format(
+                        sql.SQL(", ").join(sql.SQL(p) for p in wanted), sql.Identifier(table), sql.Identifier(APP_ROLE)
+                    ),
+                )
         return [f"granted {grant} to {APP_ROLE}" for grant in missing]
 
     def _run(self, conn: psycopg.Connection[Any], statement: Any) -> Any:
         """One statement, one transaction, retried on OCC conflicts; returns a job id if any."""
+
         def once() -> Any:
             with conn.transaction():
                 cursor = conn.execute(statement)

@@ -18,25 +18,33 @@ REJECTED = [
     (r"\b(small|big)?serial\b", "SERIAL is not available in DSQL: use uuid DEFAULT gen_random_uuid()"),
     (r"\bcreate\s+(or\s+replace\s+)?(constraint\s+)?trigger\b", "triggers are not supported"),
     (r"\blanguage\s+plpgsql\b|^\s*do\s", "PL/pgSQL is not supported"),
-    (r"\bcreate\s+(or\s+replace\s+)?(function|procedure)\b(?![\s\S]*\blanguage\s+sql\b)",
-     "only LANGUAGE SQL functions are supported"),
+    (
+        r"\bcreate\s+(or\s+replace\s+)?(function|procedure)\b(?![\s\S]*\blanguage\s+sql\b)",
+        "only LANGUAGE SQL functions are supported",
+    ),
     (r"\bcreate\s+(global\s+|local\s+)?(temp|temporary|unlogged)\s+table\b", "temporary tables are not supported"),
     (r"\bcreate\s+(unique\s+)?index\s+(?!async\b)", "indexes must be created with CREATE INDEX ASYNC"),
     (r"\btruncate\b", "TRUNCATE is not supported: delete in batches"),
-    (r"\breferences\b", "foreign keys add reads and OCC conflicts (and older DSQL rejects them): "
-                        "keep referential integrity in the application"),
+    (
+        r"\breferences\b",
+        "foreign keys add reads and OCC conflicts (and older DSQL rejects them): "
+        "keep referential integrity in the application",
+    ),
     (r"\bcreate\s+extension\b", "extensions are not supported"),
     (r"\bcreate\s+type\b", "CREATE TYPE is not supported (use CHECK constraints or a domain)"),
-    (r"\b(savepoint|vacuum|alter\s+system|create\s+materialized\s+view|create\s+database|tablespace)\b",
-     "not supported by DSQL"),
+    (
+        r"\b(savepoint|vacuum|alter\s+system|create\s+materialized\s+view|create\s+database|tablespace)\b",
+        "not supported by DSQL",
+    ),
     (r"\bpartition\s+by\b", "partitioning is not supported"),
     (r"\b\w+\s*\[\s*\]|\binet\b", "arrays and inet are not column types in DSQL"),
 ]
 DDL = re.compile(r"^\s*(create|alter|drop|grant|revoke|comment)\b", re.IGNORECASE)
 IDENTITY = re.compile(r"\b(generated\s+\w+\s+as\s+identity|create\s+sequence)\b", re.IGNORECASE)
 CACHE = re.compile(r"\bcache\s+(\d+)\b", re.IGNORECASE)
-IDEMPOTENT = re.compile(r"^\s*create\s+(table|index\s+async|unique\s+index\s+async)\s+if\s+not\s+exists\b",
-                        re.IGNORECASE)
+IDEMPOTENT = re.compile(
+    r"^\s*create\s+(table|index\s+async|unique\s+index\s+async)\s+if\s+not\s+exists\b", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,9 @@ def problems_of(statement: str) -> list[str]:
         cache = CACHE.search(statement)
         if cache is None or not (int(cache.group(1)) == 1 or int(cache.group(1)) >= 65536):
             found.append("sequences and IDENTITY need an explicit CACHE of 1 or at least 65536")
-    if re.match(r"^\s*create\s+(table|index|unique\s+index)\b", statement, re.IGNORECASE) and \
-            not IDEMPOTENT.match(statement):
+    if re.match(r"^\s*create\s+(table|index|unique\s+index)\b", statement, re.IGNORECASE) and not IDEMPOTENT.match(
+        statement
+    ):
         found.append("CREATE TABLE / CREATE INDEX ASYNC need IF NOT EXISTS so an interrupted migration can re-run")
     return found
 
@@ -105,8 +114,9 @@ def load_migrations(directory: Path) -> list[Migration]:
         if version in migrations:
             raise ValueError(f"two migrations have version {version}")
         text = path.read_text(encoding="utf-8")
-        migrations[version] = Migration(version, path.stem, tuple(split_statements(text)),
-                                        hashlib.sha256(text.encode()).hexdigest())
+        migrations[version] = Migration(
+            version, path.stem, tuple(split_statements(text)), hashlib.sha256(text.encode()).hexdigest()
+        )
     return list(migrations.values())
 
 

@@ -17,15 +17,41 @@ from moto.iam.models import IAMBackend, iam_backends
 from taskmgmt_deploy.clock import Clock
 from taskmgmt_deploy.emulator.patching import Patches
 
-RESERVED_ENV = frozenset({
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
-})
-RUNTIMES = frozenset({"python3.10", "python3.11", "python3.12", "python3.13", "python3.14",
-                      "nodejs20.x", "nodejs22.x", "java21", "provided.al2023"})
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+RUNTIMES = frozenset(
+    {
+        "python3.10",
+        "python3.11",
+        "python3.12",
+        "python3.13",
+        "python3.14",
+        "nodejs20.x",
+        "nodejs22.x",
+        "java21",
+        "provided.al2023",
+    }
+)
 ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
 
 
@@ -55,8 +81,14 @@ def _conflict(message: str) -> LambdaClientError:
 
 
 class LambdaFidelity:
-    def __init__(self, clock: Clock, iam_propagation_seconds: float, settle_seconds: float,
-                 lock: threading.RLock, invoker: Invoker | None):
+    def __init__(
+        self,
+        clock: Clock,
+        iam_propagation_seconds: float,
+        settle_seconds: float,
+        lock: threading.RLock,
+        invoker: Invoker | None,
+    ):
         self.clock = clock
         self.propagation = iam_propagation_seconds
         self.settle = settle_seconds
@@ -82,8 +114,7 @@ class LambdaFidelity:
         role = next((r for r in iam.roles.values() if r.name == role_name), None)
         if role is None:
             return False
-        documents = list(role.policies.values()) + [
-            p.default_version.document for p in role.managed_policies.values()]
+        documents = list(role.policies.values()) + [p.default_version.document for p in role.managed_policies.values()]
         return any(_allows(json.loads(doc) if isinstance(doc, str) else doc, action, resource) for doc in documents)
 
     # -- state after create and update -----------------------------------------------------
@@ -99,11 +130,15 @@ class LambdaFidelity:
     def _refuse_if_busy(self, fn: LambdaFunction) -> None:
         kind = self._busy(fn)
         if kind == "create":
-            raise _conflict("The operation cannot be performed at this time. "
-                            "The function is currently in the following state: Pending")
+            raise _conflict(
+                "The operation cannot be performed at this time. "
+                "The function is currently in the following state: Pending"
+            )
         if kind == "update":
-            raise _conflict(f"The operation cannot be performed at this time. "
-                            f"An update is in progress for resource: {fn.function_arn}")
+            raise _conflict(
+                f"The operation cannot be performed at this time. "
+                f"An update is in progress for resource: {fn.function_arn}"
+            )
 
     def _validate_spec(self, spec: dict[str, Any]) -> None:
         runtime = spec.get("Runtime")
@@ -114,13 +149,16 @@ class LambdaFidelity:
             raise InvalidParameterValueException(
                 "Lambda was unable to configure your environment variables because the environment variables "
                 "you have provided contains reserved keys that are currently not supported for modification. "
-                f"Reserved keys used in this request: {', '.join(reserved)}")
+                f"Reserved keys used in this request: {', '.join(reserved)}"
+            )
         if spec.get("Role") and not self._role_ready(spec["Role"]):
             raise InvalidParameterValueException(ROLE_NOT_READY)
 
     def _store_logging(self, fn: LambdaFunction, config: dict[str, Any] | None) -> None:
         current = self.logging.get(fn.function_arn) or {
-            "LogFormat": "Text", "LogGroup": f"/aws/lambda/{fn.function_name}"}
+            "LogFormat": "Text",
+            "LogGroup": f"/aws/lambda/{fn.function_name}",
+        }
         if config:
             current = {**current, **config}
             if current.get("LogFormat") == "JSON":
@@ -137,8 +175,9 @@ class LambdaFidelity:
         self._mark_busy(fn, "create")
         return fn
 
-    def update_function_configuration(self, original: Any, backend: LambdaBackend, function_name: str,
-                                      qualifier: str, body: dict[str, Any]) -> Any:
+    def update_function_configuration(
+        self, original: Any, backend: LambdaBackend, function_name: str, qualifier: str, body: dict[str, Any]
+    ) -> Any:
         fn = backend.get_function(function_name, qualifier)
         self._refuse_if_busy(fn)
         self._validate_spec(body)
@@ -148,8 +187,9 @@ class LambdaFidelity:
         self._mark_busy(fn, "update")
         return fn.get_configuration()
 
-    def update_function_code(self, original: Any, backend: LambdaBackend, function_name: str,
-                             qualifier: str, body: dict[str, Any]) -> Any:
+    def update_function_code(
+        self, original: Any, backend: LambdaBackend, function_name: str, qualifier: str, body: dict[str, Any]
+    ) -> Any:
         fn = backend.get_function(function_name, qualifier)
         self._refuse_if_busy(fn)
         if body.get("Architectures"):
@@ -171,33 +211,48 @@ class LambdaFidelity:
             config.update(LastUpdateStatus="InProgress", LastUpdateStatusReason="The function is being updated.")
         return config
 
-    def add_permission(self, original: Any, backend: LambdaBackend, function_name: str, qualifier: str,
-                       raw: str) -> Any:
+    def add_permission(
+        self, original: Any, backend: LambdaBackend, function_name: str, qualifier: str, raw: str
+    ) -> Any:
         sid = json.loads(raw).get("StatementId")
         fn = backend.get_function(function_name, qualifier)
         if sid and any(s.get("Sid") == sid for s in fn.policy.statements):
-            raise _conflict(f"The statement id ({sid}) provided already exists. Please provide a new statement "
-                            "id, or remove the existing statement.")
+            raise _conflict(
+                f"The statement id ({sid}) provided already exists. Please provide a new statement "
+                "id, or remove the existing statement."
+            )
         return original(backend, function_name, qualifier, raw)
 
-    def put_function_event_invoke_config(self, original: Any, backend: LambdaBackend, function_name: str,
-                                         config: dict[str, Any]) -> Any:
+    def put_function_event_invoke_config(
+        self, original: Any, backend: LambdaBackend, function_name: str, config: dict[str, Any]
+    ) -> Any:
         fn = backend.get_function(function_name)
         destination = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
         if destination and destination.split(":")[2] == "sqs":
             ready = self._role_ready(fn.role) and self._settled(self.policy_changed, fn.role)
             if not ready or not self._role_allows(fn.account_id, fn.role, "sqs:SendMessage", destination):
                 raise InvalidParameterValueException(
-                    f"The function's execution role does not have permissions to call SendMessage on {destination}")
+                    f"The function's execution role does not have permissions to call SendMessage on {destination}"
+                )
         fn.event_invoke_config = []  # a put replaces; moto appends
         return original(backend, function_name, config)
 
-    def invoke(self, original: Any, backend: LambdaBackend, function_name: str, qualifier: str | None,
-               body: Any, headers: Any, response_headers: dict[str, str]) -> Any:
+    def invoke(
+        self,
+        original: Any,
+        backend: LambdaBackend,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: dict[str, str],
+    ) -> Any:
         fn = backend.get_function(function_name, qualifier)
         if self._busy(fn) == "create":
-            raise _conflict("The operation cannot be performed at this time. "
-                            "The function is currently in the following state: Pending")
+            raise _conflict(
+                "The operation cannot be performed at this time. "
+                "The function is currently in the following state: Pending"
+            )
         if self.invoker is None:
             return original(backend, function_name, qualifier, body, headers, response_headers)
         asynchronous = (headers or {}).get("X-Amz-Invocation-Type") == "Event"
@@ -226,8 +281,14 @@ class LambdaFidelity:
         return original(backend, policy_arn)
 
     def install(self, patches: Patches) -> None:
-        for name in ("create_function", "update_function_configuration", "update_function_code",
-                     "add_permission", "put_function_event_invoke_config", "invoke"):
+        for name in (
+            "create_function",
+            "update_function_configuration",
+            "update_function_code",
+            "add_permission",
+            "put_function_event_invoke_config",
+            "invoke",
+        ):
             patches.around(LambdaBackend, name, getattr(self, name))
         patches.around(LambdaFunction, "get_configuration", self.get_configuration)
         for name in ("create_role", "put_role_policy", "delete_policy"):
@@ -240,10 +301,18 @@ class LambdaFidelity:
 def invocation_for(fn: LambdaFunction, body: Any, asynchronous: bool) -> Invocation:
     payload = body if isinstance(body, bytes) else (body or "").encode()
     return Invocation(
-        function_name=fn.function_name, function_arn=fn.function_arn, region=fn.region,
-        handler=fn.handler, runtime=fn.run_time, timeout=int(fn.timeout), memory=int(fn.memory_size),
-        environment=dict(fn.environment_vars or {}), code=fn.code_bytes, payload=payload,
-        asynchronous=asynchronous)
+        function_name=fn.function_name,
+        function_arn=fn.function_arn,
+        region=fn.region,
+        handler=fn.handler,
+        runtime=fn.run_time,
+        timeout=int(fn.timeout),
+        memory=int(fn.memory_size),
+        environment=dict(fn.environment_vars or {}),
+        code=fn.code_bytes,
+        payload=payload,
+        asynchronous=asynchronous,
+    )
 
 
 def _allows(document: dict[str, Any], action: str, resource: str) -> bool:
@@ -255,8 +324,8 @@ def _allows(document: dict[str, Any], action: str, resource: str) -> bool:
         resources = statement.get("Resource", [])
         actions = [actions] if isinstance(actions, str) else actions
         resources = [resources] if isinstance(resources, str) else resources
-        if any(fnmatch.fnmatchcase(action, a) for a in actions) and \
-                any(fnmatch.fnmatchcase(resource, r) for r in resources):
+        if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
+            fnmatch.fnmatchcase(resource, r) for r in resources
+        ):
             return True
     return False
-

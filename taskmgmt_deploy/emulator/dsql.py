@@ -35,8 +35,14 @@ class _State:
 
 
 class DsqlFidelity:
-    def __init__(self, clock: Clock, activation_seconds: float, deletion_seconds: float,
-                 update_seconds: float, lock: threading.RLock):
+    def __init__(
+        self,
+        clock: Clock,
+        activation_seconds: float,
+        deletion_seconds: float,
+        update_seconds: float,
+        lock: threading.RLock,
+    ):
         self.clock = clock
         self.activation_seconds = activation_seconds
         self.deletion_seconds = deletion_seconds
@@ -73,8 +79,7 @@ class DsqlFidelity:
     def _peered(self, arn: str) -> bool:
         """Peered once both clusters list each other (create B with A, then update A with B)."""
         state = self.states[arn]
-        return bool(state.peers) and all(
-            p in self.states and arn in self.states[p].peers for p in state.peers)
+        return bool(state.peers) and all(p in self.states and arn in self.states[p].peers for p in state.peers)
 
     def _validate_properties(self, region: str, properties: dict[str, Any] | None) -> None:
         if not properties:
@@ -123,8 +128,7 @@ class DsqlFidelity:
             if cluster is not None and self.states[member].status in ("PENDING_SETUP", "UPDATING"):
                 self._set(cluster, "CREATING", self.activation_seconds, "ACTIVE")
 
-    def update(self, original: Any, backend: AuroraDSQLBackend, identifier: str, *args: Any,
-               **kwargs: Any) -> Cluster:
+    def update(self, original: Any, backend: AuroraDSQLBackend, identifier: str, *args: Any, **kwargs: Any) -> Cluster:
         properties = kwargs.get("multi_region_properties")
         protection = kwargs.get("deletion_protection_enabled")
         with self.lock:
@@ -155,9 +159,13 @@ class DsqlFidelity:
                 return original(backend, identifier)
             if state.status in ("DELETING", "DELETED"):
                 return cluster
-            alive = [p for p in state.peers if p in self.states
-                     and self.states[p].status not in ("DELETING", "DELETED", "PENDING_DELETE")
-                     and self._cluster(p) is not None]
+            alive = [
+                p
+                for p in state.peers
+                if p in self.states
+                and self.states[p].status not in ("DELETING", "DELETED", "PENDING_DELETE")
+                and self._cluster(p) is not None
+            ]
             if alive and self._peered(cluster.arn):
                 self._set(cluster, "PENDING_DELETE")
             else:
@@ -182,7 +190,10 @@ class DsqlFidelity:
 
     def install(self, patches: Patches) -> None:
         self._original_get = AuroraDSQLBackend.get_cluster
-        for name, method in (("create_cluster", self.create), ("update_cluster", self.update),
-                             ("delete_cluster", self.delete), ("get_cluster", self.get)):
+        for name, method in (
+            ("create_cluster", self.create),
+            ("update_cluster", self.update),
+            ("delete_cluster", self.delete),
+            ("get_cluster", self.get),
+        ):
             patches.around(AuroraDSQLBackend, name, method)
-

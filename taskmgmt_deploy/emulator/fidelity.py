@@ -31,8 +31,9 @@ class FidelitySettings:
 
 
 class Fidelity:
-    def __init__(self, clock: Clock | None = None, settings: FidelitySettings | None = None,
-                 invoker: Invoker | None = None):
+    def __init__(
+        self, clock: Clock | None = None, settings: FidelitySettings | None = None, invoker: Invoker | None = None
+    ):
         self.clock = clock or SystemClock()
         self.settings = settings or FidelitySettings()
         lock = threading.RLock()
@@ -40,8 +41,14 @@ class Fidelity:
         self.dsql = DsqlFidelity(self.clock, s.dsql_activation, s.dsql_deletion, s.dsql_update, lock)
         self.awslambda = LambdaFidelity(self.clock, s.iam_propagation, s.lambda_settle, lock, invoker)
         self.events = EventsFidelity(lock, invoker, s.asynchronous_events)
-        self._parts = [self.dsql, self.awslambda, self.events, CloudWatchFidelity(), LogsFidelity(),
-                       SqsFidelity(self.clock, lock)]
+        self._parts = [
+            self.dsql,
+            self.awslambda,
+            self.events,
+            CloudWatchFidelity(),
+            LogsFidelity(),
+            SqsFidelity(self.clock, lock),
+        ]
         self._patches = Patches()
 
     @property

@@ -24,11 +24,39 @@ from taskmgmt_deploy.clock import Clock
 from taskmgmt_deploy.emulator.awslambda import Invoker, invocation_for
 from taskmgmt_deploy.emulator.patching import Patches
 
-RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-                  2922, 3288, 3653}
-COMPARISONS = {"GreaterThanOrEqualToThreshold", "GreaterThanThreshold", "LessThanThreshold",
-               "LessThanOrEqualToThreshold", "LessThanLowerOrGreaterThanUpperThreshold",
-               "LessThanLowerThreshold", "GreaterThanUpperThreshold"}
+RETENTION_DAYS = {
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+}
+COMPARISONS = {
+    "GreaterThanOrEqualToThreshold",
+    "GreaterThanThreshold",
+    "LessThanThreshold",
+    "LessThanOrEqualToThreshold",
+    "LessThanLowerOrGreaterThanUpperThreshold",
+    "LessThanLowerThreshold",
+    "GreaterThanUpperThreshold",
+}
 STATISTICS = {"SampleCount", "Average", "Sum", "Minimum", "Maximum"}
 QUEUE_NAME_REUSE_SECONDS = 60.0
 
@@ -76,9 +104,15 @@ class EventsFidelity:
         fn = _function(target["Arn"])
         if fn is None or not _permits(fn, rule.arn):
             outcome = "no-function" if fn is None else "no-permission"
-            self._to_queue((target.get("DeadLetterConfig") or {}).get("Arn"), json.dumps(event), {
-                "RULE_ARN": rule.arn, "TARGET_ARN": target["Arn"],
-                "ERROR_CODE": "NO_PERMISSIONS" if fn else "RESOURCE_NOT_FOUND"})
+            self._to_queue(
+                (target.get("DeadLetterConfig") or {}).get("Arn"),
+                json.dumps(event),
+                {
+                    "RULE_ARN": rule.arn,
+                    "TARGET_ARN": target["Arn"],
+                    "ERROR_CODE": "NO_PERMISSIONS" if fn else "RESOURCE_NOT_FOUND",
+                },
+            )
             self._record(Delivery(rule.arn, target["Arn"], event, outcome))
             return
         if self.invoker is None:
@@ -103,8 +137,9 @@ class EventsFidelity:
         if not queue_arn:
             return
         _, _, _, region, account, name = queue_arn.split(":", 5)
-        sqs_backends[account][region].send_message(name, body, message_attributes={
-            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()})
+        sqs_backends[account][region].send_message(
+            name, body, message_attributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
+        )
 
     def install(self, patches: Patches) -> None:
         patches.around(Rule, "send_to_targets", self.send_to_targets)
@@ -134,8 +169,9 @@ def _permits(fn: LambdaFunction, rule_arn: str) -> bool:
         if service != "events.amazonaws.com":
             continue
         conditions = statement.get("Condition") or {}
-        source = next((v.get("AWS:SourceArn") for v in conditions.values()
-                       if isinstance(v, dict) and "AWS:SourceArn" in v), None)
+        source = next(
+            (v.get("AWS:SourceArn") for v in conditions.values() if isinstance(v, dict) and "AWS:SourceArn" in v), None
+        )
         if source is None or source == rule_arn:
             return True
     return False
@@ -162,9 +198,14 @@ def _failure_record(fn: LambdaFunction, event: dict[str, Any], response: bytes, 
     except ValueError:
         payload = response.decode(errors="replace")
     return {
-        "version": "1.0", "timestamp": datetime.now(UTC).isoformat(),
-        "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{fn.function_arn}:$LATEST",
-                           "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"{fn.function_arn}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
         "requestPayload": event,
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
         "responsePayload": payload,
@@ -187,6 +228,7 @@ class CloudWatchFidelity:
     def _global(self, name: str) -> Callable[..., Any]:
         def hook(original: Any, backend: CloudWatchBackend, *args: Any, **kwargs: Any) -> Any:
             return original(self._home(backend), *args, **kwargs)
+
         return hook
 
     @staticmethod
@@ -217,7 +259,8 @@ class LogsFidelity:
         if int(retention_in_days) not in RETENTION_DAYS:
             raise InvalidParameterException(
                 f"1 validation error detected: Value '{retention_in_days}' at 'retentionInDays' "
-                "failed to satisfy constraint: Member must satisfy enum value set")
+                "failed to satisfy constraint: Member must satisfy enum value set"
+            )
         return original(backend, log_group_name, retention_in_days)
 
     def install(self, patches: Patches) -> None:
@@ -241,9 +284,10 @@ class SqsFidelity:
         with self.lock:
             when = self.deleted.get((backend.account_id, backend.region_name, name))
         if when is not None and self.clock.now() - when < QUEUE_NAME_REUSE_SECONDS:
-            raise SQSException("AWS.SimpleQueueService.QueueDeletedRecently",
-                               "You must wait 60 seconds after deleting a queue before you can create another "
-                               "with the same name.")
+            raise SQSException(
+                "AWS.SimpleQueueService.QueueDeletedRecently",
+                "You must wait 60 seconds after deleting a queue before you can create another with the same name.",
+            )
         return original(backend, name, *args, **kwargs)
 
     def install(self, patches: Patches) -> None:

@@ -85,8 +85,9 @@ class Sandbox:
         except FileNotFoundError:
             return {}
         except (ValueError, TypeError) as exc:
-            raise SandboxError(f"{self.state_file} is damaged ({exc}); stop the processes it named by hand "
-                               "and delete it") from None
+            raise SandboxError(
+                f"{self.state_file} is damaged ({exc}); stop the processes it named by hand and delete it"
+            ) from None
 
     def _save(self, components: dict[str, Component]) -> None:
         if components:
@@ -114,8 +115,10 @@ class Sandbox:
     def _require(self, name: str) -> Component:
         component = self.components().get(name)
         if component is None or not component.alive():
-            raise UserError("the sandbox is not running: start it with `taskmgmt sandbox start` "
-                            "(or deploy with `taskmgmt deploy --sandbox`)")
+            raise UserError(
+                "the sandbox is not running: start it with `taskmgmt sandbox start` "
+                "(or deploy with `taskmgmt deploy --sandbox`)"
+            )
         return component
 
     @contextmanager
@@ -138,8 +141,11 @@ class Sandbox:
                 self._save(found)
                 done.append(f"started PostgreSQL on {database.url} (pid {database.pid})")
             emulator = found.get("emulator")
-            stale = emulator is not None and emulator.alive() and f"127.0.0.1:{database.port}" not in \
-                " ".join(_cmdline(emulator.pid))
+            stale = (
+                emulator is not None
+                and emulator.alive()
+                and f"127.0.0.1:{database.port}" not in " ".join(_cmdline(emulator.pid))
+            )
             if stale and emulator is not None:  # it points at a database that was restarted elsewhere
                 _terminate_group(emulator.pid)
             if emulator is None or stale or not emulator.alive():
@@ -154,19 +160,36 @@ class Sandbox:
         log = self.logs / "postgres.log"
         port = free_port()
         pid = postgres.start(self.pgdata, port, log)
-        return Component("postgres", pid, port, f"postgresql://postgres@127.0.0.1:{port}/postgres", str(log),
-                         str(self.pgdata), utc_now())
+        return Component(
+            "postgres",
+            pid,
+            port,
+            f"postgresql://postgres@127.0.0.1:{port}/postgres",
+            str(log),
+            str(self.pgdata),
+            utc_now(),
+        )
 
     def _start_emulator(self, database_port: int) -> Component:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.logs / "emulator.log"
         port = free_port()
-        command = [sys.executable, "-m", EMULATOR_MODULE, "--port", str(port), "--workdir", str(self.workdir),
-                   "--database-url", self.app_database_url(database_port)]
+        command = [
+            sys.executable,
+            "-m",
+            EMULATOR_MODULE,
+            "--port",
+            str(port),
+            "--workdir",
+            str(self.workdir),
+            "--database-url",
+            self.app_database_url(database_port),
+        ]
         with open(log, "a") as output:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                       cwd=self.root, start_new_session=True)
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=self.root, start_new_session=True
+            )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while not _answers(url):

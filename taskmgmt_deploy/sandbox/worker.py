@@ -29,8 +29,9 @@ class Context:
 
 
 def error(exc: BaseException) -> str:
-    return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
-                       "stackTrace": traceback.format_exception(exc)})
+    return json.dumps(
+        {"errorMessage": str(exc), "errorType": type(exc).__name__, "stackTrace": traceback.format_exception(exc)}
+    )
 
 
 def main() -> None:

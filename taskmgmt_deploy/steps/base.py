@@ -45,8 +45,9 @@ class Step(ABC):
         return diff_change(self.desired(res, spec), observed.live)
 
     @abstractmethod
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         """Make it so, idempotently; wait until usable; return the outputs to record."""
 
     @abstractmethod

@@ -11,9 +11,20 @@ from taskmgmt_deploy.models import Change, Observed, Record, Resource
 from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, tag_list
 
 # The alarm settings we manage, by their PutMetricAlarm / DescribeAlarms names.
-ALARM_FIELDS = ("Namespace", "MetricName", "Dimensions", "Statistic", "Period", "EvaluationPeriods",
-                "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData",
-                "AlarmDescription", "ActionsEnabled")
+ALARM_FIELDS = (
+    "Namespace",
+    "MetricName",
+    "Dimensions",
+    "Statistic",
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "AlarmDescription",
+    "ActionsEnabled",
+)
 
 
 class MetricAlarmStep(AwsStep):
@@ -28,8 +39,9 @@ class MetricAlarmStep(AwsStep):
         names = [res.name for res, _ in items]
         cloudwatch = self.aws.get("cloudwatch", items[0][0].region)
         for start in range(0, len(names), 100):
-            alarms = cloudwatch.describe_alarms(AlarmNames=names[start:start + 100],
-                                                AlarmTypes=["MetricAlarm"])["MetricAlarms"]
+            alarms = cloudwatch.describe_alarms(AlarmNames=names[start : start + 100], AlarmTypes=["MetricAlarm"])[
+                "MetricAlarms"
+            ]
             found.update({alarm["AlarmName"]: alarm for alarm in alarms})
         return [_alarm_observed(res.name, found.get(res.name)) for res, _ in items]
 
@@ -38,8 +50,9 @@ class MetricAlarmStep(AwsStep):
         alarm["Dimensions"] = sorted(alarm["Dimensions"] or [], key=lambda d: d["Name"])
         return {"alarm": alarm}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         cloudwatch = self.aws.get("cloudwatch", res.region)
         cloudwatch.put_metric_alarm(AlarmName=res.name, Tags=tag_list(spec["tags"]), **spec["alarm"])
         alarm = cloudwatch.describe_alarms(AlarmNames=[res.name])["MetricAlarms"][0]
@@ -54,8 +67,11 @@ def _alarm_observed(name: str, alarm: Mapping[str, Any] | None) -> Observed | No
         return None
     live = {f: alarm.get(f) for f in ALARM_FIELDS}
     live["Dimensions"] = sorted(live["Dimensions"] or [], key=lambda d: d["Name"])
-    return Observed(outputs={"id": name, "arn": alarm["AlarmArn"], "name": name},
-                    live={"alarm": live}, state=str(alarm.get("StateValue")))
+    return Observed(
+        outputs={"id": name, "arn": alarm["AlarmArn"], "name": name},
+        live={"alarm": live},
+        state=str(alarm.get("StateValue")),
+    )
 
 
 class DashboardStep(AwsStep):
@@ -67,14 +83,18 @@ class DashboardStep(AwsStep):
         found = absent_is_none(lambda: self.aws.get("cloudwatch", res.region).get_dashboard(DashboardName=res.name))
         if found is None:
             return None
-        return Observed(outputs=_outputs(found["DashboardArn"], res.name, res.region),
-                        live={"body": json.loads(found["DashboardBody"])}, state="present")
+        return Observed(
+            outputs=_outputs(found["DashboardArn"], res.name, res.region),
+            live={"body": json.loads(found["DashboardBody"])},
+            state="present",
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"body": spec["body"]}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         cloudwatch = self.aws.get("cloudwatch", res.region)
         answer = cloudwatch.put_dashboard(DashboardName=res.name, DashboardBody=json.dumps(spec["body"]))
         problems = [m.get("Message") for m in answer.get("DashboardValidationMessages", [])]
@@ -84,8 +104,9 @@ class DashboardStep(AwsStep):
         return _outputs(arn, res.name, res.region)
 
     def delete(self, record: Record, ctx: StepContext) -> None:
-        absent_is_done(lambda: self.aws.get("cloudwatch", record.region).delete_dashboards(
-            DashboardNames=[record.name]))
+        absent_is_done(
+            lambda: self.aws.get("cloudwatch", record.region).delete_dashboards(DashboardNames=[record.name])
+        )
 
 
 def _outputs(arn: str, name: str, region: str | None) -> dict[str, Any]:

@@ -43,8 +43,9 @@ class DsqlClusterStep(AwsStep):
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"deletion_protection": spec["deletion_protection"]}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         dsql = self.aws.get("dsql", res.region)
         if observed is None:
             # Not ACTIVE yet: an unpeered cluster stays in PENDING_SETUP (some responses say
@@ -53,13 +54,26 @@ class DsqlClusterStep(AwsStep):
             settled = lambda c: bool(c.get("endpoint"))  # noqa: E731
         else:
             identifier = observed.outputs["id"]
-            call_with_retry(lambda: dsql.update_cluster(
-                identifier=identifier, deletionProtectionEnabled=spec["deletion_protection"]),
-                is_dsql_conflict, "dsql_conflict", ctx.clock, ctx.progress)
+            call_with_retry(
+                lambda: dsql.update_cluster(
+                    identifier=identifier, deletionProtectionEnabled=spec["deletion_protection"]
+                ),
+                is_dsql_conflict,
+                "dsql_conflict",
+                ctx.clock,
+                ctx.progress,
+            )
             settled = lambda c: c["status"] != "UPDATING"  # noqa: E731
-        cluster = poll(lambda: dsql.get_cluster(identifier=identifier), done=settled,
-                       failed=_failed, state=lambda c: c["status"], what=f"cluster {identifier}",
-                       ctx=ctx, timeout=CLUSTER_TIMEOUT, interval=POLL_INTERVAL)
+        cluster = poll(
+            lambda: dsql.get_cluster(identifier=identifier),
+            done=settled,
+            failed=_failed,
+            state=lambda c: c["status"],
+            what=f"cluster {identifier}",
+            ctx=ctx,
+            timeout=CLUSTER_TIMEOUT,
+            interval=POLL_INTERVAL,
+        )
         return cluster_outputs(cluster)
 
     def _create(self, dsql: Any, spec: Mapping[str, Any], ctx: StepContext) -> str:
@@ -120,45 +134,60 @@ class DsqlPeeringStep(AwsStep):
         primary, secondary = pair
         return Observed(
             outputs=_pair_outputs(primary, secondary),
-            live={"peers": peers_of(primary),
-                  "clusters_healthy": all(c["status"] in HEALTHY for c in pair)},
+            live={"peers": peers_of(primary), "clusters_healthy": all(c["status"] in HEALTHY for c in pair)},
             state=f"{primary['status']}/{secondary['status']}",
         )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"peers": [spec["secondary_arn"]], "clusters_healthy": True}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         primary = self.aws.get("dsql", spec["primary_region"])
         secondary = self.aws.get("dsql", spec["secondary_region"])
         current = primary.get_cluster(identifier=spec["primary_id"])
         if spec["secondary_arn"] not in peers_of(current):
             ctx.progress("peering the clusters through witness " + spec["witness_region"])
-            call_with_retry(lambda: primary.update_cluster(
-                identifier=spec["primary_id"],
-                multiRegionProperties={"witnessRegion": spec["witness_region"],
-                                       "clusters": [spec["secondary_arn"]]}),
-                is_dsql_conflict, "dsql_conflict", ctx.clock, ctx.progress)
+            call_with_retry(
+                lambda: primary.update_cluster(
+                    identifier=spec["primary_id"],
+                    multiRegionProperties={
+                        "witnessRegion": spec["witness_region"],
+                        "clusters": [spec["secondary_arn"]],
+                    },
+                ),
+                is_dsql_conflict,
+                "dsql_conflict",
+                ctx.clock,
+                ctx.progress,
+            )
         clusters = [(primary, spec["primary_id"]), (secondary, spec["secondary_id"])]
-        pair = poll(lambda: [client.get_cluster(identifier=ident) for client, ident in clusters],
-                    done=lambda p: all(c["status"] in HEALTHY for c in p),
-                    failed=lambda p: next((m for c in p if (m := _failed(c))), None),
-                    state=lambda p: "/".join(c["status"] for c in p),
-                    what="both DSQL clusters to become ACTIVE", ctx=ctx,
-                    timeout=CLUSTER_TIMEOUT, interval=POLL_INTERVAL)
+        pair = poll(
+            lambda: [client.get_cluster(identifier=ident) for client, ident in clusters],
+            done=lambda p: all(c["status"] in HEALTHY for c in p),
+            failed=lambda p: next((m for c in p if (m := _failed(c))), None),
+            state=lambda p: "/".join(c["status"] for c in p),
+            what="both DSQL clusters to become ACTIVE",
+            ctx=ctx,
+            timeout=CLUSTER_TIMEOUT,
+            interval=POLL_INTERVAL,
+        )
         return _pair_outputs(*pair)
 
     def delete(self, record: Record, ctx: StepContext) -> None:
         """The multi-Region delete: both clusters, in order, then wait until both are gone."""
-        pair = [(self.aws.get("dsql", record.outputs[f"{side}_region"]), record.outputs[f"{side}_id"])
-                for side in ("primary", "secondary")]
+        pair = [
+            (self.aws.get("dsql", record.outputs[f"{side}_region"]), record.outputs[f"{side}_id"])
+            for side in ("primary", "secondary")
+        ]
         requested = [(client, ident) for client, ident in pair if request_delete(client, ident, ctx)]
         for client, ident in requested:
             wait_gone(client, ident, ctx, pending_delete_is_done=False)
 
 
 # -- helpers shared by both steps -------------------------------------------------------
+
 
 def get_cluster(dsql: Any, identifier: str) -> dict[str, Any] | None:
     return absent_is_none(lambda: dsql.get_cluster(identifier=identifier))
@@ -167,8 +196,11 @@ def get_cluster(dsql: Any, identifier: str) -> dict[str, Any] | None:
 def find_cluster(dsql: Any, key: str, tags: Mapping[str, str]) -> dict[str, Any] | None:
     """The oldest live cluster tagged with this resource key (CreateCluster takes no name)."""
     wanted = {**tags, "taskmgmt:key": key}
-    matches = [c for c in _all_clusters(dsql)
-               if c["status"] not in GOING and all((c.get("tags") or {}).get(k) == v for k, v in wanted.items())]
+    matches = [
+        c
+        for c in _all_clusters(dsql)
+        if c["status"] not in GOING and all((c.get("tags") or {}).get(k) == v for k, v in wanted.items())
+    ]
     return min(matches, key=lambda c: c["creationTime"]) if matches else None
 
 
@@ -181,17 +213,23 @@ def _all_clusters(dsql: Any) -> Iterator[dict[str, Any]]:
 
 
 def cluster_outputs(cluster: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": cluster["identifier"], "arn": cluster["arn"], "endpoint": cluster.get("endpoint"),
-            "region": cluster["arn"].split(":")[3]}
+    return {
+        "id": cluster["identifier"],
+        "arn": cluster["arn"],
+        "endpoint": cluster.get("endpoint"),
+        "region": cluster["arn"].split(":")[3],
+    }
 
 
 def cluster_observed(cluster: Mapping[str, Any]) -> Observed:
     properties = cluster.get("multiRegionProperties") or {}
     return Observed(
         outputs=cluster_outputs(cluster),
-        live={"deletion_protection": bool(cluster.get("deletionProtectionEnabled")),
-              "witness_region": properties.get("witnessRegion"),
-              "peers": peers_of(cluster)},
+        live={
+            "deletion_protection": bool(cluster.get("deletionProtectionEnabled")),
+            "witness_region": properties.get("witnessRegion"),
+            "peers": peers_of(cluster),
+        },
         state=cluster["status"],
     )
 
@@ -203,10 +241,13 @@ def peers_of(cluster: Mapping[str, Any]) -> list[str]:
 
 
 def _pair_outputs(primary: Mapping[str, Any], secondary: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": f"{primary['identifier']}+{secondary['identifier']}",
-            "primary_id": primary["identifier"], "secondary_id": secondary["identifier"],
-            "primary_region": primary["arn"].split(":")[3],
-            "secondary_region": secondary["arn"].split(":")[3]}
+    return {
+        "id": f"{primary['identifier']}+{secondary['identifier']}",
+        "primary_id": primary["identifier"],
+        "secondary_id": secondary["identifier"],
+        "primary_region": primary["arn"].split(":")[3],
+        "secondary_region": secondary["arn"].split(":")[3],
+    }
 
 
 def _failed(cluster: Mapping[str, Any]) -> str | None:
@@ -224,13 +265,29 @@ def request_delete(dsql: Any, identifier: str, ctx: StepContext) -> bool:
         if not ctx.force:
             raise ProtectedError(f"DSQL cluster {identifier} has deletion protection on")
         ctx.progress(f"turning deletion protection off on {identifier}")
-        call_with_retry(lambda: dsql.update_cluster(identifier=identifier, deletionProtectionEnabled=False),
-                        is_dsql_conflict, "dsql_conflict", ctx.clock, ctx.progress)
-        poll(lambda: dsql.get_cluster(identifier=identifier), done=lambda c: c["status"] != "UPDATING",
-             what=f"cluster {identifier} update", ctx=ctx, timeout=CLUSTER_TIMEOUT, interval=POLL_INTERVAL)
+        call_with_retry(
+            lambda: dsql.update_cluster(identifier=identifier, deletionProtectionEnabled=False),
+            is_dsql_conflict,
+            "dsql_conflict",
+            ctx.clock,
+            ctx.progress,
+        )
+        poll(
+            lambda: dsql.get_cluster(identifier=identifier),
+            done=lambda c: c["status"] != "UPDATING",
+            what=f"cluster {identifier} update",
+            ctx=ctx,
+            timeout=CLUSTER_TIMEOUT,
+            interval=POLL_INTERVAL,
+        )
     try:
-        call_with_retry(lambda: dsql.delete_cluster(identifier=identifier),
-                        is_dsql_conflict_not_protection, "dsql_conflict", ctx.clock, ctx.progress)
+        call_with_retry(
+            lambda: dsql.delete_cluster(identifier=identifier),
+            is_dsql_conflict_not_protection,
+            "dsql_conflict",
+            ctx.clock,
+            ctx.progress,
+        )
     except ClientError as exc:
         if is_not_found(exc):
             return False
@@ -246,7 +303,12 @@ def wait_gone(dsql: Any, identifier: str, ctx: StepContext, pending_delete_is_do
     def done(cluster: dict[str, Any] | None) -> bool:
         return cluster is None or (pending_delete_is_done and cluster["status"] == "PENDING_DELETE")
 
-    poll(lambda: get_cluster(dsql, identifier), done=done, what=f"cluster {identifier} to be deleted",
-         state=lambda c: c["status"] if c else "gone", ctx=ctx, timeout=CLUSTER_TIMEOUT,
-         interval=POLL_INTERVAL)
-
+    poll(
+        lambda: get_cluster(dsql, identifier),
+        done=done,
+        what=f"cluster {identifier} to be deleted",
+        state=lambda c: c["status"] if c else "gone",
+        ctx=ctx,
+        timeout=CLUSTER_TIMEOUT,
+        interval=POLL_INTERVAL,
+    )

@@ -28,8 +28,9 @@ class EventBusStep(AwsStep):
             return None
         return Observed(outputs=_bus_outputs(bus), state="present")
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         events = self.aws.get("events", res.region)
         try:
             events.create_event_bus(Name=res.name, Tags=tag_list(spec["tags"]))
@@ -59,19 +60,28 @@ class EventRuleStep(AwsStep):
             return None
         return Observed(
             outputs=_rule_outputs(rule["Arn"], res.name, bus),
-            live={"pattern": json.loads(rule.get("EventPattern") or "{}"), "state": rule.get("State"),
-                  "description": rule.get("Description")},
+            live={
+                "pattern": json.loads(rule.get("EventPattern") or "{}"),
+                "state": rule.get("State"),
+                "description": rule.get("Description"),
+            },
             state=str(rule.get("State")),
         )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"pattern": spec["pattern"], "state": "ENABLED", "description": spec["description"]}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         arn = self.aws.get("events", res.region).put_rule(
-            Name=res.name, EventBusName=spec["bus_name"], EventPattern=json.dumps(spec["pattern"]),
-            State="ENABLED", Description=spec["description"], Tags=tag_list(spec["tags"]))["RuleArn"]
+            Name=res.name,
+            EventBusName=spec["bus_name"],
+            EventPattern=json.dumps(spec["pattern"]),
+            State="ENABLED",
+            Description=spec["description"],
+            Tags=tag_list(spec["tags"]),
+        )["RuleArn"]
         return _rule_outputs(arn, res.name, spec["bus_name"])
 
     def delete(self, record: Record, ctx: StepContext) -> None:
@@ -83,8 +93,9 @@ class EventRuleStep(AwsStep):
             return
         ids = [t["Id"] for t in targets.get("Targets", [])]
         if ids:
-            check_entries(events.remove_targets(Rule=record.name, EventBusName=bus, Ids=ids, Force=False),
-                          "RemoveTargets")
+            check_entries(
+                events.remove_targets(Rule=record.name, EventBusName=bus, Ids=ids, Force=False), "RemoveTargets"
+            )
         absent_is_done(lambda: events.delete_rule(Name=record.name, EventBusName=bus))
 
 
@@ -106,21 +117,35 @@ class EventTargetStep(AwsStep):
         target = next((t for t in (listed or {}).get("Targets", []) if t["Id"] == target_id), None)
         if target is None:
             return None
-        return Observed(outputs=_target_outputs(target_id, rule, bus),
-                        live={"arn": target["Arn"], "retry_policy": target.get("RetryPolicy"),
-                              "dead_letter_arn": (target.get("DeadLetterConfig") or {}).get("Arn")},
-                        state="present")
+        return Observed(
+            outputs=_target_outputs(target_id, rule, bus),
+            live={
+                "arn": target["Arn"],
+                "retry_policy": target.get("RetryPolicy"),
+                "dead_letter_arn": (target.get("DeadLetterConfig") or {}).get("Arn"),
+            },
+            state="present",
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return {"arn": spec["function_arn"], "retry_policy": spec["retry_policy"],
-                "dead_letter_arn": spec["dead_letter_arn"]}
+        return {
+            "arn": spec["function_arn"],
+            "retry_policy": spec["retry_policy"],
+            "dead_letter_arn": spec["dead_letter_arn"],
+        }
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
-        target = {"Id": res.name, "Arn": spec["function_arn"], "RetryPolicy": spec["retry_policy"],
-                  "DeadLetterConfig": {"Arn": spec["dead_letter_arn"]}}
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
+        target = {
+            "Id": res.name,
+            "Arn": spec["function_arn"],
+            "RetryPolicy": spec["retry_policy"],
+            "DeadLetterConfig": {"Arn": spec["dead_letter_arn"]},
+        }
         response = self.aws.get("events", res.region).put_targets(
-            Rule=spec["rule_name"], EventBusName=spec["bus_name"], Targets=[target])
+            Rule=spec["rule_name"], EventBusName=spec["bus_name"], Targets=[target]
+        )
         check_entries(response, "PutTargets")
         return _target_outputs(res.name, spec["rule_name"], spec["bus_name"])
 

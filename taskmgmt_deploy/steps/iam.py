@@ -23,22 +23,29 @@ class IamRoleStep(AwsStep):
             return None
         return Observed(
             outputs={"id": role["RoleId"], "arn": role["Arn"], "name": role["RoleName"]},
-            live={"trust_policy": _as_dict(role["AssumeRolePolicyDocument"]),
-                  "tags": ours(tag_dict(role.get("Tags")), res.spec.get("tags", {}))},
+            live={
+                "trust_policy": _as_dict(role["AssumeRolePolicyDocument"]),
+                "tags": ours(tag_dict(role.get("Tags")), res.spec.get("tags", {})),
+            },
             state="present",
         )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"trust_policy": spec["trust_policy"], "tags": spec["tags"]}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         iam = self.aws.get("iam")
         trust = json.dumps(spec["trust_policy"])
         if observed is None:
             try:
-                iam.create_role(RoleName=res.name, AssumeRolePolicyDocument=trust,
-                                Description=spec["description"], Tags=tag_list(spec["tags"]))
+                iam.create_role(
+                    RoleName=res.name,
+                    AssumeRolePolicyDocument=trust,
+                    Description=spec["description"],
+                    Tags=tag_list(spec["tags"]),
+                )
             except ClientError as exc:
                 if not is_already_exists(exc):
                     raise
@@ -65,8 +72,11 @@ class IamRoleStep(AwsStep):
             absent_is_done(lambda a=policy["PolicyArn"]: iam.detach_role_policy(RoleName=name, PolicyArn=a))
         profiles = iam.list_instance_profiles_for_role(RoleName=name)["InstanceProfiles"]
         for profile in profiles:
-            absent_is_done(lambda p=profile["InstanceProfileName"]: iam.remove_role_from_instance_profile(
-                InstanceProfileName=p, RoleName=name))
+            absent_is_done(
+                lambda p=profile["InstanceProfileName"]: iam.remove_role_from_instance_profile(
+                    InstanceProfileName=p, RoleName=name
+                )
+            )
         absent_is_done(lambda: iam.delete_role(RoleName=name))
 
 
@@ -78,16 +88,21 @@ class IamRolePolicyStep(AwsStep):
         found = absent_is_none(lambda: self.aws.get("iam").get_role_policy(RoleName=role, PolicyName=res.name))
         if found is None:
             return None
-        return Observed(outputs=_policy_outputs(role, res.name),
-                        live={"document": _as_dict(found["PolicyDocument"])}, state="present")
+        return Observed(
+            outputs=_policy_outputs(role, res.name),
+            live={"document": _as_dict(found["PolicyDocument"])},
+            state="present",
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"document": spec["document"]}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
-        self.aws.get("iam").put_role_policy(RoleName=spec["role_name"], PolicyName=res.name,
-                                            PolicyDocument=json.dumps(spec["document"]))
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
+        self.aws.get("iam").put_role_policy(
+            RoleName=spec["role_name"], PolicyName=res.name, PolicyDocument=json.dumps(spec["document"])
+        )
         return _policy_outputs(spec["role_name"], res.name)
 
     def delete(self, record: Record, ctx: StepContext) -> None:

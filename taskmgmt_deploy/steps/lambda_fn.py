@@ -25,6 +25,7 @@ CONFIG_FIELDS = ("runtime", "handler", "memory", "timeout", "role", "environment
 
 def guarded(fn: Callable[[], T], ctx: StepContext) -> T:
     """Retry while the role is not yet visible to Lambda, and while the function is busy."""
+
     def busy_retried() -> T:
         return call_with_retry(fn, is_lambda_busy, "lambda_busy", ctx.clock, ctx.progress)
 
@@ -33,6 +34,7 @@ def guarded(fn: Callable[[], T], ctx: StepContext) -> T:
 
 def wait_settled(lam: Any, name: str, ctx: StepContext) -> dict[str, Any]:
     """Until State is Active and no update is in progress (Pending after create, InProgress after updates)."""
+
     def failed(cfg: Mapping[str, Any]) -> str | None:
         if cfg.get("State") == "Failed":
             return f"function failed: {cfg.get('StateReason', 'no reason given')}"
@@ -40,10 +42,16 @@ def wait_settled(lam: Any, name: str, ctx: StepContext) -> dict[str, Any]:
             return f"update failed: {cfg.get('LastUpdateStatusReason', 'no reason given')}"
         return None
 
-    return poll(lambda: lam.get_function_configuration(FunctionName=name),
-                done=lambda cfg: cfg.get("State") == "Active" and cfg.get("LastUpdateStatus") in (None, "Successful"),
-                failed=failed, state=lambda cfg: f"{cfg.get('State')}/{cfg.get('LastUpdateStatus')}",
-                what=f"function {name}", ctx=ctx, timeout=FUNCTION_TIMEOUT, interval=2.0)
+    return poll(
+        lambda: lam.get_function_configuration(FunctionName=name),
+        done=lambda cfg: cfg.get("State") == "Active" and cfg.get("LastUpdateStatus") in (None, "Successful"),
+        failed=failed,
+        state=lambda cfg: f"{cfg.get('State')}/{cfg.get('LastUpdateStatus')}",
+        what=f"function {name}",
+        ctx=ctx,
+        timeout=FUNCTION_TIMEOUT,
+        interval=2.0,
+    )
 
 
 class LambdaFunctionStep(AwsStep):
@@ -55,39 +63,58 @@ class LambdaFunctionStep(AwsStep):
             return None
         cfg = found["Configuration"]
         live = {
-            "runtime": cfg.get("Runtime"), "handler": cfg.get("Handler"),
-            "memory": cfg.get("MemorySize"), "timeout": cfg.get("Timeout"), "role": cfg.get("Role"),
+            "runtime": cfg.get("Runtime"),
+            "handler": cfg.get("Handler"),
+            "memory": cfg.get("MemorySize"),
+            "timeout": cfg.get("Timeout"),
+            "role": cfg.get("Role"),
             "description": cfg.get("Description"),
             "environment": (cfg.get("Environment") or {}).get("Variables") or {},
-            "architectures": cfg.get("Architectures"), "code_sha256": cfg.get("CodeSha256"),
+            "architectures": cfg.get("Architectures"),
+            "code_sha256": cfg.get("CodeSha256"),
             "tags": ours(found.get("Tags") or {}, res.spec.get("tags", {})),
         }
         if "LoggingConfig" in cfg:  # AWS always reports it; an emulator that drops it cannot be compared
             logging = cfg["LoggingConfig"]
-            live["logging"] = {k: logging.get(k) for k in ("LogFormat", "LogGroup", "ApplicationLogLevel",
-                                                           "SystemLogLevel")}
-        return Observed(outputs=_outputs(cfg), live=live,
-                        state=f"{cfg.get('State', '?')}/{cfg.get('LastUpdateStatus', '?')}")
+            live["logging"] = {
+                k: logging.get(k) for k in ("LogFormat", "LogGroup", "ApplicationLogLevel", "SystemLogLevel")
+            }
+        return Observed(
+            outputs=_outputs(cfg), live=live, state=f"{cfg.get('State', '?')}/{cfg.get('LastUpdateStatus', '?')}"
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "runtime": spec["runtime"], "handler": spec["handler"], "memory": spec["memory"],
-            "timeout": spec["timeout"], "role": spec["role_arn"], "description": spec["description"],
-            "environment": spec["environment"], "logging": spec["logging"],
-            "architectures": spec["architectures"], "code_sha256": spec["code_sha256"], "tags": spec["tags"],
+            "runtime": spec["runtime"],
+            "handler": spec["handler"],
+            "memory": spec["memory"],
+            "timeout": spec["timeout"],
+            "role": spec["role_arn"],
+            "description": spec["description"],
+            "environment": spec["environment"],
+            "logging": spec["logging"],
+            "architectures": spec["architectures"],
+            "code_sha256": spec["code_sha256"],
+            "tags": spec["tags"],
         }
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         lam = self.aws.get("lambda", res.region)
         if observed is None and self._create(lam, res.name, spec, ctx):
             return _outputs(wait_settled(lam, res.name, ctx))
         diff = change.diff if observed is not None else dict.fromkeys(CODE_FIELDS + CONFIG_FIELDS)
         if any(f in diff for f in CODE_FIELDS):
             wait_settled(lam, res.name, ctx)
-            guarded(lambda: lam.update_function_code(
-                FunctionName=res.name, ZipFile=Path(spec["package_path"]).read_bytes(),
-                Architectures=spec["architectures"]), ctx)
+            guarded(
+                lambda: lam.update_function_code(
+                    FunctionName=res.name,
+                    ZipFile=Path(spec["package_path"]).read_bytes(),
+                    Architectures=spec["architectures"],
+                ),
+                ctx,
+            )
         if any(f in diff for f in CONFIG_FIELDS):
             wait_settled(lam, res.name, ctx)
             guarded(lambda: lam.update_function_configuration(FunctionName=res.name, **_configuration(spec)), ctx)
@@ -99,10 +126,17 @@ class LambdaFunctionStep(AwsStep):
     def _create(self, lam: Any, name: str, spec: Mapping[str, Any], ctx: StepContext) -> bool:
         """Create it; False when it already exists (a lost response), so the caller updates."""
         try:
-            guarded(lambda: lam.create_function(
-                FunctionName=name, Code={"ZipFile": Path(spec["package_path"]).read_bytes()},
-                Architectures=spec["architectures"], Tags=dict(spec["tags"]), Publish=False,
-                **_configuration(spec)), ctx)
+            guarded(
+                lambda: lam.create_function(
+                    FunctionName=name,
+                    Code={"ZipFile": Path(spec["package_path"]).read_bytes()},
+                    Architectures=spec["architectures"],
+                    Tags=dict(spec["tags"]),
+                    Publish=False,
+                    **_configuration(spec),
+                ),
+                ctx,
+            )
         except ClientError as exc:
             if error_code(exc) == "ResourceConflictException" and "exist" in error_message(exc).lower():
                 return False
@@ -112,9 +146,14 @@ class LambdaFunctionStep(AwsStep):
     def delete(self, record: Record, ctx: StepContext) -> None:
         lam = self.aws.get("lambda", record.region)
         absent_is_done(lambda: guarded(lambda: lam.delete_function(FunctionName=record.name), ctx))
-        poll(lambda: absent_is_none(lambda: lam.get_function(FunctionName=record.name)),
-             done=lambda found: found is None, what=f"function {record.name} to be deleted",
-             ctx=ctx, timeout=FUNCTION_TIMEOUT, interval=2.0)
+        poll(
+            lambda: absent_is_none(lambda: lam.get_function(FunctionName=record.name)),
+            done=lambda found: found is None,
+            what=f"function {record.name} to be deleted",
+            ctx=ctx,
+            timeout=FUNCTION_TIMEOUT,
+            interval=2.0,
+        )
 
     def health(self, observed: Observed) -> str | None:
         if observed.state.startswith("Failed") or observed.state.endswith("/Failed"):
@@ -124,9 +163,14 @@ class LambdaFunctionStep(AwsStep):
 
 def _configuration(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "Runtime": spec["runtime"], "Role": spec["role_arn"], "Handler": spec["handler"],
-        "Description": spec["description"], "Timeout": spec["timeout"], "MemorySize": spec["memory"],
-        "Environment": {"Variables": dict(spec["environment"])}, "LoggingConfig": dict(spec["logging"]),
+        "Runtime": spec["runtime"],
+        "Role": spec["role_arn"],
+        "Handler": spec["handler"],
+        "Description": spec["description"],
+        "Timeout": spec["timeout"],
+        "MemorySize": spec["memory"],
+        "Environment": {"Variables": dict(spec["environment"])},
+        "LoggingConfig": dict(spec["logging"]),
     }
 
 
@@ -147,22 +191,31 @@ class LambdaInvokeConfigStep(AwsStep):
             return None
         return Observed(
             outputs={"id": f"{function}/event-invoke-config", "function_name": function},
-            live={"max_retries": found.get("MaximumRetryAttempts"), "max_age": found.get("MaximumEventAgeInSeconds"),
-                  "on_failure": ((found.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")},
+            live={
+                "max_retries": found.get("MaximumRetryAttempts"),
+                "max_age": found.get("MaximumEventAgeInSeconds"),
+                "on_failure": ((found.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"),
+            },
             state="present",
         )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"max_retries": spec["max_retries"], "max_age": spec["max_age"], "on_failure": spec["on_failure_arn"]}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         lam = self.aws.get("lambda", res.region)
         # Lambda checks that the role may send to the destination: a fresh policy may not be visible yet.
-        guarded(lambda: lam.put_function_event_invoke_config(
-            FunctionName=spec["function_name"], MaximumRetryAttempts=spec["max_retries"],
-            MaximumEventAgeInSeconds=spec["max_age"],
-            DestinationConfig={"OnFailure": {"Destination": spec["on_failure_arn"]}}), ctx)
+        guarded(
+            lambda: lam.put_function_event_invoke_config(
+                FunctionName=spec["function_name"],
+                MaximumRetryAttempts=spec["max_retries"],
+                MaximumEventAgeInSeconds=spec["max_age"],
+                DestinationConfig={"OnFailure": {"Destination": spec["on_failure_arn"]}},
+            ),
+            ctx,
+        )
         return {"id": f"{spec['function_name']}/event-invoke-config", "function_name": spec["function_name"]}
 
     def delete(self, record: Record, ctx: StepContext) -> None:
@@ -182,20 +235,27 @@ class LambdaPermissionStep(AwsStep):
         statement = self._statement(self.aws.get("lambda", res.region), function, res.name)
         if statement is None:
             return None
-        return Observed(outputs=_permission_outputs(res.name, function), live=_statement_live(statement),
-                        state="present")
+        return Observed(
+            outputs=_permission_outputs(res.name, function), live=_statement_live(statement), state="present"
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"principal": spec["principal"], "action": "lambda:InvokeFunction", "source_arn": spec["source_arn"]}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         lam = self.aws.get("lambda", res.region)
         function = spec["function_name"]
 
         def add() -> None:
-            lam.add_permission(FunctionName=function, StatementId=res.name, Action="lambda:InvokeFunction",
-                               Principal=spec["principal"], SourceArn=spec["source_arn"])
+            lam.add_permission(
+                FunctionName=function,
+                StatementId=res.name,
+                Action="lambda:InvokeFunction",
+                Principal=spec["principal"],
+                SourceArn=spec["source_arn"],
+            )
 
         if observed is not None:  # statement ids are unique: replace a statement that differs
             self._remove(lam, function, res.name, ctx)
@@ -236,8 +296,9 @@ def _statement_live(statement: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(principal, Mapping):
         principal = principal.get("Service")
     condition = statement.get("Condition") or {}
-    source = next((v.get("AWS:SourceArn") for v in condition.values() if isinstance(v, Mapping)
-                   and "AWS:SourceArn" in v), None)
+    source = next(
+        (v.get("AWS:SourceArn") for v in condition.values() if isinstance(v, Mapping) and "AWS:SourceArn" in v), None
+    )
     return {"principal": principal, "action": statement.get("Action"), "source_arn": source}
 
 

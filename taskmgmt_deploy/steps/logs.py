@@ -21,14 +21,18 @@ class LogGroupStep(AwsStep):
         group = find_log_group(self.aws.get("logs", res.region), res.name)
         if group is None:
             return None
-        return Observed(outputs=_outputs(group), live={"retention_days": group.get("retentionInDays")},
-                        state=f"{group.get('storedBytes', 0)} bytes")
+        return Observed(
+            outputs=_outputs(group),
+            live={"retention_days": group.get("retentionInDays")},
+            state=f"{group.get('storedBytes', 0)} bytes",
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"retention_days": spec["retention_days"]}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         logs = self.aws.get("logs", res.region)
         if observed is None:
             try:

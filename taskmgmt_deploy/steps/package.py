@@ -22,8 +22,9 @@ class LambdaPackageStep(Step):
         package = self.builder.cached()
         return None if package is None else Observed(outputs=_outputs(package), state="built")
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         ctx.progress(f"building the function package for {self.builder.target.label}")
         return _outputs(self.builder.build())
 
@@ -32,5 +33,9 @@ class LambdaPackageStep(Step):
 
 
 def _outputs(package: Package) -> dict[str, Any]:
-    return {"id": package.inputs[:12], "path": str(package.path), "code_sha256": package.code_sha256,
-            "size": package.size}
+    return {
+        "id": package.inputs[:12],
+        "path": str(package.path),
+        "code_sha256": package.code_sha256,
+        "size": package.size,
+    }

@@ -33,15 +33,22 @@ class SchemaTarget:
     def dsql(self) -> bool:
         return self.database_url is None
 
-    def migrator(self, endpoint: str | None, region: str, role_arn: str | None, clock: Clock | None = None,
-                 progress: Callable[[str], None] = lambda message: None) -> Migrator:
+    def migrator(
+        self,
+        endpoint: str | None,
+        region: str,
+        role_arn: str | None,
+        clock: Clock | None = None,
+        progress: Callable[[str], None] = lambda message: None,
+    ) -> Migrator:
         if self.database_url:
             connect = connections.from_url(self.database_url)
         else:
             assert self.aws is not None and endpoint
             connect = connections.dsql_admin(self.aws.get("dsql", region), endpoint, region)
-        return Migrator(connect, load_migrations(self.migrations), dsql=self.dsql, role_arn=role_arn,
-                        clock=clock, progress=progress)
+        return Migrator(
+            connect, load_migrations(self.migrations), dsql=self.dsql, role_arn=role_arn, clock=clock, progress=progress
+        )
 
 
 def is_connection_refused(exc: BaseException) -> bool:
@@ -68,21 +75,35 @@ class DbSchemaStep(Step):
         if state.latest is None:
             return None  # an empty database: the schema is still to be created
         outputs = {**recorded, "id": state.latest, "version": state.latest}
-        return Observed(outputs=outputs, state=f"at {state.latest}", live={
-            "reachable": True, "pending": state.pending, "app_role": state.role_exists,
-            "role_mapped": state.role_mapped, "missing_grants": state.missing_grants})
+        return Observed(
+            outputs=outputs,
+            state=f"at {state.latest}",
+            live={
+                "reachable": True,
+                "pending": state.pending,
+                "app_role": state.role_exists,
+                "role_mapped": state.role_mapped,
+                "missing_grants": state.missing_grants,
+            },
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return {"reachable": True, "pending": [], "app_role": True,
-                "role_mapped": True if self.target.dsql else None, "missing_grants": []}
+        return {
+            "reachable": True,
+            "pending": [],
+            "app_role": True,
+            "role_mapped": True if self.target.dsql else None,
+            "missing_grants": [],
+        }
 
     def plan(self, res: Resource, spec: Mapping[str, Any], observed: Observed | None) -> Change:
         if observed is not None and observed.state == "skipped":
             return Change(Action.SKIP, (self.target.skip_reason or "skipped",))
         return super().plan(res, spec, observed)
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         endpoint = None if self.target.database_url else spec["endpoint"]
         migrator = self.target.migrator(endpoint, spec["region"], spec["role_arn"], ctx.clock, ctx.progress)
         # A cluster that has just turned ACTIVE can refuse the first connections.
@@ -90,8 +111,13 @@ class DbSchemaStep(Step):
         for action in done:
             ctx.progress(action)
         latest = migrator.migrations[-1].version if migrator.migrations else None
-        return {"id": latest or "empty", "version": latest, "endpoint": endpoint, "region": spec["region"],
-                "role_arn": spec["role_arn"]}
+        return {
+            "id": latest or "empty",
+            "version": latest,
+            "endpoint": endpoint,
+            "region": spec["region"],
+            "role_arn": spec["role_arn"],
+        }
 
     def delete(self, record: Record, ctx: StepContext) -> None:
         """The schema goes with the clusters; nothing to do on its own."""

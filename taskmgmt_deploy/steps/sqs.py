@@ -26,22 +26,31 @@ class SqsQueueStep(AwsStep):
             return None
         url, attributes = found
         wanted = res.spec.get("attributes", {})
-        return Observed(outputs=_outputs(url, attributes, res.name),
-                        live={"attributes": {k: attributes.get(k) for k in wanted}},
-                        state=f"{attributes.get('ApproximateNumberOfMessages', '0')} messages")
+        return Observed(
+            outputs=_outputs(url, attributes, res.name),
+            live={"attributes": {k: attributes.get(k) for k in wanted}},
+            state=f"{attributes.get('ApproximateNumberOfMessages', '0')} messages",
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"attributes": dict(spec["attributes"])}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         sqs = self.aws.get("sqs", res.region)
         attributes = dict(spec["attributes"])
         if observed is None:
             try:
-                url = call_with_retry(lambda: sqs.create_queue(
-                    QueueName=res.name, Attributes=attributes, tags=dict(spec["tags"]))["QueueUrl"],
-                    is_queue_deleted_recently, "queue_deleted_recently", ctx.clock, ctx.progress)
+                url = call_with_retry(
+                    lambda: sqs.create_queue(QueueName=res.name, Attributes=attributes, tags=dict(spec["tags"]))[
+                        "QueueUrl"
+                    ],
+                    is_queue_deleted_recently,
+                    "queue_deleted_recently",
+                    ctx.clock,
+                    ctx.progress,
+                )
             except ClientError as exc:
                 if error_code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
                     raise
@@ -55,8 +64,7 @@ class SqsQueueStep(AwsStep):
 
     def delete(self, record: Record, ctx: StepContext) -> None:
         sqs = self.aws.get("sqs", record.region)
-        url = record.outputs.get("url") or absent_is_none(
-            lambda: sqs.get_queue_url(QueueName=record.name)["QueueUrl"])
+        url = record.outputs.get("url") or absent_is_none(lambda: sqs.get_queue_url(QueueName=record.name)["QueueUrl"])
         if url:
             absent_is_done(lambda: sqs.delete_queue(QueueUrl=url))
 
@@ -70,14 +78,18 @@ class SqsQueuePolicyStep(AwsStep):
         if found is None or not found[1].get("Policy"):
             return None
         url, attributes = found
-        return Observed(outputs={"id": f"{url}#policy", "url": url},
-                        live={"policy": json.loads(attributes["Policy"])}, state="present")
+        return Observed(
+            outputs={"id": f"{url}#policy", "url": url},
+            live={"policy": json.loads(attributes["Policy"])},
+            state="present",
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"policy": spec["policy"]}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         sqs = self.aws.get("sqs", res.region)
         sqs.set_queue_attributes(QueueUrl=spec["queue_url"], Attributes={"Policy": json.dumps(spec["policy"])})
         return {"id": f"{spec['queue_url']}#policy", "url": spec["queue_url"]}
@@ -89,8 +101,7 @@ class SqsQueuePolicyStep(AwsStep):
             absent_is_done(lambda: sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": ""}))
 
 
-def queue_attributes(sqs: Any, name: str, record: Record | None,
-                     names: list[str]) -> tuple[str, dict[str, str]] | None:
+def queue_attributes(sqs: Any, name: str, record: Record | None, names: list[str]) -> tuple[str, dict[str, str]] | None:
     """(url, attributes) of the queue, by the recorded URL first, then by name."""
     url = record.outputs.get("url") if record else None
     if url:

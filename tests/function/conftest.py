@@ -78,10 +78,22 @@ class Client:
     def __init__(self, app: TaskApp):
         self.app = app
 
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
-                headers: dict[str, str] | None = None, raw: str | None = None) -> tuple[int, Any, dict[str, str]]:
-        event = {"httpMethod": method, "path": path, "queryStringParameters": query, "headers": headers or {},
-                 "body": raw if raw is not None else (None if body is None else json.dumps(body))}
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        raw: str | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        event = {
+            "httpMethod": method,
+            "path": path,
+            "queryStringParameters": query,
+            "headers": headers or {},
+            "body": raw if raw is not None else (None if body is None else json.dumps(body)),
+        }
         response = api.handle(event, self.app, "test-request")
         payload = json.loads(response["body"]) if response["body"] else None
         return response["statusCode"], payload, response["headers"]
@@ -98,11 +110,20 @@ def client(app: TaskApp) -> Client:
 
 
 def task_event(kind: str, detail: dict[str, Any], event_id: str = "evt-1") -> dict[str, Any]:
-    detail_type = {"task.created": "Task Created", "task.updated": "Task Updated",
-                   "task.completed": "Task Completed"}[kind]
-    return {"version": "0", "id": event_id, "detail-type": detail_type, "source": "task.management",
-            "account": "123456789012", "time": "2026-11-25T10:00:00Z", "region": "us-east-1",
-            "resources": [], "detail": {"eventType": kind, **detail}}
+    detail_type = {"task.created": "Task Created", "task.updated": "Task Updated", "task.completed": "Task Completed"}[
+        kind
+    ]
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": detail_type,
+        "source": "task.management",
+        "account": "123456789012",
+        "time": "2026-11-25T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"eventType": kind, **detail},
+    }
 
 
 def send_event(app: TaskApp, event: dict[str, Any]) -> dict[str, Any]:

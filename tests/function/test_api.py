@@ -26,10 +26,20 @@ def test_create_applies_defaults_and_notifies(client: Client, bus):
 
 
 def test_create_with_every_optional_field(client: Client):
-    task = client.create(description="Q3 numbers", status="in-progress", priority="urgent", assigned_to="bo",
-                         project_id=42, due_date="2026-12-01T17:00:00+01:00")
+    task = client.create(
+        description="Q3 numbers",
+        status="in-progress",
+        priority="urgent",
+        assigned_to="bo",
+        project_id=42,
+        due_date="2026-12-01T17:00:00+01:00",
+    )
     assert (task["status"], task["priority"], task["assigned_to"], task["project_id"]) == (
-        "in-progress", "urgent", "bo", 42)
+        "in-progress",
+        "urgent",
+        "bo",
+        42,
+    )
     assert task["due_date"] == "2026-12-01T16:00:00Z"
 
 
@@ -40,7 +50,9 @@ def test_get_returns_the_task_and_its_history(client: Client):
     assert status == 200 and headers["content-type"] == "application/json"
     assert body["task"]["version"] == 2
     assert sorted((h["field_name"], h["old_value"], h["new_value"], h["updated_by"]) for h in body["history"]) == [
-        ("assigned_to", None, "bo", "ana"), ("priority", "medium", "high", "ana")]
+        ("assigned_to", None, "bo", "ana"),
+        ("priority", "medium", "high", "ana"),
+    ]
 
 
 def test_get_of_an_unknown_task_is_404(client: Client):
@@ -50,8 +62,9 @@ def test_get_of_an_unknown_task_is_404(client: Client):
 
 def test_update_with_the_current_version_increments_it(client: Client, bus):
     task = client.create()
-    status, body, _ = client.request("PUT", f"/tasks/{task['id']}",
-                                     {"title": "Write the final report", "updated_by": "bo", "version": 1})
+    status, body, _ = client.request(
+        "PUT", f"/tasks/{task['id']}", {"title": "Write the final report", "updated_by": "bo", "version": 1}
+    )
     assert status == 200
     assert body["task"]["title"] == "Write the final report" and body["task"]["version"] == 2
     assert bus.details()[-1]["eventType"] == "task.updated" and bus.details()[-1]["version"] == 2
@@ -60,8 +73,9 @@ def test_update_with_the_current_version_increments_it(client: Client, bus):
 def test_update_with_a_stale_version_is_409_and_writes_nothing(client: Client):
     task = client.create()
     client.request("PATCH", f"/tasks/{task['id']}", {"title": "v2", "updated_by": "bo", "version": 1})
-    status, body, _ = client.request("PATCH", f"/tasks/{task['id']}",
-                                     {"title": "stale", "updated_by": "cy", "version": 1})
+    status, body, _ = client.request(
+        "PATCH", f"/tasks/{task['id']}", {"title": "stale", "updated_by": "cy", "version": 1}
+    )
     assert status == 409
     assert body["error"] == "version_conflict" and body["current_version"] == 2
     assert body["task"]["title"] == "v2"
@@ -72,11 +86,13 @@ def test_update_with_a_stale_version_is_409_and_writes_nothing(client: Client):
 
 def test_if_match_header_carries_the_version(client: Client):
     task = client.create()
-    status, _, _ = client.request("PATCH", f"/tasks/{task['id']}", {"status": "in-progress", "updated_by": "bo"},
-                                  headers={"If-Match": '"1"'})
+    status, _, _ = client.request(
+        "PATCH", f"/tasks/{task['id']}", {"status": "in-progress", "updated_by": "bo"}, headers={"If-Match": '"1"'}
+    )
     assert status == 200
-    status, body, _ = client.request("PATCH", f"/tasks/{task['id']}", {"status": "pending", "updated_by": "bo"},
-                                     headers={"If-Match": 'W/"1"'})
+    status, body, _ = client.request(
+        "PATCH", f"/tasks/{task['id']}", {"status": "pending", "updated_by": "bo"}, headers={"If-Match": 'W/"1"'}
+    )
     assert status == 409 and body["current_version"] == 2
 
 
@@ -122,7 +138,9 @@ def test_delete_is_204_and_removes_the_history(client: Client, bus):
     assert client.request("DELETE", f"/tasks/{task['id']}")[0] == 404
     assert bus.details()[-1]["eventType"] == "task.deleted"
     with client.app.db.connection().cursor() as cur:
-        assert cur.execute("SELECT count(*) AS n FROM task_updates WHERE task_id = %s", [task["id"]]).fetchone()["n"] == 0
+        assert (
+            cur.execute("SELECT count(*) AS n FROM task_updates WHERE task_id = %s", [task["id"]]).fetchone()["n"] == 0
+        )
 
 
 def test_list_is_newest_first_and_pages_with_a_cursor(client: Client):
@@ -154,8 +172,9 @@ def test_list_filters(client: Client):
 
 def test_list_default_limit_is_50(client: Client):
     for i in range(52):
-        client.app.db.transaction(lambda conn, i=i: conn.execute(
-            "INSERT INTO tasks (title, created_by) VALUES (%s, 'seed')", [f"t{i}"]))
+        client.app.db.transaction(
+            lambda conn, i=i: conn.execute("INSERT INTO tasks (title, created_by) VALUES (%s, 'seed')", [f"t{i}"])
+        )
     _, body, _ = client.request("GET", "/tasks")
     assert len(body["tasks"]) == 50 and body["next_cursor"]
 
@@ -172,23 +191,37 @@ def test_unknown_route_is_404_and_wrong_method_is_405(client: Client):
 
 
 def test_http_api_v2_and_function_url_shape(app):
-    event = {"version": "2.0", "rawPath": "/tasks", "rawQueryString": "",
-             "requestContext": {"http": {"method": "POST", "path": "/tasks"}, "stage": "$default"},
-             "headers": {"content-type": "application/json"},
-             "body": json.dumps({"title": "via v2", "created_by": "ana"}), "isBase64Encoded": False}
+    event = {
+        "version": "2.0",
+        "rawPath": "/tasks",
+        "rawQueryString": "",
+        "requestContext": {"http": {"method": "POST", "path": "/tasks"}, "stage": "$default"},
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"title": "via v2", "created_by": "ana"}),
+        "isBase64Encoded": False,
+    }
     response = api.handle(event, app, "r")
     assert response["statusCode"] == 201
     created = json.loads(response["body"])["task"]
-    event = {"version": "2.0", "rawPath": f"/prod/tasks/{created['id']}",
-             "requestContext": {"http": {"method": "GET"}, "stage": "prod"}}
+    event = {
+        "version": "2.0",
+        "rawPath": f"/prod/tasks/{created['id']}",
+        "requestContext": {"http": {"method": "GET"}, "stage": "prod"},
+    }
     assert api.handle(event, app, "r")["statusCode"] == 200
 
 
 def test_base64_encoded_body(app):
     import base64
+
     body = base64.b64encode(json.dumps({"title": "b64", "created_by": "ana"}).encode()).decode()
-    event = {"version": "2.0", "rawPath": "/tasks", "requestContext": {"http": {"method": "POST"}},
-             "body": body, "isBase64Encoded": True}
+    event = {
+        "version": "2.0",
+        "rawPath": "/tasks",
+        "requestContext": {"http": {"method": "POST"}},
+        "body": body,
+        "isBase64Encoded": True,
+    }
     assert api.handle(event, app, "r")["statusCode"] == 201
 
 
@@ -198,8 +231,9 @@ def test_recipe_direct_invoke_payload_through_the_handler(app_url, monkeypatch):
     import task_processor.handler as handler_module
 
     monkeypatch.setattr(handler_module, "_app", None)
-    response = lambda_handler({"httpMethod": "POST", "path": "/tasks",
-                               "body": json.dumps({"title": "Direct", "created_by": "ana"})}, None)
+    response = lambda_handler(
+        {"httpMethod": "POST", "path": "/tasks", "body": json.dumps({"title": "Direct", "created_by": "ana"})}, None
+    )
     assert response["statusCode"] == 201
     assert response["headers"] == {"content-type": "application/json"}
     assert lambda_handler({"httpMethod": "GET", "path": "/health"}, None)["statusCode"] == 200

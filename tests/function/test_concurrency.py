@@ -21,8 +21,9 @@ def test_two_updates_with_the_same_version_give_one_200_and_one_409(app_url, bus
     def update(who: str) -> int:
         other = Client(make_app(app_url, bus))
         barrier.wait()
-        return other.request("PATCH", f"/tasks/{task['id']}", {"title": f"by {who}", "updated_by": who,
-                                                                 "version": 1})[0]
+        return other.request("PATCH", f"/tasks/{task['id']}", {"title": f"by {who}", "updated_by": who, "version": 1})[
+            0
+        ]
 
     with ThreadPoolExecutor(2) as pool:
         codes = sorted(pool.map(update, ["bo", "cy"]))
@@ -40,8 +41,9 @@ def test_a_burst_of_concurrent_updates_loses_none(app_url, bus):
         mine = Client(make_app(app_url, bus))
         ok = 0
         for i in range(rounds):
-            status, _, _ = mine.request("PATCH", f"/tasks/{task['id']}",
-                                        {"description": f"writer {n} round {i}", "updated_by": f"w{n}"})
+            status, _, _ = mine.request(
+                "PATCH", f"/tasks/{task['id']}", {"description": f"writer {n} round {i}", "updated_by": f"w{n}"}
+            )
             assert status == 200
             ok += 1
         return ok
@@ -134,8 +136,10 @@ def test_sixteen_writers_on_one_task_lose_nothing_and_never_fail(app_url, bus):
 
     def writer(n: int) -> list[int]:
         mine = Client(make_app(app_url, bus))
-        return [mine.request("PATCH", f"/tasks/{task['id']}", {"description": f"w{n}r{i}", "updated_by": f"w{n}"})[0]
-                for i in range(rounds)]
+        return [
+            mine.request("PATCH", f"/tasks/{task['id']}", {"description": f"w{n}r{i}", "updated_by": f"w{n}"})[0]
+            for i in range(rounds)
+        ]
 
     with ThreadPoolExecutor(writers) as pool:
         codes = [code for batch in pool.map(writer, range(writers)) for code in batch]

@@ -33,19 +33,28 @@ def test_the_same_event_delivered_twice_makes_one_task(app, client: Client, bus)
 
 def test_task_updated_and_completed_events(app, client: Client):
     task = client.create()
-    updated = send_event(app, task_event("task.updated", {
-        "taskId": task["id"], "updates": {"status": "in-progress", "assigned_to": "bo"}, "updatedBy": "cy"},
-        event_id="u1"))
+    updated = send_event(
+        app,
+        task_event(
+            "task.updated",
+            {"taskId": task["id"], "updates": {"status": "in-progress", "assigned_to": "bo"}, "updatedBy": "cy"},
+            event_id="u1",
+        ),
+    )
     assert updated["status"] == "applied"
-    completed = send_event(app, task_event("task.completed", {"taskId": task["id"], "completedBy": "bo"},
-                                           event_id="c1"))
+    completed = send_event(
+        app, task_event("task.completed", {"taskId": task["id"], "completedBy": "bo"}, event_id="c1")
+    )
     assert completed["status"] == "applied"
     _, body, _ = client.request("GET", f"/tasks/{task['id']}")
     assert body["task"]["status"] == "completed" and body["task"]["version"] == 3
     assert [(h["field_name"], h["new_value"], h["updated_by"]) for h in body["history"]] == [
-        ("status", "in-progress", "cy"), ("assigned_to", "bo", "cy"), ("status", "completed", "bo")] or sorted(
-        (h["field_name"], h["new_value"], h["updated_by"]) for h in body["history"]) == sorted([
-            ("status", "in-progress", "cy"), ("assigned_to", "bo", "cy"), ("status", "completed", "bo")])
+        ("status", "in-progress", "cy"),
+        ("assigned_to", "bo", "cy"),
+        ("status", "completed", "bo"),
+    ] or sorted((h["field_name"], h["new_value"], h["updated_by"]) for h in body["history"]) == sorted(
+        [("status", "in-progress", "cy"), ("assigned_to", "bo", "cy"), ("status", "completed", "bo")]
+    )
 
 
 def test_detail_type_alone_is_enough(app):
@@ -54,16 +63,19 @@ def test_detail_type_alone_is_enough(app):
     assert send_event(app, event)["status"] == "applied"
 
 
-@pytest.mark.parametrize("detail", [
-    {"eventType": "task.created"},  # no taskData
-    {"eventType": "task.created", "taskData": {"title": ""}},
-    {"eventType": "task.created", "taskData": "not an object"},
-    {"eventType": "task.updated", "taskId": "not-a-uuid", "updates": {"title": "x"}, "updatedBy": "a"},
-    {"eventType": "task.updated", "taskId": str(uuid.uuid4()), "updates": {"colour": "red"}, "updatedBy": "a"},
-    {"eventType": "task.updated", "taskId": str(uuid.uuid4()), "updates": {"title": "x"}},  # no updatedBy
-    {"eventType": "task.completed", "taskId": str(uuid.uuid4())},  # no completedBy
-    {"eventType": "task.exploded"},
-])
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"eventType": "task.created"},  # no taskData
+        {"eventType": "task.created", "taskData": {"title": ""}},
+        {"eventType": "task.created", "taskData": "not an object"},
+        {"eventType": "task.updated", "taskId": "not-a-uuid", "updates": {"title": "x"}, "updatedBy": "a"},
+        {"eventType": "task.updated", "taskId": str(uuid.uuid4()), "updates": {"colour": "red"}, "updatedBy": "a"},
+        {"eventType": "task.updated", "taskId": str(uuid.uuid4()), "updates": {"title": "x"}},  # no updatedBy
+        {"eventType": "task.completed", "taskId": str(uuid.uuid4())},  # no completedBy
+        {"eventType": "task.exploded"},
+    ],
+)
 def test_an_event_that_can_never_succeed_is_dropped_not_raised(app, client: Client, detail):
     event = task_event("task.created", {})
     event["detail"] = detail

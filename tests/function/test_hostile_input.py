@@ -14,10 +14,21 @@ GOOD = {"title": "ok", "created_by": "ana"}
 TASK = "11111111-2222-4333-8444-555555555555"  # replaced by a real task id in each test
 
 
-def req(method: str, path: str, body: Any = None, raw: str | None = None, query: dict | None = None,
-        headers: dict | None = None) -> dict[str, Any]:
-    return {"httpMethod": method, "path": path, "queryStringParameters": query, "headers": headers or {},
-            "body": raw if raw is not None else (None if body is None else json.dumps(body))}
+def req(
+    method: str,
+    path: str,
+    body: Any = None,
+    raw: str | None = None,
+    query: dict | None = None,
+    headers: dict | None = None,
+) -> dict[str, Any]:
+    return {
+        "httpMethod": method,
+        "path": path,
+        "queryStringParameters": query,
+        "headers": headers or {},
+        "body": raw if raw is not None else (None if body is None else json.dumps(body)),
+    }
 
 
 HOSTILE = [
@@ -34,8 +45,12 @@ HOSTILE = [
     ("missing title", req("POST", "/tasks", body={"created_by": "ana"}), 400, "title"),
     ("missing created_by", req("POST", "/tasks", body={"title": "x"}), 400, "created_by"),
     ("unknown field", req("POST", "/tasks", body={**GOOD, "owner": "x"}), 400, "owner"),
-    ("sql-looking field name", req("POST", "/tasks", body={**GOOD, "title; DROP TABLE tasks; --": "x"}), 400,
-     "title; DROP TABLE tasks; --"),
+    (
+        "sql-looking field name",
+        req("POST", "/tasks", body={**GOOD, "title; DROP TABLE tasks; --": "x"}),
+        400,
+        "title; DROP TABLE tasks; --",
+    ),
     ("id is not settable", req("POST", "/tasks", body={**GOOD, "id": TASK}), 400, "id"),
     ("version is not settable on create", req("POST", "/tasks", body={**GOOD, "version": 7}), 400, "version"),
     # wrong types
@@ -51,8 +66,12 @@ HOSTILE = [
     ("priority upper case", req("POST", "/tasks", body={**GOOD, "priority": "HIGH"}), 400, "priority"),
     ("due_date not a date", req("POST", "/tasks", body={**GOOD, "due_date": "next tuesday"}), 400, "due_date"),
     ("due_date a number", req("POST", "/tasks", body={**GOOD, "due_date": 1700000000}), 400, "due_date"),
-    ("NaN project id", req("POST", "/tasks", raw='{"title": "x", "created_by": "a", "project_id": NaN}'), 400,
-     "project_id"),
+    (
+        "NaN project id",
+        req("POST", "/tasks", raw='{"title": "x", "created_by": "a", "project_id": NaN}'),
+        400,
+        "project_id",
+    ),
     # sizes and text edge cases
     ("title over 255 characters", req("POST", "/tasks", body={**GOOD, "title": "t" * 256}), 400, "title"),
     ("empty title", req("POST", "/tasks", body={**GOOD, "title": ""}), 400, "title"),
@@ -60,10 +79,8 @@ HOSTILE = [
     ("created_by over 100", req("POST", "/tasks", body={**GOOD, "created_by": "a" * 101}), 400, "created_by"),
     ("NUL in title", req("POST", "/tasks", body={**GOOD, "title": "bad\u0000title"}), 400, "title"),
     ("lone surrogate", req("POST", "/tasks", raw='{"title": "\\ud800", "created_by": "a"}'), 400, "title"),
-    ("control character in name", req("POST", "/tasks", body={**GOOD, "created_by": "a\u0007b"}), 400,
-     "created_by"),
-    ("description over 10000", req("POST", "/tasks", body={**GOOD, "description": "d" * 10_001}), 400,
-     "description"),
+    ("control character in name", req("POST", "/tasks", body={**GOOD, "created_by": "a\u0007b"}), 400, "created_by"),
+    ("description over 10000", req("POST", "/tasks", body={**GOOD, "description": "d" * 10_001}), 400, "description"),
     # ids, routes and methods
     ("malformed id", req("GET", "/tasks/123"), 400, "id"),
     ("sql in id", req("GET", "/tasks/1' OR '1'='1"), 400, "id"),
@@ -74,14 +91,30 @@ HOSTILE = [
     # updates
     ("update without updated_by", req("PATCH", f"/tasks/{TASK}", body={"title": "x"}), 400, "updated_by"),
     ("update with nothing to change", req("PATCH", f"/tasks/{TASK}", body={"updated_by": "bo"}), 400, "body"),
-    ("update of created_by", req("PATCH", f"/tasks/{TASK}", body={"created_by": "eve", "updated_by": "e"}), 400,
-     "created_by"),
-    ("version is a string", req("PATCH", f"/tasks/{TASK}", body={"title": "x", "updated_by": "a", "version": "1"}),
-     400, "version"),
-    ("version is zero", req("PATCH", f"/tasks/{TASK}", body={"title": "x", "updated_by": "a", "version": 0}), 400,
-     "version"),
-    ("garbage If-Match", req("PATCH", f"/tasks/{TASK}", body={"title": "x", "updated_by": "a"},
-                             headers={"If-Match": "*"}), 400, "If-Match"),
+    (
+        "update of created_by",
+        req("PATCH", f"/tasks/{TASK}", body={"created_by": "eve", "updated_by": "e"}),
+        400,
+        "created_by",
+    ),
+    (
+        "version is a string",
+        req("PATCH", f"/tasks/{TASK}", body={"title": "x", "updated_by": "a", "version": "1"}),
+        400,
+        "version",
+    ),
+    (
+        "version is zero",
+        req("PATCH", f"/tasks/{TASK}", body={"title": "x", "updated_by": "a", "version": 0}),
+        400,
+        "version",
+    ),
+    (
+        "garbage If-Match",
+        req("PATCH", f"/tasks/{TASK}", body={"title": "x", "updated_by": "a"}, headers={"If-Match": "*"}),
+        400,
+        "If-Match",
+    ),
     ("complete without completed_by", req("POST", f"/tasks/{TASK}/complete", body={}), 400, "completed_by"),
     # list queries
     ("huge limit", req("GET", "/tasks", query={"limit": "1000000"}), 400, "limit"),

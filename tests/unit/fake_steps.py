@@ -38,14 +38,18 @@ class FakeStep(Step):
         item = self.cloud.items.get(res.name)
         if item is None:
             return None
-        return Observed(outputs={"id": res.name, "arn": f"arn:{res.name}"},
-                        live={"size": item["size"], "peer": item.get("peer")}, state="ok")
+        return Observed(
+            outputs={"id": res.name, "arn": f"arn:{res.name}"},
+            live={"size": item["size"], "peer": item.get("peer")},
+            state="ok",
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"size": spec["size"], "peer": spec.get("peer")}
 
-    def apply(self, res: Resource, spec: Mapping[str, Any], change: Change,
-              observed: Observed | None, ctx: StepContext) -> dict[str, Any]:
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
         self.cloud.log(change.action.value, res.name)
         if self.on_apply:
             self.on_apply(res, ctx)

@@ -47,7 +47,11 @@ def test_topo_order_rejects_cycles_and_unknown_dependencies():
 def test_deploy_creates_in_dependency_order_and_passes_outputs(cloud, tmp_path):
     changes = make_engine(cloud, tmp_path).deploy(blueprint())
     assert {res.logical: ch.action for res, ch in changes} == {
-        "a": Action.CREATE, "b": Action.CREATE, "c": Action.CREATE, "d": Action.CREATE}
+        "a": Action.CREATE,
+        "b": Action.CREATE,
+        "c": Action.CREATE,
+        "d": Action.CREATE,
+    }
     created = [name for verb, name in cloud.mutations()]
     assert created.index("a") < created.index("b") < created.index("c")
     assert cloud.items["c"]["peer"] == "arn:b"
