@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -18,3 +21,10 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+def timed(clock: Clock, fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """fn's result and how many seconds of this clock it took."""
+    start = clock.now()
+    result = fn(*args)
+    return result, clock.now() - start

@@ -14,9 +14,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taskmgmt_deploy.clock import Clock, SystemClock
+from taskmgmt_deploy.clock import Clock, SystemClock, timed
 from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.errors import DeployFailed, Interrupted, StepError, TaskmgmtError, UserError, step_error
+from taskmgmt_deploy.errors import DeployFailed, Interrupted, StepError, UserError, step_error
 from taskmgmt_deploy.graph import in_topo_order, resource_of, topo_order
 from taskmgmt_deploy.manifest import Manifest
 from taskmgmt_deploy.models import (
@@ -30,7 +30,7 @@ from taskmgmt_deploy.models import (
     record_of,
     resolve_refs,
 )
-from taskmgmt_deploy.steps.base import Step
+from taskmgmt_deploy.steps.base import Step, step_for
 from taskmgmt_deploy.teardown import DestroyReport, Teardown
 
 
@@ -286,7 +286,7 @@ class Engine:
             progress=lambda message, key=res.key: reporter.progress(key, message),
         )
         reporter.started(res.key, change.action.value)
-        future = pool.submit(self._timed, executor.apply, self._step(res.kind), res, spec, change, observed, ctx)
+        future = pool.submit(timed, self.clock, executor.apply, self._step(res.kind), res, spec, change, observed, ctx)
         walk.running[future] = res.key
 
     def _finish_one(
@@ -302,9 +302,9 @@ class Engine:
         res = by_key[key]
         try:
             outputs, seconds = future.result()
+        except Interrupted:
+            return
         except Exception as exc:  # noqa: BLE001 - recorded per resource, raised together
-            if isinstance(exc, Interrupted):
-                return
             error = step_error(key, exc)
             walk.failures.append(error)
             reporter.failed(key, error.cause)
@@ -314,11 +314,6 @@ class Engine:
         if executor.records:
             self._record(res, step_no[key], "ready", outputs)
         reporter.finished(key, walk.changes[key].action.value, seconds)
-
-    def _timed(self, fn: Callable[..., Mapping[str, Any]], *args: Any) -> tuple[Mapping[str, Any], float]:
-        start = self.clock.now()
-        outputs = fn(*args)
-        return outputs, self.clock.now() - start
 
     # -- manifest bookkeeping ----------------------------------------------------
     def _record_intent(self, res: Resource, step_no: int, change: Change, observed: Observed | None) -> str | None:
@@ -350,7 +345,7 @@ class Engine:
         self, res: Resource, record: Record | None, observed: Observed | None, outputs: Mapping[str, Mapping[str, Any]]
     ) -> Status:
         step = self._step(res.kind)
-        ident = str((observed.outputs if observed else (record.outputs if record else {})).get("id") or "-")
+        ident = str(outputs[res.key].get("id") or "-")
         if observed is None and step.local:
             return Status(res.key, res.kind, res.region, ident, "-", Health.SKIPPED)
         if observed is None:
@@ -372,10 +367,7 @@ class Engine:
 
     # -- helpers ------------------------------------------------------------------
     def _step(self, kind: str) -> Step:
-        try:
-            return self.steps[kind]
-        except KeyError:
-            raise TaskmgmtError(f"no step handles resource kind {kind!r}") from None
+        return step_for(self.steps, kind)
 
 
 @dataclass

@@ -5,17 +5,17 @@ of what, if anything, is left."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from taskmgmt_deploy.clock import Clock
+from taskmgmt_deploy.clock import Clock, timed
 from taskmgmt_deploy.context import StepContext
 from taskmgmt_deploy.errors import DeployFailed, Interrupted, ProtectedError, StepError, one_line, step_error
 from taskmgmt_deploy.manifest import Manifest
 from taskmgmt_deploy.models import Observed, Record, Resource, record_of
-from taskmgmt_deploy.steps.base import Step
+from taskmgmt_deploy.steps.base import Step, step_for
 
 if TYPE_CHECKING:
     from taskmgmt_deploy.engine import Finder, Reporter
@@ -145,7 +145,7 @@ class Teardown:
                 step.delete(record, ctx)
             return {}
 
-        return pool.submit(self._timed, run)
+        return pool.submit(timed, self.clock, run)
 
     def _sweep(self, force: bool, report: DestroyReport) -> None:
         """Delete what still carries this stack's tags, then report what is left."""
@@ -164,12 +164,7 @@ class Teardown:
             report.left.append((f"{rec.kind} {rec.arn or rec.name} ({rec.region})", why))
 
     def _step_for(self, kind: str) -> Step:
-        return self.steps[kind]
-
-    def _timed(self, fn: Callable[[], Mapping[str, Any]]) -> tuple[Mapping[str, Any], float]:
-        start = self.clock.now()
-        outputs = fn()
-        return outputs, self.clock.now() - start
+        return step_for(self.steps, kind)
 
 
 def _dependents(targets: Mapping[str, Record]) -> dict[str, set[str]]:

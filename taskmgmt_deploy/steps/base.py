@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.errors import TaskmgmtError
 from taskmgmt_deploy.models import (
     UNKNOWN,
     Action,
@@ -89,3 +90,10 @@ def canonical(value: Any) -> str:
 def short(value: Any, limit: int = 60) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def step_for(steps: Mapping[str, Step], kind: str) -> Step:
+    try:
+        return steps[kind]
+    except KeyError:
+        raise TaskmgmtError(f"no step handles resource kind {kind!r}") from None
