@@ -95,9 +95,8 @@ def schema_target(settings: Settings, aws: AwsClients | None) -> SchemaTarget:
     if settings.endpoint_url:
         return SchemaTarget(
             sql_dir(),
-            skip_reason=f"no database behind the AWS emulator at "
-            f"{settings.endpoint_url}: set TASKMGMT_DATABASE_URL "
-            "(the sandbox does)",
+            skip_reason=f"no database behind the AWS emulator at {settings.endpoint_url}: "
+            "set TASKMGMT_DATABASE_URL (the sandbox does)",
         )
     return SchemaTarget(sql_dir(), aws=aws)
 
@@ -142,8 +141,8 @@ def aws_clients(settings: Settings, runtime: Runtime | None = None) -> AwsClient
         session,
         endpoint_url=settings.endpoint_url,
         home_region=settings.stack.primary_region,
-        max_pool=max(16, settings.max_workers * 2),
-    )  # room for the read phase
+        max_pool=max(16, settings.max_workers * 2),  # room for the read phase
+    )
 
 
 def caller_account(aws: AwsClients) -> str:

@@ -78,57 +78,31 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
 }
 
 
+CONFIG_PANEL = "Configuration (flag > environment > .env > default)"
+
+
+def _config_option(name: str, kind: Any, default: Any, *decls: str, **option: Any) -> inspect.Parameter:
+    """A keyword-only option of the configuration panel of --help."""
+    annotation = Annotated[kind, typer.Option(*decls, rich_help_panel=CONFIG_PANEL, **option)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
 def _common_parameters() -> list[inspect.Parameter]:
-    params = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                str | None,
-                typer.Option(
-                    *decls,
-                    help=text,
-                    show_default=False,
-                    metavar="TEXT",
-                    rich_help_panel="Configuration (flag > environment > .env > default)",
-                ),
-            ],
-        )
-        for name, (_, decls, text) in _OPTIONS.items()
-    ]
-    params.append(
-        inspect.Parameter(
-            "sandbox",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=False,
-            annotation=Annotated[
-                bool,
-                typer.Option(
-                    "--sandbox",
-                    help="Work on the local sandbox instead of AWS.",
-                    rich_help_panel="Configuration (flag > environment > .env > default)",
-                ),
-            ],
-        )
-    )
-    params.append(
-        inspect.Parameter(
+    return [
+        *(
+            _config_option(name, str | None, None, *decls, help=text, show_default=False, metavar="TEXT")
+            for name, (_, decls, text) in _OPTIONS.items()
+        ),
+        _config_option("sandbox", bool, False, "--sandbox", help="Work on the local sandbox instead of AWS."),
+        _config_option(
             "deletion_protection",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                bool | None,
-                typer.Option(
-                    "--deletion-protection/--no-deletion-protection",
-                    show_default=False,
-                    help="DSQL deletion protection. \\[default: on for prod and staging]",
-                    rich_help_panel="Configuration (flag > environment > .env > default)",
-                ),
-            ],
-        )
-    )
-    return params
+            bool | None,
+            None,
+            "--deletion-protection/--no-deletion-protection",
+            show_default=False,
+            help="DSQL deletion protection. \\[default: on for prod and staging]",
+        ),
+    ]
 
 
 def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -205,9 +179,15 @@ def summary(changes: list[tuple[Resource, Change]]) -> str:
 def confirm_changes(preview: list[tuple[Resource, Change]]) -> bool:
     changes = [(r, c) for r, c in preview if c.mutates]
     console.plan_table(changes, stream="err")
+    return ask(
+        f"Apply these {len(changes)} changes?",
+        f"deploy would change {len(changes)} resources and there is no terminal to ask: "
+        "pass --yes to apply, or --plan to only look",
+    )
+
+
+def ask(question: str, without_terminal: str) -> bool:
+    """The user's yes or no; with no terminal to ask on, a user error saying what to pass instead."""
     if not sys.stdin.isatty():
-        raise UserError(
-            f"deploy would change {len(changes)} resources and there is no terminal to ask: "
-            "pass --yes to apply, or --plan to only look"
-        )
-    return console.confirm(f"Apply these {len(changes)} changes?")
+        raise UserError(without_terminal)
+    return console.confirm(question)

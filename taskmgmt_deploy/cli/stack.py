@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from taskmgmt_deploy.cli.common import (
     app,
+    ask,
     confirm_changes,
     console,
     interruptible,
@@ -85,7 +85,8 @@ def status(
         _rebuild(settings)
     with open_stack(settings, console, command="status", lock=False, existing=True) as stack:
         statuses = stack.engine.status(stack.resources)
-    healthy = all(s.health in (Health.OK, Health.SKIPPED) for s in statuses)
+    bad = sum(1 for s in statuses if s.health not in (Health.OK, Health.SKIPPED))
+    healthy = bad == 0
     if as_json:
         console.json(
             {
@@ -107,7 +108,6 @@ def status(
         )
     else:
         console.status_table(statuses)
-        bad = sum(1 for s in statuses if s.health not in (Health.OK, Health.SKIPPED))
         console.info(
             f"{settings.stack.stack}: all {len(statuses)} resources as deployed"
             if healthy
@@ -146,9 +146,7 @@ def destroy(
             f"Delete every resource of {settings.stack.stack}, databases included, "
             f"in {settings.stack.primary_region} and {settings.stack.secondary_region}?"
         )
-        if not sys.stdin.isatty():
-            raise UserError("destroy needs confirmation and there is no terminal to ask: pass --yes")
-        if not console.confirm(question):
+        if not ask(question, "destroy needs confirmation and there is no terminal to ask: pass --yes"):
             raise UserError("destroy cancelled; nothing was changed")
     with (
         interruptible() as cancel,
@@ -223,9 +221,8 @@ def unlock(
             "wait for it, or pass --force if you are sure it is not"
         )
     if not yes:
-        if not sys.stdin.isatty():
-            raise UserError("unlock needs confirmation and there is no terminal to ask: pass --yes")
-        if not console.confirm(f"Clear the lock held by {holder.describe()}?"):
+        question = f"Clear the lock held by {holder.describe()}?"
+        if not ask(question, "unlock needs confirmation and there is no terminal to ask: pass --yes"):
             raise UserError("unlock cancelled")
     lock.break_lock()
     console.success(f"cleared the lock of environment '{settings.stack.env}' held by {holder.describe()}")
