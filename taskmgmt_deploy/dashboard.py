@@ -88,21 +88,13 @@ def dashboard_body(stack: StackConfig, cluster_ids: Mapping[str, Ref]) -> dict[s
 
 
 def _metrics(x: int, y: int, title: str, region: str, stat: str, metrics: list[list[Any]]) -> dict[str, Any]:
-    return {
-        "type": "metric",
-        "x": x,
-        "y": y,
-        "width": WIDTH,
-        "height": HEIGHT,
-        "properties": {
-            "title": title,
-            "region": region,
-            "stat": stat,
-            "period": 300,
-            "view": "timeSeries",
-            "metrics": metrics,
-        },
-    }
+    return _widget(
+        x, y, {"title": title, "region": region, "stat": stat, "period": 300, "view": "timeSeries", "metrics": metrics}
+    )
+
+
+def _widget(x: int, y: int, properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "metric", "x": x, "y": y, "width": WIDTH, "height": HEIGHT, "properties": properties}
 
 
 def _dsql(x: int, y: int, title: str, region: str, cluster_id: Ref, series: list[tuple[str, str]]) -> dict[str, Any]:
@@ -119,11 +111,5 @@ def _dsql(x: int, y: int, title: str, region: str, cluster_id: Ref, series: list
         ]
         for i, (name, stat) in enumerate(series)
     ]
-    return {
-        "type": "metric",
-        "x": x,
-        "y": y,
-        "width": WIDTH,
-        "height": HEIGHT,
-        "properties": {"title": title, "region": region, "period": 300, "view": "timeSeries", "metrics": metrics},
-    }
+    # no widget-wide "stat": each SEARCH expression carries its own
+    return _widget(x, y, {"title": title, "region": region, "period": 300, "view": "timeSeries", "metrics": metrics})
