@@ -24,6 +24,8 @@ from taskmgmt_deploy.clock import Clock
 from taskmgmt_deploy.emulator.awslambda import Invoker, invocation_for
 from taskmgmt_deploy.emulator.patching import Patches
 
+# AWS's list, kept apart from config.LOG_RETENTION_VALUES on purpose: the emulator stands in
+# for AWS, so a wrong value in the tool's list must be refused here, not agreed with.
 RETENTION_DAYS = {
     1,
     3,
