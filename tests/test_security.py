@@ -33,6 +33,11 @@ def deployed(aws, runtime, cli, monkeypatch):
     return result
 
 
+def task_rule_arn(region: str) -> str:
+    events = boto3.client("events", region_name=region)
+    return events.describe_rule(Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events")["Arn"]
+
+
 def our_arns() -> set[str]:
     """Every ARN this environment owns, read back from AWS."""
     arns = set()
@@ -85,9 +90,7 @@ def test_the_function_role_is_least_privilege(deployed):
 def test_queue_policies_allow_only_their_rule(deployed):
     for region in ("us-east-1", "us-west-2"):
         sqs = boto3.client("sqs", region_name=region)
-        rule_arn = boto3.client("events", region_name=region).describe_rule(
-            Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events"
-        )["Arn"]
+        rule_arn = task_rule_arn(region)
         for url in sqs.list_queues()["QueueUrls"]:
             attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy", "QueueArn"])["Attributes"]
             if url.endswith("-task-events-dlq"):
@@ -104,9 +107,7 @@ def test_queue_policies_allow_only_their_rule(deployed):
 def test_the_function_accepts_invocations_only_from_its_rule(deployed):
     for region in ("us-east-1", "us-west-2"):
         lam = boto3.client("lambda", region_name=region)
-        rule_arn = boto3.client("events", region_name=region).describe_rule(
-            Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events"
-        )["Arn"]
+        rule_arn = task_rule_arn(region)
         (statement,) = statements(json.loads(lam.get_policy(FunctionName=f"{STACK}-task-processor")["Policy"]))
         assert statement["Principal"] == {"Service": "events.amazonaws.com"}
         assert statement["Action"] == "lambda:InvokeFunction"
