@@ -175,6 +175,48 @@ def test_destroy_killed_after_any_step_still_removes_everything(endpoint, cli, t
     assert manifest(tmp_path) is None
 
 
+# The documented multi-Region delete of a protected pair, as the emulator logs it.
+PAIR_DELETE = [
+    ("UpdateCluster", "us-east-1", "deletionProtectionEnabled=False"),
+    ("UpdateCluster", "us-west-2", "deletionProtectionEnabled=False"),
+    ("DeleteCluster", "us-east-1", ""),
+    ("DeleteCluster", "us-west-2", ""),
+]
+
+
+@pytest.mark.parametrize("k", range(len(PAIR_DELETE) + 1))
+def test_destroy_killed_between_any_two_dsql_calls_finishes_when_run_again(server, endpoint, cli, k):
+    """Killed before the k-th call of the pair's delete (k = 4: while waiting for both to go)."""
+    fidelity = server[1]
+    assert cli("deploy", "--yes", "--env", "prod").code == 0
+
+    def made() -> list[tuple[str, str, str]]:
+        calls = [(r.operation, r.region, r.change) for r in fidelity.dsql.requests if r.error is None]
+        assert len(calls) == len(fidelity.dsql.requests), "no call AWS would refuse"
+        fidelity.dsql.requests.clear()
+        return calls
+
+    made()
+    seen = {"calls": 0}
+
+    def kill_at_k(operation: str) -> None:
+        if operation in ("UpdateCluster", "DeleteCluster"):
+            if seen["calls"] == k:
+                os.kill(os.getpid(), signal.SIGKILL)
+            seen["calls"] += 1
+        elif operation == "GetCluster" and seen["calls"] == k == len(PAIR_DELETE):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    status = in_child(["destroy", "--yes", "--force", "--env", "prod"], kill_at_k)
+    assert os.WIFSIGNALED(status)
+    assert made() == PAIR_DELETE[:k]
+    assert cli("unlock", "--yes", "--env", "prod").code == 0
+    again = cli("destroy", "--yes", "--force", "--env", "prod")
+    assert again.code == 0, again.err
+    assert made() == PAIR_DELETE[k:]
+    assert live(endpoint) == empty()
+
+
 def test_ctrl_c_finishes_the_call_in_flight_saves_and_exits_130(endpoint, cli, tmp_path):
     mutations = {"seen": 0}
 

@@ -69,8 +69,15 @@ def test_dsql_pair_passes_through_pending_setup_and_is_peered(aws, runtime, cli)
     first = primary.get_cluster(identifier=primary.list_clusters()["clusters"][0]["identifier"])
     second = secondary.get_cluster(identifier=secondary.list_clusters()["clusters"][0]["identifier"])
     assert first["status"] == second["status"] == "ACTIVE"
-    assert first["multiRegionProperties"] == {"witnessRegion": "us-east-2", "clusters": [second["arn"]]}
-    assert second["multiRegionProperties"] == {"witnessRegion": "us-east-2", "clusters": [first["arn"]]}
+    pair = sorted([first["arn"], second["arn"]])  # AWS lists the cluster itself too
+    assert (
+        first["multiRegionProperties"]
+        == second["multiRegionProperties"]
+        == {
+            "witnessRegion": "us-east-2",
+            "clusters": pair,
+        }
+    )
     assert first["deletionProtectionEnabled"] is False
     assert first["endpoint"] == f"{first['identifier']}.dsql.us-east-1.on.aws"
     assert first["tags"]["taskmgmt:env"] == "dev" and first["tags"]["managed-by"] == "taskmgmt"

@@ -56,51 +56,160 @@ def make_function(clock, name: str = "fn", **extra) -> dict:
 
 
 # -- DSQL ---------------------------------------------------------------------------------
+# Each test names the row of docs/pessimistic-emulation.md (section D) it proves.
+
+WITNESS = "us-east-2"
 
 
-def test_dsql_first_cluster_waits_in_pending_setup_until_peered(aws, clock):
-    east = boto3.client("dsql", region_name="us-east-1")
-    west = boto3.client("dsql", region_name="us-west-2")
-    a = east.create_cluster(deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": "us-east-2"})
-    assert a["status"] == "PENDING_SETUP"
-    clock.advance(3600)
-    assert east.get_cluster(identifier=a["identifier"])["status"] == "PENDING_SETUP"  # stable, no timeout
-    b = west.create_cluster(
-        deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [a["arn"]]}
+def dsql_clients():
+    return boto3.client("dsql", region_name="us-east-1"), boto3.client("dsql", region_name="us-west-2")
+
+
+def first_cluster(east, protected: bool = False) -> dict:
+    return east.create_cluster(deletionProtectionEnabled=protected, multiRegionProperties={"witnessRegion": WITNESS})
+
+
+def second_cluster(west, a: dict, protected: bool = False) -> dict:
+    return west.create_cluster(
+        deletionProtectionEnabled=protected, multiRegionProperties={"witnessRegion": WITNESS, "clusters": [a["arn"]]}
     )
-    assert west.get_cluster(identifier=b["identifier"])["status"] == "PENDING_SETUP"
+
+
+def peer(east, a: dict, b: dict) -> None:
     east.update_cluster(
-        identifier=a["identifier"], multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [b["arn"]]}
+        identifier=a["identifier"], multiRegionProperties={"witnessRegion": WITNESS, "clusters": [b["arn"]]}
     )
-    assert east.get_cluster(identifier=a["identifier"])["status"] == "CREATING"
-    clock.advance(aws.settings.dsql_activation)
-    assert east.get_cluster(identifier=a["identifier"])["status"] == "ACTIVE"
-    assert west.get_cluster(identifier=b["identifier"])["status"] == "ACTIVE"
-    assert east.get_cluster(identifier=a["identifier"])["endpoint"] == f"{a['identifier']}.dsql.us-east-1.on.aws"
 
 
 def peered_pair(aws, clock, protected: bool = False):
-    east = boto3.client("dsql", region_name="us-east-1")
-    west = boto3.client("dsql", region_name="us-west-2")
-    a = east.create_cluster(deletionProtectionEnabled=protected, multiRegionProperties={"witnessRegion": "us-east-2"})
-    b = west.create_cluster(
-        deletionProtectionEnabled=protected,
-        multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [a["arn"]]},
-    )
-    east.update_cluster(
-        identifier=a["identifier"], multiRegionProperties={"witnessRegion": "us-east-2", "clusters": [b["arn"]]}
-    )
+    east, west = dsql_clients()
+    a = first_cluster(east, protected)
+    b = second_cluster(west, a, protected)
+    peer(east, a, b)
     clock.advance(aws.settings.dsql_activation)
     return east, west, a["identifier"], b["identifier"]
 
 
-def test_dsql_delete_of_one_peer_waits_in_pending_delete_for_the_other(aws, clock):
-    east, west, a, b = peered_pair(aws, clock)
-    east.delete_cluster(identifier=a)
+def status(client, identifier: str) -> str:
+    return client.get_cluster(identifier=identifier)["status"]
+
+
+def test_dsql_first_cluster_waits_in_pending_setup_until_peered(aws, clock):
+    """D1"""
+    east, west = dsql_clients()
+    a = first_cluster(east)
     clock.advance(3600)
-    assert east.get_cluster(identifier=a)["status"] == "PENDING_DELETE"
+    assert status(east, a["identifier"]) == "PENDING_SETUP"  # stable, no timeout
+    b = second_cluster(west, a)
+    assert status(west, b["identifier"]) == "PENDING_SETUP"
+    peer(east, a, b)
+    assert status(east, a["identifier"]) == status(west, b["identifier"]) == "CREATING"
+    clock.advance(aws.settings.dsql_activation)
+    assert status(east, a["identifier"]) == status(west, b["identifier"]) == "ACTIVE"
+
+
+def test_dsql_create_answers_updating_while_the_cluster_is_pending_setup(aws):
+    """D2"""
+    east, _ = dsql_clients()
+    a = first_cluster(east)
+    assert a["status"] == "UPDATING"
+    assert status(east, a["identifier"]) == "PENDING_SETUP"
+
+
+def test_dsql_reports_no_endpoint_until_the_cluster_is_active(aws, clock):
+    """D3: the deploy must derive the endpoint of a cluster it has just created."""
+    east, west = dsql_clients()
+    a = first_cluster(east)
+    b = second_cluster(west, a)
+    assert "endpoint" not in a and "endpoint" not in b
+    assert "endpoint" not in east.get_cluster(identifier=a["identifier"])  # PENDING_SETUP
+    peer(east, a, b)
+    assert "endpoint" not in east.get_cluster(identifier=a["identifier"])  # CREATING
+    clock.advance(aws.settings.dsql_activation)
+    assert "endpoint" in east.get_cluster(identifier=a["identifier"])
+    east.update_cluster(identifier=a["identifier"], deletionProtectionEnabled=True)
+    assert "endpoint" in east.get_cluster(identifier=a["identifier"])  # UPDATING: still serving
+    clock.advance(aws.settings.dsql_update)
+    east.update_cluster(identifier=a["identifier"], deletionProtectionEnabled=False)
+    clock.advance(aws.settings.dsql_update)
+    east.delete_cluster(identifier=a["identifier"])
+    assert "endpoint" not in east.get_cluster(identifier=a["identifier"])  # PENDING_DELETE
+
+
+def test_dsql_endpoint_has_the_documented_form(aws, clock):
+    """D4"""
+    east, west, a, b = peered_pair(aws, clock)
+    assert east.get_cluster(identifier=a)["endpoint"] == f"{a}.dsql.us-east-1.on.aws"
+    assert west.get_cluster(identifier=b)["endpoint"] == f"{b}.dsql.us-west-2.on.aws"
+
+
+def test_dsql_lists_the_cluster_itself_among_its_clusters(aws, clock):
+    """D5: a peer comparison must leave the cluster's own ARN out."""
+    east, west = dsql_clients()
+    a = first_cluster(east)
+    assert east.get_cluster(identifier=a["identifier"])["multiRegionProperties"]["clusters"] == [a["arn"]]
+    b = second_cluster(west, a)
+    peer(east, a, b)
+    for client, cluster in ((east, a), (west, b)):
+        properties = client.get_cluster(identifier=cluster["identifier"])["multiRegionProperties"]
+        assert properties == {"witnessRegion": WITNESS, "clusters": sorted([a["arn"], b["arn"]])}
+
+
+def test_dsql_update_answers_without_deletion_protection_or_endpoint(aws, clock):
+    """D6"""
+    east, _, a, _ = peered_pair(aws, clock)
+    answer = east.update_cluster(identifier=a, deletionProtectionEnabled=True)
+    assert set(answer) - {"ResponseMetadata"} == {"identifier", "arn", "status", "creationTime"}
+    assert answer["status"] == "UPDATING"
+
+
+def test_dsql_update_leaves_the_cluster_updating_for_a_while(aws, clock):
+    """D7"""
+    east, _, a, _ = peered_pair(aws, clock)
+    east.update_cluster(identifier=a, deletionProtectionEnabled=True)
+    assert status(east, a) == "UPDATING"
+    clock.advance(aws.settings.dsql_update)
+    assert status(east, a) == "ACTIVE"
+
+
+def test_dsql_refuses_any_change_while_one_is_in_progress(aws, clock):
+    """D8"""
+    east, west = dsql_clients()
+    a = first_cluster(east)
+    b = second_cluster(west, a)
+    peer(east, a, b)  # both CREATING now
+    for call in (
+        lambda: east.update_cluster(identifier=a["identifier"], deletionProtectionEnabled=True),
+        lambda: west.delete_cluster(identifier=b["identifier"]),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert code(exc) == "ConflictException"
+    clock.advance(aws.settings.dsql_activation)
+    east.update_cluster(identifier=a["identifier"], deletionProtectionEnabled=True)  # UPDATING now
+    with pytest.raises(ClientError) as exc:
+        east.update_cluster(identifier=a["identifier"], deletionProtectionEnabled=False)
+    assert code(exc) == "ConflictException"
+
+
+def test_dsql_refuses_to_delete_a_protected_cluster_like_aws(aws, clock):
+    """D9"""
+    east, _, a, _ = peered_pair(aws, clock, protected=True)
+    with pytest.raises(ClientError) as exc:
+        east.delete_cluster(identifier=a)
+    assert code(exc) == "ValidationException"
+    assert exc.value.response["reason"] == "deletionProtectionEnabled"
+    assert status(east, a) == "ACTIVE"
+
+
+def test_dsql_delete_of_one_peer_waits_in_pending_delete_for_the_other(aws, clock):
+    """D10"""
+    east, west, a, b = peered_pair(aws, clock)
+    assert east.delete_cluster(identifier=a)["identifier"] == a
+    clock.advance(3600)
+    assert status(east, a) == "PENDING_DELETE"
     west.delete_cluster(identifier=b)
-    assert east.get_cluster(identifier=a)["status"] == "DELETING"
+    assert status(east, a) == status(west, b) == "DELETING"
     clock.advance(aws.settings.dsql_deletion)
     for client, ident in ((east, a), (west, b)):
         with pytest.raises(ClientError) as exc:
@@ -108,20 +217,40 @@ def test_dsql_delete_of_one_peer_waits_in_pending_delete_for_the_other(aws, cloc
         assert code(exc) == "ResourceNotFoundException"
 
 
-def test_dsql_refuses_to_delete_a_protected_cluster_like_aws(aws, clock):
-    east, _, a, _ = peered_pair(aws, clock, protected=True)
+def test_dsql_refuses_to_change_a_cluster_whose_delete_was_requested(aws, clock):
+    """D11: a second DeleteCluster, or an UpdateCluster, on a cluster PENDING_DELETE or DELETING."""
+    east, west, a, b = peered_pair(aws, clock)
+    east.delete_cluster(identifier=a)  # PENDING_DELETE
     with pytest.raises(ClientError) as exc:
         east.delete_cluster(identifier=a)
-    assert code(exc) == "ValidationException"
-    assert "protection" in str(exc.value).lower()
-    east.update_cluster(identifier=a, deletionProtectionEnabled=False)
-    assert east.get_cluster(identifier=a)["status"] == "UPDATING"
-    clock.advance(aws.settings.dsql_update)
-    assert east.get_cluster(identifier=a)["status"] == "ACTIVE"
+    assert code(exc) == "ConflictException"
+    with pytest.raises(ClientError) as exc:
+        east.update_cluster(identifier=a, deletionProtectionEnabled=False)
+    assert code(exc) == "ConflictException"
+    west.delete_cluster(identifier=b)  # both DELETING
+    for call in (
+        lambda: west.delete_cluster(identifier=b),
+        lambda: west.update_cluster(identifier=b, deletionProtectionEnabled=False),
+        lambda: east.delete_cluster(identifier=a),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert code(exc) == "ConflictException"
+
+
+def test_dsql_refuses_to_change_a_cluster_whose_peer_is_pending_delete(aws, clock):
+    """D12: so protection must be off on both clusters before either is deleted."""
+    east, west, a, b = peered_pair(aws, clock)
+    east.delete_cluster(identifier=a)
+    with pytest.raises(ClientError) as exc:
+        west.update_cluster(identifier=b, deletionProtectionEnabled=True)
+    assert code(exc) == "ConflictException"
+    assert "PENDING_DELETE" in str(exc.value)
 
 
 @pytest.mark.parametrize("region,witness", [("us-east-1", "us-east-1"), ("us-east-1", "eu-west-1")])
 def test_dsql_rejects_a_witness_outside_the_region_set(aws, region, witness):
+    """D13"""
     with pytest.raises(ClientError) as exc:
         boto3.client("dsql", region_name=region).create_cluster(
             deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": witness}
@@ -129,16 +258,44 @@ def test_dsql_rejects_a_witness_outside_the_region_set(aws, region, witness):
     assert code(exc) == "ValidationException"
 
 
+def test_dsql_rejects_a_peer_outside_the_region_set(aws):
+    """D13"""
+    a = boto3.client("dsql", region_name="eu-west-1").create_cluster(
+        deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": "eu-west-2"}
+    )
+    with pytest.raises(ClientError) as exc:
+        boto3.client("dsql", region_name="us-west-2").create_cluster(
+            deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": WITNESS, "clusters": [a["arn"]]}
+        )
+    assert code(exc) == "ValidationException"
+
+
 def test_dsql_rejects_a_peer_that_does_not_exist(aws):
+    """D14"""
     with pytest.raises(ClientError) as exc:
         boto3.client("dsql", region_name="us-west-2").create_cluster(
             deletionProtectionEnabled=False,
             multiRegionProperties={
-                "witnessRegion": "us-east-2",
+                "witnessRegion": WITNESS,
                 "clusters": ["arn:aws:dsql:us-east-1:123456789012:cluster/abcdefghijklmnopqrstuvwxyz"],
             },
         )
     assert code(exc) == "ValidationException"
+
+
+def test_dsql_logs_every_mutating_call_with_its_answer(aws, clock):
+    """The request log the destroy tests read."""
+    east, _, a, _ = peered_pair(aws, clock, protected=True)
+    with pytest.raises(ClientError):
+        east.delete_cluster(identifier=a)
+    log = [(r.operation, r.region, r.change, r.error) for r in aws.dsql.requests]
+    assert log == [
+        ("CreateCluster", "us-east-1", "", None),
+        ("CreateCluster", "us-west-2", "", None),
+        ("UpdateCluster", "us-east-1", "multiRegionProperties", None),
+        ("DeleteCluster", "us-east-1", "", "ValidationException"),
+    ]
+    assert aws.dsql.requests[-1].identifier == a
 
 
 # -- IAM and Lambda -----------------------------------------------------------------------

@@ -1,12 +1,31 @@
-"""Aurora DSQL as AWS documents it (aurora-dsql.md 1.4, 1.7, 1.8, 1.10), over moto's model."""
+"""Aurora DSQL's control plane as AWS documents it, over moto's model.
+
+moto creates every cluster ACTIVE, keeps peer lists verbatim and deletes at once. Here, on
+the fidelity clock:
+- a cluster created with a witness Region waits in PENDING_SETUP until it and its peer list
+  each other, then both go CREATING -> ACTIVE; deleting one of a peered pair leaves it in
+  PENDING_DELETE until the last peer is deleted
+  (https://docs.aws.amazon.com/aurora-dsql/latest/userguide/cluster-lifecycle.html);
+- it has no endpoint until it is ACTIVE (the model makes `endpoint` optional), and then the
+  real `{identifier}.dsql.{region}.on.aws`;
+- a change is refused while one is in progress, and so is any change to a cluster whose
+  delete was requested or whose peer is PENDING_DELETE;
+- a protected cluster refuses deletion with the documented ValidationException.
+
+Every choice where the documentation is silent takes the least forgiving reading; each is
+a row of section D in docs/pessimistic-emulation.md. `requests` logs every mutating call,
+so tests can say which calls a run made.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from moto.dsql.exceptions import ResourceNotFoundException, ValidationException
+from moto.core.exceptions import ServiceException
+from moto.dsql.exceptions import ConflictException, ResourceNotFoundException, ValidationException
 from moto.dsql.models import AuroraDSQLBackend, Cluster, dsql_backends
 
 from taskmgmt_deploy.clock import Clock
@@ -19,6 +38,9 @@ AWS_REGION_SETS = (
     ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3"),
     ("eu-central-1", "eu-west-1", "eu-west-2", "eu-west-3"),
 )
+SERVING = frozenset({"ACTIVE", "IDLE", "INACTIVE", "UPDATING"})  # an activated cluster has an endpoint
+BUSY = frozenset({"CREATING", "UPDATING"})  # a change is in progress
+LEAVING = frozenset({"PENDING_DELETE", "DELETING", "DELETED"})  # its delete was requested
 
 
 def _same_set(*regions: str) -> bool:
@@ -32,6 +54,19 @@ class _State:
     next_status: str | None = None
     peers: list[str] = field(default_factory=list)
     witness: str | None = None
+    endpoint: str | None = None  # what GetCluster reports once the cluster has been ACTIVE
+    activated: bool = False
+
+
+@dataclass(frozen=True)
+class DsqlRequest:
+    """One mutating call as the emulator received it, and how it answered."""
+
+    operation: str  # CreateCluster, UpdateCluster, DeleteCluster
+    region: str
+    identifier: str | None
+    change: str = ""  # what an UpdateCluster asked for
+    error: str | None = None  # the error code it was refused with
 
 
 class DsqlFidelity:
@@ -49,6 +84,7 @@ class DsqlFidelity:
         self.update_seconds = update_seconds
         self.lock = lock
         self.states: dict[str, _State] = {}  # by cluster ARN
+        self.requests: list[DsqlRequest] = []
 
     # -- model ------------------------------------------------------------------------
     def _cluster(self, arn: str) -> Cluster | None:
@@ -66,7 +102,7 @@ class DsqlFidelity:
         state.status = status
         state.until = None if seconds is None else self.clock.now() + seconds
         state.next_status = then
-        cluster._status = status
+        self._show(cluster, state)
 
     def _refresh(self, cluster: Cluster) -> None:
         state = self.states.get(cluster.arn)
@@ -74,7 +110,17 @@ class DsqlFidelity:
             return
         if state.until is not None and self.clock.now() >= state.until:
             state.status, state.until, state.next_status = state.next_status or state.status, None, None
+        self._show(cluster, state)
+
+    def _show(self, cluster: Cluster, state: _State) -> None:
+        """What moto serializes: our status, and the endpoint only once the cluster has been ACTIVE."""
+        state.activated = state.activated or state.status == "ACTIVE"
         cluster._status = state.status
+        cluster.endpoint = state.endpoint if state.activated and state.status in SERVING else None
+        properties = cluster.multi_region_properties
+        if state.witness and properties is not None:
+            # GetCluster lists the cluster itself among `clusters`, as AWS's examples show.
+            cluster.multi_region_properties = {**properties, "clusters": sorted({cluster.arn, *state.peers})}
 
     def _peered(self, arn: str) -> bool:
         """Peered once both clusters list each other (create B with A, then update A with B)."""
@@ -97,84 +143,147 @@ class DsqlFidelity:
             if not _same_set(region, peer_region) or (witness and not _same_set(region, peer_region, witness)):
                 raise ValidationException("Multi-Region clusters must be created within a single Region set.")
 
+    def _refuse_change(self, cluster: Cluster, state: _State, operation: str) -> None:
+        """AWS answers ConflictException to a change it cannot make in the cluster's current state."""
+        if state.status in LEAVING:
+            raise ConflictException(
+                f"{operation}: cluster {cluster.identifier} is {state.status}.", cluster.identifier, "cluster"
+            )
+        if state.status in BUSY:
+            raise ConflictException(
+                f"{operation}: cluster {cluster.identifier} is {state.status}; retry when it is ACTIVE.",
+                cluster.identifier,
+                "cluster",
+            )
+
+    def _logged(
+        self, operation: str, region: str, identifier: str | None, change: str, call: Callable[[], Cluster]
+    ) -> Cluster:
+        """Make the call and log it with its outcome."""
+        try:
+            cluster = call()
+        except ServiceException as exc:
+            self.requests.append(DsqlRequest(operation, region, identifier, change, exc.code))
+            raise
+        self.requests.append(DsqlRequest(operation, region, cluster.identifier, change))
+        return cluster
+
     # -- patched operations -------------------------------------------------------------
     def create(self, original: Any, backend: AuroraDSQLBackend, *args: Any, **kwargs: Any) -> Cluster:
-        properties = kwargs.get("multi_region_properties")
         with self.lock:
-            self._validate_properties(backend.region_name, properties)
-            known = set(backend.clusters)
-            cluster = original(backend, *args, **kwargs)
-            if cluster.identifier in known:  # same client token: the same cluster
-                return cluster
-            cluster._transitions = []  # statuses are ours from now on
-            cluster.endpoint = f"{cluster.identifier}.dsql.{backend.region_name}.on.aws"
-            state = _State(status="CREATING")
-            if properties and properties.get("witnessRegion"):
-                state.witness = properties["witnessRegion"]
-                state.peers = [p for p in properties.get("clusters") or [] if p != cluster.arn]
-            self.states[cluster.arn] = state
-            if state.witness:
-                self._set(cluster, "PENDING_SETUP")
-                self._activate_if_peered(cluster.arn)
-            else:
-                self._set(cluster, "CREATING", self.activation_seconds, "ACTIVE")
+            return self._logged(
+                "CreateCluster", backend.region_name, None, "", lambda: self._create(original, backend, *args, **kwargs)
+            )
+
+    def _create(self, original: Any, backend: AuroraDSQLBackend, *args: Any, **kwargs: Any) -> Cluster:
+        properties = kwargs.get("multi_region_properties")
+        self._validate_properties(backend.region_name, properties)
+        known = set(backend.clusters)
+        cluster = original(backend, *args, **kwargs)
+        if cluster.identifier in known:  # same client token: the same cluster
             return cluster
+        cluster._transitions = []  # statuses are ours from now on
+        state = _State(status="CREATING", endpoint=f"{cluster.identifier}.dsql.{backend.region_name}.on.aws")
+        if properties and properties.get("witnessRegion"):
+            state.witness = properties["witnessRegion"]
+            state.peers = [p for p in properties.get("clusters") or [] if p != cluster.arn]
+        self.states[cluster.arn] = state
+        if not state.witness:
+            self._set(cluster, "CREATING", self.activation_seconds, "ACTIVE")
+            return cluster
+        self._set(cluster, "PENDING_SETUP")
+        self._activate_if_peered(cluster.arn)
+        if state.status == "PENDING_SETUP":
+            # AWS's examples answer a multi-Region create with UPDATING in one place and
+            # PENDING_SETUP in another: the create says UPDATING, the next GetCluster PENDING_SETUP.
+            cluster._status = "UPDATING"
+        return cluster
 
     def _activate_if_peered(self, arn: str) -> None:
         if not self._peered(arn):
             return
         for member in [arn, *self.states[arn].peers]:
             cluster = self._cluster(member)
-            if cluster is not None and self.states[member].status in ("PENDING_SETUP", "UPDATING"):
+            if cluster is not None and self.states[member].status == "PENDING_SETUP":
                 self._set(cluster, "CREATING", self.activation_seconds, "ACTIVE")
 
     def update(self, original: Any, backend: AuroraDSQLBackend, identifier: str, *args: Any, **kwargs: Any) -> Cluster:
-        properties = kwargs.get("multi_region_properties")
         protection = kwargs.get("deletion_protection_enabled")
+        asked = [] if protection is None else [f"deletionProtectionEnabled={protection}"]
+        if kwargs.get("multi_region_properties") is not None:
+            asked.append("multiRegionProperties")
+        change = ", ".join(asked)
         with self.lock:
-            cluster = self.get(self._original_get, backend, identifier)
-            if properties is not None:
-                self._validate_properties(backend.region_name, properties)
-            cluster = original(backend, identifier, *args, **kwargs)
-            state = self.states.get(cluster.arn)
-            if state is None:
-                return cluster
-            if properties is not None:
-                state.peers = [p for p in properties.get("clusters") or [] if p != cluster.arn]
-                state.witness = properties.get("witnessRegion", state.witness)
-                self._activate_if_peered(cluster.arn)
-            elif protection is not None and state.status == "ACTIVE":
-                self._set(cluster, "UPDATING", self.update_seconds, "ACTIVE")
+            return self._logged(
+                "UpdateCluster",
+                backend.region_name,
+                identifier,
+                change,
+                lambda: self._update(original, backend, identifier, *args, **kwargs),
+            )
+
+    def _update(self, original: Any, backend: AuroraDSQLBackend, identifier: str, *args: Any, **kwargs: Any) -> Cluster:
+        properties = kwargs.get("multi_region_properties")
+        cluster = self.get(self._original_get, backend, identifier)
+        state = self.states.get(cluster.arn)
+        if state is not None:
+            self._refuse_change(cluster, state, "UpdateCluster")
+            leaving = [p for p in state.peers if p in self.states and self.states[p].status == "PENDING_DELETE"]
+            if leaving:
+                raise ConflictException(
+                    f"UpdateCluster: the peer {leaving[0]} of cluster {identifier} is PENDING_DELETE.",
+                    identifier,
+                    "cluster",
+                )
+        if properties is not None:
+            self._validate_properties(backend.region_name, properties)
+        cluster = original(backend, identifier, *args, **kwargs)
+        if state is None:
             return cluster
+        if properties is not None:
+            state.peers = [p for p in properties.get("clusters") or [] if p != cluster.arn]
+            state.witness = properties.get("witnessRegion", state.witness)
+            self._activate_if_peered(cluster.arn)
+        elif kwargs.get("deletion_protection_enabled") is not None and state.status == "ACTIVE":
+            self._set(cluster, "UPDATING", self.update_seconds, "ACTIVE")
+        self._show(cluster, state)
+        return cluster
 
     def delete(self, original: Any, backend: AuroraDSQLBackend, identifier: str) -> Cluster:
         with self.lock:
-            cluster = self.get(self._original_get, backend, identifier)
-            if cluster.deletion_protection_enabled:
-                error = ValidationException("Deletion protection is enabled for this cluster.")
-                error.reason = "deletionProtectionEnabled"
-                raise error
-            state = self.states.get(cluster.arn)
-            if state is None:
-                return original(backend, identifier)
-            if state.status in ("DELETING", "DELETED"):
-                return cluster
-            alive = [
-                p
-                for p in state.peers
-                if p in self.states
-                and self.states[p].status not in ("DELETING", "DELETED", "PENDING_DELETE")
-                and self._cluster(p) is not None
-            ]
-            if alive and self._peered(cluster.arn):
-                self._set(cluster, "PENDING_DELETE")
-            else:
-                self._set(cluster, "DELETING", self.deletion_seconds, "DELETED")
-                for peer in state.peers:  # the last one out releases the others
-                    other = self._cluster(peer)
-                    if other is not None and self.states.get(peer, _State("")).status == "PENDING_DELETE":
-                        self._set(other, "DELETING", self.deletion_seconds, "DELETED")
-            return cluster
+            return self._logged(
+                "DeleteCluster",
+                backend.region_name,
+                identifier,
+                "",
+                lambda: self._delete(original, backend, identifier),
+            )
+
+    def _delete(self, original: Any, backend: AuroraDSQLBackend, identifier: str) -> Cluster:
+        cluster = self.get(self._original_get, backend, identifier)
+        state = self.states.get(cluster.arn)
+        if state is not None:
+            self._refuse_change(cluster, state, "DeleteCluster")
+        if cluster.deletion_protection_enabled:
+            error = ValidationException("Deletion protection is enabled for this cluster.")
+            error.reason = "deletionProtectionEnabled"
+            raise error
+        if state is None:
+            return original(backend, identifier)
+        alive = [
+            p
+            for p in state.peers
+            if p in self.states and self.states[p].status not in LEAVING and self._cluster(p) is not None
+        ]
+        if alive and self._peered(cluster.arn):
+            self._set(cluster, "PENDING_DELETE")
+        else:
+            self._set(cluster, "DELETING", self.deletion_seconds, "DELETED")
+            for peer in state.peers:  # the last one out releases the others
+                other = self._cluster(peer)
+                if other is not None and peer in self.states and self.states[peer].status == "PENDING_DELETE":
+                    self._set(other, "DELETING", self.deletion_seconds, "DELETED")
+        return cluster
 
     def get(self, original: Any, backend: AuroraDSQLBackend, identifier: str) -> Cluster:
         with self.lock:

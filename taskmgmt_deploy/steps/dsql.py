@@ -1,10 +1,21 @@
 """Aurora DSQL: one cluster per region, and the peering that makes them one database.
 
-Create (aurora-dsql.md 1.7): A with the witness -> B with the witness and A -> update A
-with B -> wait for both. A and B sit in PENDING_SETUP until the update, which is expected.
-Delete (1.8): protection off on both -> delete A (PENDING_DELETE) -> delete B -> wait
-until both are gone. A peered pair can only be deleted together, so the peering's delete
-is that whole procedure and each cluster's own delete then finds nothing left to do.
+Create, as https://docs.aws.amazon.com/aurora-dsql/latest/userguide/multi-region-aws-cli.html
+does it: A with the witness -> B with the witness and A -> update A with B -> wait until both
+are ACTIVE, with no wait in between. A and B sit in PENDING_SETUP until the update, and the
+model makes `endpoint` optional, so a new cluster's endpoint is the one AWS reports when it
+reports one and otherwise `{identifier}.dsql.{region}.on.aws`, the documented form
+(https://docs.aws.amazon.com/aurora-dsql/latest/userguide/accessing.html).
+
+Delete, as https://docs.aws.amazon.com/aurora-dsql/latest/userguide/cluster-lifecycle.html
+describes it: deletion protection off on both clusters (only under --force) -> delete A, which
+waits in PENDING_DELETE -> delete B -> wait until both are gone. AWS refuses to change a
+cluster whose peer is PENDING_DELETE, hence protection off on both before deleting either. A
+cluster already PENDING_DELETE or DELETING has its delete requested: it gets no second
+DeleteCluster and no UpdateCluster. Each call re-reads the cluster first, so a destroy killed
+between any two calls resumes where it stopped. Both steps delete the whole pair this way:
+the peering from its record, a cluster with the peers it lists (the peering record may be
+lost), so whichever runs first does the work and the others find nothing left.
 """
 
 from __future__ import annotations
@@ -12,20 +23,21 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from taskmgmt_deploy.aws.errors import error_message, is_not_found
+from taskmgmt_deploy.aws.errors import error_message
 from taskmgmt_deploy.aws.retry import call_with_retry, is_dsql_conflict
 from taskmgmt_deploy.aws.waiting import poll
 from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.errors import ProtectedError
+from taskmgmt_deploy.errors import ProtectedError, TaskmgmtError
 from taskmgmt_deploy.models import Change, Observed, Record, Ref, Resource
-from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_none
+from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none
 
 HEALTHY = frozenset({"ACTIVE", "IDLE", "INACTIVE"})
-GOING = frozenset({"DELETING", "DELETED", "PENDING_DELETE"})
+GOING = frozenset({"DELETING", "DELETED", "PENDING_DELETE"})  # its delete was requested
+BUSY = frozenset({"CREATING", "UPDATING"})  # a change is in progress; delete after it
 CLUSTER_TIMEOUT = 30 * 60.0  # the Terraform provider's create/update/delete timeout
 POLL_INTERVAL = 2.0  # GetCluster is cheap; a coarser poll only adds to every deploy's wait
+
+Member = tuple[Any, str]  # (the dsql client of the cluster's region, its identifier)
 
 
 class DsqlClusterStep(AwsStep):
@@ -48,25 +60,20 @@ class DsqlClusterStep(AwsStep):
     ) -> dict[str, Any]:
         dsql = self.aws.get("dsql", res.region)
         if observed is None:
-            # Not ACTIVE yet: an unpeered cluster stays in PENDING_SETUP (some responses say
-            # UPDATING) until the peering step links it. Only its endpoint is needed now.
-            identifier = self._create(dsql, spec, ctx)
-            settled = lambda c: bool(c.get("endpoint"))  # noqa: E731
-        else:
-            identifier = observed.outputs["id"]
-            call_with_retry(
-                lambda: dsql.update_cluster(
-                    identifier=identifier, deletionProtectionEnabled=spec["deletion_protection"]
-                ),
-                is_dsql_conflict,
-                "dsql_conflict",
-                ctx.clock,
-                ctx.progress,
-            )
-            settled = lambda c: c["status"] != "UPDATING"  # noqa: E731
+            # Nothing to wait for: the cluster stays in PENDING_SETUP until the peering step
+            # links it, and its id, ARN and endpoint are known now.
+            return cluster_outputs(self._create(dsql, spec, ctx))
+        identifier = observed.outputs["id"]
+        call_with_retry(
+            lambda: dsql.update_cluster(identifier=identifier, deletionProtectionEnabled=spec["deletion_protection"]),
+            is_dsql_conflict,
+            "dsql_conflict",
+            ctx.clock,
+            ctx.progress,
+        )
         cluster = poll(
             lambda: dsql.get_cluster(identifier=identifier),
-            done=settled,
+            done=lambda c: c["status"] != "UPDATING",
             failed=_failed,
             state=lambda c: c["status"],
             what=f"cluster {identifier}",
@@ -76,7 +83,7 @@ class DsqlClusterStep(AwsStep):
         )
         return cluster_outputs(cluster)
 
-    def _create(self, dsql: Any, spec: Mapping[str, Any], ctx: StepContext) -> str:
+    def _create(self, dsql: Any, spec: Mapping[str, Any], ctx: StepContext) -> Mapping[str, Any]:
         properties: dict[str, Any] = {"witnessRegion": spec["witness_region"]}
         if spec.get("peer_arn"):
             properties["clusters"] = [spec["peer_arn"]]
@@ -87,7 +94,7 @@ class DsqlClusterStep(AwsStep):
         }
         if ctx.token:  # the same token after a crash returns the same cluster, not a second one
             kwargs["clientToken"] = ctx.token
-        return str(dsql.create_cluster(**kwargs)["identifier"])
+        return dsql.create_cluster(**kwargs)
 
     def guard_delete(self, record: Record, observed: Observed | None) -> str | None:
         if observed is not None and observed.live.get("deletion_protection"):
@@ -95,11 +102,13 @@ class DsqlClusterStep(AwsStep):
         return None
 
     def delete(self, record: Record, ctx: StepContext) -> None:
+        """This cluster goes with its peers: alone, it would wait in PENDING_DELETE for ever."""
         dsql = self.aws.get("dsql", record.region)
         identifier = record.id or (record.arn or "").rsplit("/", 1)[-1]
-        if identifier and request_delete(dsql, identifier, ctx):
-            # A peer that is still alive holds this one in PENDING_DELETE: that is done for us.
-            wait_gone(dsql, identifier, ctx, pending_delete_is_done=True)
+        cluster = get_cluster(dsql, identifier) if identifier else None
+        if cluster is not None:
+            peers = [(self.aws.get("dsql", region_of(arn)), arn.rsplit("/", 1)[-1]) for arn in peers_of(cluster)]
+            delete_clusters([(dsql, identifier), *peers], ctx)
 
     def health(self, observed: Observed) -> str | None:
         status = observed.state
@@ -176,14 +185,10 @@ class DsqlPeeringStep(AwsStep):
         return _pair_outputs(*pair)
 
     def delete(self, record: Record, ctx: StepContext) -> None:
-        """The multi-Region delete: both clusters, in order, then wait until both are gone."""
-        pair = [
-            (self.aws.get("dsql", record.outputs[f"{side}_region"]), record.outputs[f"{side}_id"])
-            for side in ("primary", "secondary")
-        ]
-        requested = [(client, ident) for client, ident in pair if request_delete(client, ident, ctx)]
-        for client, ident in requested:
-            wait_gone(client, ident, ctx, pending_delete_is_done=False)
+        """A peering recorded before it was made has no clusters: theirs delete them."""
+        out = record.outputs
+        sides = [side for side in ("primary", "secondary") if out.get(f"{side}_id") and out.get(f"{side}_region")]
+        delete_clusters([(self.aws.get("dsql", out[f"{side}_region"]), out[f"{side}_id"]) for side in sides], ctx)
 
 
 # -- helpers shared by both steps -------------------------------------------------------
@@ -213,11 +218,13 @@ def _all_clusters(dsql: Any) -> Iterator[dict[str, Any]]:
 
 
 def cluster_outputs(cluster: Mapping[str, Any]) -> dict[str, Any]:
+    """From CreateCluster or GetCluster; AWS's endpoint wins once it reports one."""
+    identifier, region = cluster["identifier"], region_of(cluster["arn"])
     return {
-        "id": cluster["identifier"],
+        "id": identifier,
         "arn": cluster["arn"],
-        "endpoint": cluster.get("endpoint"),
-        "region": cluster["arn"].split(":")[3],
+        "endpoint": cluster.get("endpoint") or endpoint_of(identifier, region),
+        "region": region,
     }
 
 
@@ -245,8 +252,8 @@ def _pair_outputs(primary: Mapping[str, Any], secondary: Mapping[str, Any]) -> d
         "id": f"{primary['identifier']}+{secondary['identifier']}",
         "primary_id": primary["identifier"],
         "secondary_id": secondary["identifier"],
-        "primary_region": primary["arn"].split(":")[3],
-        "secondary_region": secondary["arn"].split(":")[3],
+        "primary_region": region_of(primary["arn"]),
+        "secondary_region": region_of(secondary["arn"]),
     }
 
 
@@ -254,58 +261,96 @@ def _failed(cluster: Mapping[str, Any]) -> str | None:
     return "cluster status FAILED" if cluster["status"] == "FAILED" else None
 
 
-def request_delete(dsql: Any, identifier: str, ctx: StepContext) -> bool:
-    """Turn protection off (only under --force) and ask for deletion. False if already gone."""
+def region_of(arn: str) -> str:
+    return arn.split(":")[3]
+
+
+def endpoint_of(identifier: str, region: str) -> str:
+    """The documented endpoint form, for a cluster that does not report one yet."""
+    return f"{identifier}.dsql.{region}.on.aws"
+
+
+def delete_clusters(members: list[Member], ctx: StepContext) -> None:
+    """The multi-Region delete, from whatever state a previous run left the clusters in."""
+    clusters = [(member, cluster) for member in members if (cluster := get_cluster(*member)) is not None]
+    protected = [m for m, c in clusters if c.get("deletionProtectionEnabled") and c["status"] not in GOING]
+    if protected:
+        _check_unprotectable(protected, clusters, ctx)
+        for dsql, identifier in protected:
+            _turn_protection_off(dsql, identifier, ctx)
+        for dsql, identifier in protected:
+            wait_settled(dsql, identifier, ctx)
+    for dsql, identifier in members:
+        _request_delete(dsql, identifier, ctx)
+    for dsql, identifier in members:
+        wait_gone(dsql, identifier, ctx)
+
+
+def _check_unprotectable(
+    protected: list[Member], clusters: list[tuple[Member, dict[str, Any]]], ctx: StepContext
+) -> None:
+    names = ", ".join(identifier for _, identifier in protected)
+    if not ctx.force:
+        raise ProtectedError(f"DSQL cluster {names} has deletion protection on")
+    leaving = [f"{m[1]} ({c['status']})" for m, c in clusters if c["status"] in GOING]
+    if leaving:
+        raise TaskmgmtError(
+            f"DSQL cluster {names} has deletion protection on and its peer {', '.join(leaving)} is already "
+            "being deleted: AWS refuses to change a cluster whose peer is PENDING_DELETE, so the pair cannot "
+            "be finished from here (turn protection off on both before deleting either)"
+        )
+
+
+# Each attempt re-reads the cluster: a conflict because another run got there first ends
+# with nothing left to do, and a cluster whose delete was requested is never changed.
+
+
+def _turn_protection_off(dsql: Any, identifier: str, ctx: StepContext) -> None:
+    def attempt() -> None:
+        cluster = _not_leaving(dsql, identifier)
+        if cluster is not None and cluster.get("deletionProtectionEnabled"):
+            ctx.progress(f"turning deletion protection off on {identifier}")
+            dsql.update_cluster(identifier=identifier, deletionProtectionEnabled=False)
+
+    call_with_retry(attempt, is_dsql_conflict_not_protection, "dsql_conflict", ctx.clock, ctx.progress)
+
+
+def _request_delete(dsql: Any, identifier: str, ctx: StepContext) -> None:
+    def attempt() -> None:
+        if _not_leaving(dsql, identifier) is not None:
+            ctx.progress(f"deleting {identifier}")
+            absent_is_done(lambda: dsql.delete_cluster(identifier=identifier))
+
+    call_with_retry(attempt, is_dsql_conflict_not_protection, "dsql_conflict", ctx.clock, ctx.progress)
+
+
+def _not_leaving(dsql: Any, identifier: str) -> dict[str, Any] | None:
+    """The cluster, unless it is gone or its delete was already requested."""
     cluster = get_cluster(dsql, identifier)
-    if cluster is None:
-        return False
-    if cluster["status"] in ("DELETING", "DELETED"):
-        return True
-    if cluster.get("deletionProtectionEnabled"):
-        if not ctx.force:
-            raise ProtectedError(f"DSQL cluster {identifier} has deletion protection on")
-        ctx.progress(f"turning deletion protection off on {identifier}")
-        call_with_retry(
-            lambda: dsql.update_cluster(identifier=identifier, deletionProtectionEnabled=False),
-            is_dsql_conflict,
-            "dsql_conflict",
-            ctx.clock,
-            ctx.progress,
-        )
-        poll(
-            lambda: dsql.get_cluster(identifier=identifier),
-            done=lambda c: c["status"] != "UPDATING",
-            what=f"cluster {identifier} update",
-            ctx=ctx,
-            timeout=CLUSTER_TIMEOUT,
-            interval=POLL_INTERVAL,
-        )
-    try:
-        call_with_retry(
-            lambda: dsql.delete_cluster(identifier=identifier),
-            is_dsql_conflict_not_protection,
-            "dsql_conflict",
-            ctx.clock,
-            ctx.progress,
-        )
-    except ClientError as exc:
-        if is_not_found(exc):
-            return False
-        raise
-    return True
+    return None if cluster is None or cluster["status"] in GOING else cluster
 
 
 def is_dsql_conflict_not_protection(exc: BaseException) -> bool:
+    """moto refuses a protected delete with ConflictException; that one never resolves by waiting."""
     return is_dsql_conflict(exc) and "protection" not in error_message(exc).lower()
 
 
-def wait_gone(dsql: Any, identifier: str, ctx: StepContext, pending_delete_is_done: bool) -> None:
-    def done(cluster: dict[str, Any] | None) -> bool:
-        return cluster is None or (pending_delete_is_done and cluster["status"] == "PENDING_DELETE")
-
+def wait_settled(dsql: Any, identifier: str, ctx: StepContext) -> None:
     poll(
         lambda: get_cluster(dsql, identifier),
-        done=done,
+        done=lambda c: c is None or c["status"] not in BUSY,
+        what=f"cluster {identifier} update",
+        state=lambda c: c["status"] if c else "gone",
+        ctx=ctx,
+        timeout=CLUSTER_TIMEOUT,
+        interval=POLL_INTERVAL,
+    )
+
+
+def wait_gone(dsql: Any, identifier: str, ctx: StepContext) -> None:
+    poll(
+        lambda: get_cluster(dsql, identifier),
+        done=lambda c: c is None,
         what=f"cluster {identifier} to be deleted",
         state=lambda c: c["status"] if c else "gone",
         ctx=ctx,
