@@ -74,11 +74,14 @@ def get_task(conn: Conn, task_id: str, for_update: bool = False) -> dict[str, An
     return row
 
 
-# The task and its history in one statement (one round trip): the history as a JSON array.
+# The task and its history in one statement (one round trip): the history as a JSON array,
+# cast to text. DSQL documents json as a runtime type only and advises casting what returns
+# json to text, so no driver is trusted to parse it: Python does.
+# https://docs.aws.amazon.com/aurora-dsql/latest/userguide/working-with-postgresql-compatibility-supported-data-types.html
 SELECT_WITH_HISTORY = (
     "SELECT " + ", ".join(f"t.{c}" for c in COLUMNS) + ", (SELECT coalesce(json_agg(json_build_object("
     "'id', u.id, 'field_name', u.field_name, 'old_value', u.old_value, 'new_value', u.new_value, "
-    "'updated_by', u.updated_by, 'updated_at', u.updated_at) ORDER BY u.updated_at, u.id), '[]'::json) "
+    "'updated_by', u.updated_by, 'updated_at', u.updated_at) ORDER BY u.updated_at, u.id), '[]'::json)::text "
     "FROM task_updates u WHERE u.task_id = t.id) AS history FROM tasks t WHERE t.id = %s"
 )
 
@@ -88,7 +91,8 @@ def get_with_history(conn: Conn, task_id: str) -> tuple[dict[str, Any], list[dic
     if row is None:
         raise NotFound(f"task {task_id} does not exist")
     history = [
-        {**item, "updated_at": _json_value(datetime.fromisoformat(item["updated_at"]))} for item in row.pop("history")
+        {**item, "updated_at": _json_value(datetime.fromisoformat(item["updated_at"]))}
+        for item in json.loads(row.pop("history"))
     ]
     return to_json(row), history
 
