@@ -9,9 +9,29 @@ import psycopg
 import pytest
 
 from task_processor import app as app_module
+from task_processor import service
 from task_processor.db import Database
 from task_processor.errors import LimitExceeded
 from tests.function.conftest import ROW_LIMIT, Client, make_app, send_event, task_event
+
+
+def add_history(admin_url: str, task_id: str, rows: int, value: str = "x") -> None:
+    """Seed history straight into the table, 1,000 rows per transaction (within DSQL's limit)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for start in range(0, rows, 1000):
+            conn.execute(
+                "INSERT INTO task_updates (task_id, field_name, old_value, new_value, updated_by)"
+                " SELECT %s, 'description', %s || g, %s || g, 'seed' FROM generate_series(1, %s) g",
+                [task_id, value, value, min(1000, rows - start)],
+            )
+
+
+def count_left(admin_url: str, task_id: str) -> tuple[int, int]:
+    with psycopg.connect(admin_url) as conn:
+        tasks = conn.execute("SELECT count(*) FROM tasks WHERE id = %s", [task_id]).fetchone()[0]
+        history = conn.execute("SELECT count(*) FROM task_updates WHERE task_id = %s", [task_id]).fetchone()[0]
+    return tasks, history
+
 
 # -- JSON ----------------------------------------------------------------------------------------
 
@@ -86,3 +106,67 @@ def test_an_event_that_hits_a_limit_is_dropped_not_retried(app, client: Client, 
     event = task_event("task.updated", {"taskId": task["id"], "updates": {"title": "x"}, "updatedBy": "bo"})
     outcome = send_event(app, event)
     assert outcome["status"] == "dropped" and "10mb" in outcome["reason"]
+
+
+# -- deleting a long history ---------------------------------------------------------------------
+
+
+def test_a_task_with_5000_history_rows_is_deleted_in_batches_and_nothing_is_left(client, schema_url, bus, row_guard):
+    task = client.create()
+    add_history(schema_url, task["id"], 5000)
+    row_guard.largest = 0
+    status, _, _ = client.request("DELETE", f"/tasks/{task['id']}", headers={"If-Match": '"1"'})
+    assert status == 204
+    assert count_left(schema_url, task["id"]) == (0, 0)
+    assert row_guard.largest == service.HISTORY_BATCH_ROWS  # each batch its own transaction, 1,000 rows at most
+    assert bus.details()[-1]["eventType"] == "task.deleted"
+
+
+def test_a_delete_with_a_stale_version_deletes_nothing_not_even_history(client, schema_url):
+    task = client.create()
+    add_history(schema_url, task["id"], 1500)
+    client.request("PATCH", f"/tasks/{task['id']}", {"title": "v2", "updated_by": "bo"})
+    status, body, _ = client.request("DELETE", f"/tasks/{task['id']}", headers={"If-Match": '"1"'})
+    assert status == 409 and body["current_version"] == 2
+    assert count_left(schema_url, task["id"]) == (1, 1501)
+
+
+def test_a_delete_cut_short_between_batches_leaves_the_task_and_a_retry_finishes(client, schema_url, monkeypatch):
+    task = client.create()
+    add_history(schema_url, task["id"], 2500)
+    real = service.delete_task_step
+    steps = []
+
+    def dies_after_one_batch(conn, *args):
+        if steps:
+            raise RuntimeError("the function was stopped")
+        steps.append(1)
+        return real(conn, *args)
+
+    monkeypatch.setattr(app_module.service, "delete_task_step", dies_after_one_batch)
+    assert client.request("DELETE", f"/tasks/{task['id']}", headers={"If-Match": '"1"'})[0] == 500
+    assert count_left(schema_url, task["id"]) == (1, 1500)  # the task, at its version, with a shorter history
+    monkeypatch.setattr(app_module.service, "delete_task_step", real)
+    _, body, _ = client.request("GET", f"/tasks/{task['id']}")
+    assert body["task"]["version"] == 1
+    assert client.request("DELETE", f"/tasks/{task['id']}", headers={"If-Match": '"2"'})[0] == 409
+    assert count_left(schema_url, task["id"]) == (1, 1500)
+    assert client.request("DELETE", f"/tasks/{task['id']}", headers={"If-Match": '"1"'})[0] == 204
+    assert count_left(schema_url, task["id"]) == (0, 0)
+
+
+def test_large_history_rows_are_deleted_in_batches_of_at_most_4_mib(client, schema_url, row_guard):
+    task = client.create()
+    add_history(schema_url, task["id"], 120, value="é" * 20_000)  # about 80 KB a row: 9.6 MB in all
+    row_guard.largest = 0
+    assert client.request("DELETE", f"/tasks/{task['id']}")[0] == 204
+    assert count_left(schema_url, task["id"]) == (0, 0)
+    per_row = 2 * (40_000 + 3) + 1024
+    assert row_guard.largest <= service.HISTORY_BATCH_BYTES // per_row + 1  # + 1: the task row itself
+
+
+def test_rows_within_a_budget():
+    assert service._rows_within(10, []) == 0
+    assert service._rows_within(10, [4, 4, 4]) == 2
+    assert service._rows_within(10, [4, 4]) == 2
+    assert service._rows_within(10, [50, 1]) == 1  # one row always goes, or nothing would
