@@ -127,7 +127,8 @@ class Job:
 
 
 class StandIn:
-    """A PostgreSQL database held to DSQL's rules where PostgreSQL has no such thing.
+    """A PostgreSQL database held to DSQL's rules where PostgreSQL has no such thing
+    (docs/pessimistic-emulation.md, Q6 to Q9).
 
     - CREATE INDEX ASYNC builds the index (CREATE INDEX) and returns a job id; sys.jobs then
       answers 'submitted', 'processing' for `polls` more looks, and only then 'completed', or

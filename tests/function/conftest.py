@@ -2,7 +2,7 @@
 
 Every connection a test opens (the function's, the migrator's, the test's own) is a
 GuardedConnection: PostgreSQL made as strict as DSQL where DSQL documents a limit that
-PostgreSQL does not enforce (docs/pessimistic-emulation.md, ids Q...).
+PostgreSQL does not enforce (docs/pessimistic-emulation.md, Q1 to Q4).
 """
 
 from __future__ import annotations
