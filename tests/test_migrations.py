@@ -367,6 +367,15 @@ def test_a_build_that_outlives_the_wait_is_waited_for_again_by_the_next_run(data
     assert len(stand_in.jobs) == len(INDEXES)  # the rerun submitted no second build of the first index
 
 
+def test_one_run_shares_one_bounded_wait_among_its_index_builds(database_url, clock):
+    """So a run, and its one connection, stays well inside DSQL's 60 minutes."""
+    stand_in = StandIn(database_url, polls=3)  # 15 s of looks per build
+    started = clock.now()
+    with pytest.raises(IndexJobError, match=r"index job job004tasks_pr .* still submitted after 0 s"):
+        dsql_migrator(stand_in, clock, index_wait=40).apply()
+    assert clock.now() - started == pytest.approx(40)
+
+
 def test_a_rerun_after_a_crash_mid_wait_finds_the_still_running_job(database_url, clock):
     stand_in = StandIn(database_url, polls=5)
 

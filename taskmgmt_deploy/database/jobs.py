@@ -3,8 +3,9 @@
 CREATE INDEX ASYNC returns a job id at once and builds the index in the background. The
 blocking sys.wait_for_job would wait inside one statement, and DSQL ends every
 transaction after five minutes, so a longer build would fail the wait. Instead each look
-at sys.jobs is its own short statement, spaced out on the injected clock, for a bounded
-total time. A job id is recorded in schema_index_jobs as soon as it is known, so a run
+at sys.jobs is its own short statement, spaced out on the injected clock. One run waits
+at most INDEX_WAIT for all its builds together, which also keeps its one connection well
+inside DSQL's 60-minute connection limit. A job id is recorded in schema_index_jobs as soon as it is known, so a run
 that was interrupted or gave up waiting finds the job again: CREATE INDEX ASYNC IF NOT
 EXISTS returns no job for an index that already exists, even one still being built or
 left INVALID by a failed build.
@@ -31,7 +32,7 @@ JOBS_TABLE = (
 )
 RUNNING = frozenset({"submitted", "processing"})
 FAILED = frozenset({"failed", "cancelled", "canceled"})
-INDEX_WAIT = 30 * 60.0  # seconds a run waits for one build before it stops (a rerun waits on)
+INDEX_WAIT = 30 * 60.0  # seconds one run waits for index builds in all before it stops (a rerun waits on)
 FIRST_POLL, LONGEST_POLL = 1.0, 15.0
 REPORT_EVERY = 60.0  # progress while the status stays the same
 _INDEX = re.compile(r'^\s*create\s+(?:unique\s+)?index\s+async\s+(?:if\s+not\s+exists\s+)?"?([\w$]+)"?', re.IGNORECASE)
@@ -52,8 +53,11 @@ def is_occ_conflict(exc: BaseException) -> bool:
 
 
 class IndexJobs:
+    """The index builds of one migrate run, which shares one deadline among them."""
+
     def __init__(self, clock: Clock, progress: Callable[[str], None], wait: float = INDEX_WAIT):
         self.clock, self.progress, self.wait = clock, progress, wait
+        self.deadline: float | None = None
 
     def settle(self, conn: psycopg.Connection[Any], index: str, job: str | None, migration: str, version: str) -> None:
         """Return once the index is built; raise IndexJobError if it failed or is still building."""
@@ -65,6 +69,8 @@ class IndexJobs:
 
     def _await(self, conn: psycopg.Connection[Any], index: str, job: str | None, migration: str) -> None:
         started, delay = self.clock.now(), FIRST_POLL
+        if self.deadline is None:
+            self.deadline = started + self.wait
         reported: tuple[str, float] | None = None
         while True:
             row = self._job(conn, job) if job else None
@@ -90,15 +96,17 @@ class IndexJobs:
                 raise IndexJobError(
                     f"index job {job} ({index}) reports status {status!r}, which taskmgmt does not know"
                 )
-            if waited >= self.wait:
+            left = self.deadline - self.clock.now()
+            if left <= 0:
                 raise IndexJobError(
-                    f"index job {job} ({index}) of {migration} is still {status} after {waited:.0f} s; "
-                    "run migrate again to keep waiting (the migration is recorded once the index is built)"
+                    f"index job {job} ({index}) of {migration} is still {status} after {waited:.0f} s "
+                    f"(one run waits {self.wait:.0f} s for index builds); run migrate again to keep waiting "
+                    "(the migration is recorded once the index is built)"
                 )
             if reported is None or reported[0] != status or waited - reported[1] >= REPORT_EVERY:
                 self.progress(f"index job {job} ({index}): {status}, {waited:.0f} s")
                 reported = (status, waited)
-            self.clock.sleep(min(delay, self.wait - waited))
+            self.clock.sleep(min(delay, left))
             delay = min(delay * 2, LONGEST_POLL)
 
     def _job(self, conn: psycopg.Connection[Any], job: str) -> dict[str, Any] | None:

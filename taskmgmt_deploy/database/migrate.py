@@ -84,7 +84,7 @@ class Migrator:
         self.connect, self.migrations, self.dsql, self.role_arn = connect, migrations, dsql, role_arn
         self.clock = clock or SystemClock()
         self.progress = progress
-        self.jobs = IndexJobs(self.clock, progress, index_wait)
+        self.index_wait = index_wait
 
     # -- reading ------------------------------------------------------------------------
     def inspect(self) -> SchemaState:
@@ -147,6 +147,7 @@ class Migrator:
     def apply(self) -> list[str]:
         """Bring the database up to date; return what was done (empty when it already was)."""
         done: list[str] = []
+        jobs = IndexJobs(self.clock, self.progress, self.index_wait)
         with self.connect() as conn:
             conn.autocommit = True
             state = self._inspect(conn)
@@ -156,7 +157,7 @@ class Migrator:
                     self._run(conn, JOBS_TABLE)
             for migration in self.migrations:
                 if migration.version in state.pending:
-                    self._apply_migration(conn, migration)
+                    self._apply_migration(conn, migration, jobs)
                     done.append(f"applied {migration.name}")
             if not state.role_exists:
                 self._run(conn, sql.SQL("CREATE ROLE {} WITH LOGIN").format(sql.Identifier(APP_ROLE)))
@@ -169,7 +170,7 @@ class Migrator:
             done += self._grant(conn)
         return done
 
-    def _apply_migration(self, conn: psycopg.Connection[Any], migration: Migration) -> None:
+    def _apply_migration(self, conn: psycopg.Connection[Any], migration: Migration, jobs: IndexJobs) -> None:
         """Recorded as applied only once every statement is done, index builds included."""
         self.progress(f"applying {migration.name}")
         for statement in migration.statements:
@@ -179,7 +180,7 @@ class Migrator:
             job = self._run(conn, statement)
             index = index_name(statement)
             if index is not None:
-                self.jobs.settle(conn, index, job, migration.name, migration.version)
+                jobs.settle(conn, index, job, migration.name, migration.version)
         self._run(
             conn,
             sql.SQL("INSERT INTO schema_migrations (version, name, checksum) VALUES ({}, {}, {})").format(
