@@ -5,10 +5,10 @@ blocking sys.wait_for_job would wait inside one statement, and DSQL ends every
 transaction after five minutes, so a longer build would fail the wait. Instead each look
 at sys.jobs is its own short statement, spaced out on the injected clock. One run waits
 at most INDEX_WAIT for all its builds together, which also keeps its one connection well
-inside DSQL's 60-minute connection limit. A job id is recorded in schema_index_jobs as soon as it is known, so a run
-that was interrupted or gave up waiting finds the job again: CREATE INDEX ASYNC IF NOT
-EXISTS returns no job for an index that already exists, even one still being built or
-left INVALID by a failed build.
+inside DSQL's 60-minute connection limit. A job id is recorded in schema_index_jobs as
+soon as it is known, so a run that was interrupted or gave up waiting finds the job
+again: CREATE INDEX ASYNC IF NOT EXISTS returns no job for an index that already exists,
+even one still being built or left INVALID by a failed build.
 https://docs.aws.amazon.com/aurora-dsql/latest/userguide/working-with-create-index-async.html
 https://docs.aws.amazon.com/aurora-dsql/latest/userguide/CHAP_quotas.html
 """
@@ -72,31 +72,8 @@ class IndexJobs:
         if self.deadline is None:
             self.deadline = started + self.wait
         reported: tuple[str, float] | None = None
-        while True:
-            row = self._job(conn, job) if job else None
-            if row is None:  # no job known, or its record was purged (DSQL keeps finished jobs a while)
-                if self._valid(conn, index):
-                    return
-                raise IndexJobError(
-                    f"index {index} of {migration} is not valid and "
-                    + (f"its build job {job} is no longer listed" if job else "no build job of it is known")
-                    + f"; drop it (DROP INDEX {index}) and run migrate again"
-                )
-            status, details = str(row.get("status") or "").lower(), row.get("details")
-            waited = self.clock.now() - started
-            if status == "completed":
-                self.progress(f"index {index} built (job {job})")
-                return
-            if status in FAILED:
-                raise IndexJobError(
-                    f"index job {job} ({index}) of {migration} {status}: {details or 'no reason given'}; "
-                    f"drop the INVALID index (DROP INDEX {index}) and run migrate again"
-                )
-            if status not in RUNNING:
-                raise IndexJobError(
-                    f"index job {job} ({index}) reports status {status!r}, which taskmgmt does not know"
-                )
-            left = self.deadline - self.clock.now()
+        while (status := self._status(conn, index, job, migration)) is not None:
+            waited, left = self.clock.now() - started, self.deadline - self.clock.now()
             if left <= 0:
                 raise IndexJobError(
                     f"index job {job} ({index}) of {migration} is still {status} after {waited:.0f} s "
@@ -108,6 +85,30 @@ class IndexJobs:
                 reported = (status, waited)
             self.clock.sleep(min(delay, left))
             delay = min(delay * 2, LONGEST_POLL)
+
+    def _status(self, conn: psycopg.Connection[Any], index: str, job: str | None, migration: str) -> str | None:
+        """The build's status while it runs, None once the index is built; raises if it never will be."""
+        row = self._job(conn, job) if job else None
+        if row is None:  # no job known, or its record was purged (DSQL keeps finished jobs a while)
+            if self._valid(conn, index):
+                return None
+            raise IndexJobError(
+                f"index {index} of {migration} is not valid and "
+                + (f"its build job {job} is no longer listed" if job else "no build job of it is known")
+                + f"; drop it (DROP INDEX {index}) and run migrate again"
+            )
+        status, details = str(row.get("status") or "").lower(), row.get("details")
+        if status == "completed":
+            self.progress(f"index {index} built (job {job})")
+            return None
+        if status in FAILED:
+            raise IndexJobError(
+                f"index job {job} ({index}) of {migration} {status}: {details or 'no reason given'}; "
+                f"drop the INVALID index (DROP INDEX {index}) and run migrate again"
+            )
+        if status not in RUNNING:
+            raise IndexJobError(f"index job {job} ({index}) reports status {status!r}, which taskmgmt does not know")
+        return status
 
     def _job(self, conn: psycopg.Connection[Any], job: str) -> dict[str, Any] | None:
         # Read by column name with SELECT *: only the job id and its status values are documented.
