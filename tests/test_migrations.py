@@ -307,13 +307,13 @@ def test_dsql_conflicts_during_migration_are_retried(database_url, clock):
 
 
 def test_the_stand_in_refuses_two_ddl_statements_or_ddl_with_dml_in_one_transaction(database_url):
-    conn = StandIn(database_url).connect()
-    with pytest.raises(psycopg.errors.FeatureNotSupported), conn.transaction():
-        conn.execute("CREATE TABLE IF NOT EXISTS a (id int PRIMARY KEY)")
-        conn.execute("CREATE TABLE IF NOT EXISTS b (id int PRIMARY KEY)")
-    with pytest.raises(psycopg.errors.FeatureNotSupported), conn.transaction():
-        conn.execute("CREATE TABLE IF NOT EXISTS a (id int PRIMARY KEY)")
-        conn.execute("INSERT INTO a VALUES (1)")
+    with StandIn(database_url).connect() as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported), conn.transaction():
+            conn.execute("CREATE TABLE IF NOT EXISTS a (id int PRIMARY KEY)")
+            conn.execute("CREATE TABLE IF NOT EXISTS b (id int PRIMARY KEY)")
+        with pytest.raises(psycopg.errors.FeatureNotSupported), conn.transaction():
+            conn.execute("CREATE TABLE IF NOT EXISTS a (id int PRIMARY KEY)")
+            conn.execute("INSERT INTO a VALUES (1)")
 
 
 def test_each_index_job_is_polled_in_short_statements_until_it_completes(database_url, clock):
