@@ -269,11 +269,18 @@ def workload(
 
 def hot_writer(url: str, tls: bool, task_id: str, n: int, updates: int, start: Any, results: Any) -> None:
     """One function instance in its own process: `updates` successful updates of the hot task."""
+    try:
+        results.put(hot_updates(url, tls, task_id, n, updates, start))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the run with it
+        results.put({"error": f"writer {n}: {exc!r}"})
+
+
+def hot_updates(url: str, tls: bool, task_id: str, n: int, updates: int, start: Any) -> dict[str, Any]:
     TLS["on"] = tls
     handler_app = app(url, per_request=False)
     path = f"/tasks/{task_id}"
     version = json.loads(api.handle(request("GET", path), handler_app, "w")["body"])["task"]["version"]
-    start.wait()
+    start.wait(timeout=120)
     latencies, conflicts = [], 0
     for i in range(updates):
         started = time.perf_counter()
@@ -290,9 +297,7 @@ def hot_writer(url: str, tls: bool, task_id: str, n: int, updates: int, start: A
         latencies.append(time.perf_counter() - started)
     stats = handler_app.db.stats
     handler_app.db.close()
-    results.put(
-        {"latencies": latencies, "conflicts": conflicts, "opened": stats.opened, "occ_retries": stats.occ_retries}
-    )
+    return {"latencies": latencies, "conflicts": conflicts, "opened": stats.opened, "occ_retries": stats.occ_retries}
 
 
 def contention(url: str, writers: int, updates: int) -> dict[str, Any]:
@@ -307,12 +312,18 @@ def contention(url: str, writers: int, updates: int) -> dict[str, Any]:
     ]
     for worker in workers:
         worker.start()
-    start.wait()  # every writer is connected and has read the task
+    try:
+        start.wait(timeout=120)  # every writer is connected and has read the task
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"the writers did not all start: {results.get(timeout=5)}") from None
     began = time.perf_counter()
     outcomes = [results.get(timeout=600) for _ in workers]
     wall = time.perf_counter() - began
     for worker in workers:
         worker.join()
+    errors = [outcome["error"] for outcome in outcomes if "error" in outcome]
+    if errors:
+        raise RuntimeError("; ".join(errors))
     final = json.loads(api.handle(request("GET", f"/tasks/{task_id}"), seeder, "h")["body"])
     seeder.db.close()
     applied = writers * updates
