@@ -8,13 +8,21 @@ connections. Both connect as on DSQL: over TLS (when the PostgreSQL build has it
 fresh IAM token for every new connection. Also measured: warm get-by-id latency from one
 client, the cold import of the handler module, and the size of the arm64 function package.
 
-    python bench/handler_bench.py [--threads 4] [--seconds 10] [--quick]
+The contention mode (part of every run, or alone with --contention) puts N writer
+processes (default 16, each a function instance with its own connection) on one hot
+task: each updates it with the version it last saw and, on 409, again with the version
+the 409 reports. It measures updates per second, latency per update (409 retries
+included), 409s, OCC retries and connections opened, and checks that no update is lost
+(the final version counts every 200) and that a conflict never costs a connection.
+
+    python bench/handler_bench.py [--threads 4] [--seconds 10] [--writers 16] [--contention] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import statistics
 import subprocess
@@ -153,8 +161,9 @@ TLS = {"on": False}
 
 class ConnectionQuota:
     """DSQL's documented limit on new connections: 100 per second per cluster, bursts of up to
-    1,000 (aurora-dsql.md 3.3; beyond it, SQLSTATE 53400). Here a connection waits for its
-    turn instead of failing, which flatters a connect-per-request handler."""
+    1,000 (beyond it, SQLSTATE 53400; https://docs.aws.amazon.com/aurora-dsql/latest/userguide/CHAP_quotas.html).
+    Here a connection waits for its turn instead of failing, which flatters a connect-per-request
+    handler."""
 
     def __init__(self, rate: float = 100.0, burst: float = 1000.0):
         self.rate, self.tokens, self.burst = rate, burst, burst
@@ -258,6 +267,80 @@ def workload(
     }
 
 
+def hot_writer(url: str, tls: bool, task_id: str, n: int, updates: int, start: Any, results: Any) -> None:
+    """One function instance in its own process: `updates` successful updates of the hot task."""
+    try:
+        results.put(hot_updates(url, tls, task_id, n, updates, start))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the run with it
+        results.put({"error": f"writer {n}: {exc!r}"})
+
+
+def hot_updates(url: str, tls: bool, task_id: str, n: int, updates: int, start: Any) -> dict[str, Any]:
+    TLS["on"] = tls
+    handler_app = app(url, per_request=False)
+    path = f"/tasks/{task_id}"
+    version = json.loads(api.handle(request("GET", path), handler_app, "w")["body"])["task"]["version"]
+    start.wait(timeout=120)
+    latencies, conflicts = [], 0
+    for i in range(updates):
+        started = time.perf_counter()
+        while True:
+            body = {"description": f"writer {n} update {i}", "updated_by": f"w{n}", "version": version}
+            response = api.handle(request("PATCH", path, body), handler_app, "w")
+            answer = json.loads(response["body"])
+            if response["statusCode"] == 200:
+                version = answer["task"]["version"]
+                break
+            assert response["statusCode"] == 409, response
+            conflicts += 1
+            version = answer["current_version"]
+        latencies.append(time.perf_counter() - started)
+    stats = handler_app.db.stats
+    handler_app.db.close()
+    return {"latencies": latencies, "conflicts": conflicts, "opened": stats.opened, "occ_retries": stats.occ_retries}
+
+
+def contention(url: str, writers: int, updates: int) -> dict[str, Any]:
+    seeder = app(url, per_request=False)
+    created = api.handle(request("POST", "/tasks", {"title": "hot task", "created_by": "bench"}), seeder, "h")
+    task_id = json.loads(created["body"])["task"]["id"]
+    processes = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    start, results = processes.Barrier(writers + 1), processes.Queue()
+    workers = [
+        processes.Process(target=hot_writer, args=(url, TLS["on"], task_id, n, updates, start, results))
+        for n in range(writers)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        start.wait(timeout=120)  # every writer is connected and has read the task
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"the writers did not all start: {results.get(timeout=5)}") from None
+    began = time.perf_counter()
+    outcomes = [results.get(timeout=600) for _ in workers]
+    wall = time.perf_counter() - began
+    for worker in workers:
+        worker.join()
+    errors = [outcome["error"] for outcome in outcomes if "error" in outcome]
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    final = json.loads(api.handle(request("GET", f"/tasks/{task_id}"), seeder, "h")["body"])
+    seeder.db.close()
+    applied = writers * updates
+    latencies = [value for outcome in outcomes for value in outcome["latencies"]]
+    return {
+        "writers": writers,
+        "updates": applied,
+        "updates_per_second": applied / wall,
+        **percentiles(latencies),
+        "conflicts_409": sum(o["conflicts"] for o in outcomes),
+        "occ_retries": sum(o["occ_retries"] for o in outcomes),
+        "connections_opened": sum(o["opened"] for o in outcomes),
+        "lost_updates": applied - (final["task"]["version"] - 1),
+        "history_rows": len(final["history"]),
+    }
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
@@ -305,45 +388,43 @@ def package_size() -> float:
     return factory.package_builder(load_settings({}, {}, Path.cwd())).build().size / 1024 / 1024
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmark works")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.threads, args.seconds = 2, 1.0
-    with tempfile.TemporaryDirectory(prefix="handler-bench-") as tmp:
-        admin, stop_postgres, TLS["on"] = tcp_postgres(Path(tmp))
-        Migrator(from_url(admin), load_migrations(sql_dir()), dsql=False, role_arn=None).apply()
-        url = admin.replace("postgres@", "taskmgmt_app@")
-        seeder = app(url, per_request=False)
-        ids = [
-            json.loads(
-                api.handle(request("POST", "/tasks", {"title": f"seed {i}", "created_by": "seed"}), seeder, "s")["body"]
-            )["task"]["id"]
-            for i in range(200)
-        ]
-        ours = workload(url, False, args.threads, args.seconds, ids, ConnectionQuota())
-        local = workload(url, True, args.threads, args.seconds, ids)
-        baseline = workload(url, True, args.threads, args.seconds, ids, ConnectionQuota())
-        gets = warm_gets(url, ids, 200 if args.quick else 2000)
-        stop_postgres()
-    result = {
-        "threads": args.threads,
-        "seconds": args.seconds,
-        "ours": ours,
-        "baseline_quota": baseline,
-        "baseline": local,
-        "warm_get": gets,
-        "tls": TLS["on"],
-        "cold_import_ms": cold_import(3 if args.quick else 7),
+def mixed(url: str, threads: int, seconds: float, quick: bool) -> dict[str, Any]:
+    """The mixed workload, the connect-per-request baselines and warm gets."""
+    seeder = app(url, per_request=False)
+    ids = [
+        json.loads(
+            api.handle(request("POST", "/tasks", {"title": f"seed {i}", "created_by": "seed"}), seeder, "s")["body"]
+        )["task"]["id"]
+        for i in range(200)
+    ]
+    seeder.db.close()
+    return {
+        "threads": threads,
+        "seconds": seconds,
+        "ours": workload(url, False, threads, seconds, ids, ConnectionQuota()),
+        "baseline": workload(url, True, threads, seconds, ids),
+        "baseline_quota": workload(url, True, threads, seconds, ids, ConnectionQuota()),
+        "warm_get": warm_gets(url, ids, 200 if quick else 2000),
+        "cold_import_ms": cold_import(3 if quick else 7),
         "package_mb": package_size(),
     }
-    ratio = ours["throughput"] / baseline["throughput"]
-    local_ratio = ours["throughput"] / local["throughput"]
-    verdicts = [
+
+
+def verdicts(result: dict[str, Any]) -> list[tuple[str, bool]]:
+    hot = result["contention"]
+    found = [
+        (f"hot task: 0 lost updates ({hot['lost_updates']} of {hot['updates']} updates)", hot["lost_updates"] == 0),
+        (
+            f"hot task: connections opened = writers ({hot['connections_opened']} for {hot['writers']})",
+            hot["connections_opened"] == hot["writers"],
+        ),
+    ]
+    if "ours" not in result:
+        return found
+    ours, gets = result["ours"], result["warm_get"]
+    ratio = ours["throughput"] / result["baseline_quota"]["throughput"]
+    local_ratio = ours["throughput"] / result["baseline"]["throughput"]
+    return [
         (
             f"throughput >= 10x the connect-per-request baseline ({local_ratio:.1f}x measured; {ratio:.1f}x "
             "under DSQL's connection quota)",
@@ -352,50 +433,92 @@ def main(argv: list[str] | None = None) -> int:
         (f"warm get-by-id p99 <= 5 ms ({gets['p99']:.2f} ms)", gets["p99"] <= 5),
         (f"cold import <= 300 ms ({result['cold_import_ms']:.0f} ms)", result["cold_import_ms"] <= 300),
         (f"package <= 15 MB ({result['package_mb']:.1f} MB)", result["package_mb"] <= 15),
+        *found,
     ]
-    result["targets"] = [f"{'PASS' if ok else 'FAIL'}  {text}" for text, ok in verdicts]
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows))
+
+
+def print_mixed(result: dict[str, Any]) -> None:
+    print(
+        f"handler benchmark: {result['threads']} threads for {result['seconds']:g} s each, mixed workload "
+        "(20% create, 30% list, 30% get, 20% update with version); an IAM token per new connection, "
+        + ("over TLS" if result["tls"] else "without TLS (no PostgreSQL build with SSL found)")
+    )
+    rows = [["", "requests/s", "p50 ms", "p95 ms", "p99 ms"]]
+    for label, key in (
+        ("reused connection", "ours"),
+        ("connect per request, DSQL quota", "baseline_quota"),
+        ("connect per request, local only", "baseline"),
+    ):
+        run = result[key]
+        rows.append([label, f"{run['throughput']:.0f}", *(f"{run[q]:.2f}" for q in ("p50", "p95", "p99"))])
+    gets = result["warm_get"]
+    rows.append(["warm get-by-id, one client", "", *(f"{gets[q]:.2f}" for q in ("p50", "p95", "p99"))])
+    print_table(rows)
+    print(
+        f"cold import {result['cold_import_ms']:.0f} ms; arm64 package {result['package_mb']:.1f} MB; "
+        "DSQL's quota: 100 new connections/s (burst 1000)"
+    )
+
+
+def print_contention(hot: dict[str, Any]) -> None:
+    print(
+        f"hot task: {hot['writers']} writer processes, {hot['updates'] // hot['writers']} updates each, "
+        "every update with the version last seen and retried on 409"
+    )
+    print_table(
+        [
+            ["updates/s", "p50 ms", "p99 ms", "409s", "OCC retries", "connections opened", "lost updates"],
+            [
+                f"{hot['updates_per_second']:.0f}",
+                f"{hot['p50']:.2f}",
+                f"{hot['p99']:.2f}",
+                str(hot["conflicts_409"]),
+                str(hot["occ_retries"]),
+                str(hot["connections_opened"]),
+                str(hot["lost_updates"]),
+            ],
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--writers", type=int, default=16, help="writer processes on the hot task")
+    parser.add_argument("--updates", type=int, default=50, help="successful updates per writer on the hot task")
+    parser.add_argument("--contention", action="store_true", help="only the hot-task run")
+    parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmark works")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.threads, args.seconds, args.updates = 2, 1.0, 3
+    with tempfile.TemporaryDirectory(prefix="handler-bench-") as tmp:
+        admin, stop_postgres, TLS["on"] = tcp_postgres(Path(tmp))
+        try:
+            Migrator(from_url(admin), load_migrations(sql_dir()), dsql=False, role_arn=None).apply()
+            url = admin.replace("postgres@", "taskmgmt_app@")
+            result: dict[str, Any] = {"tls": TLS["on"]}
+            if not args.contention:
+                result.update(mixed(url, args.threads, args.seconds, args.quick))
+            result["contention"] = contention(url, args.writers, args.updates)
+        finally:
+            stop_postgres()
+    checked = verdicts(result)
+    result["targets"] = [f"{'PASS' if ok else 'FAIL'}  {text}" for text, ok in checked]
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(
-            f"handler benchmark: {args.threads} threads for {args.seconds:g} s each, mixed workload "
-            "(20% create, 30% list, 30% get, 20% update with version); an IAM token per new connection, "
-            + ("over TLS" if TLS["on"] else "without TLS (no PostgreSQL build with SSL found)")
-        )
-        rows = [
-            ["", "requests/s", "p50 ms", "p95 ms", "p99 ms"],
-            [
-                "reused connection",
-                f"{ours['throughput']:.0f}",
-                f"{ours['p50']:.2f}",
-                f"{ours['p95']:.2f}",
-                f"{ours['p99']:.2f}",
-            ],
-            [
-                "connect per request, DSQL quota",
-                f"{baseline['throughput']:.0f}",
-                f"{baseline['p50']:.2f}",
-                f"{baseline['p95']:.2f}",
-                f"{baseline['p99']:.2f}",
-            ],
-            [
-                "connect per request, local only",
-                f"{local['throughput']:.0f}",
-                f"{local['p50']:.2f}",
-                f"{local['p95']:.2f}",
-                f"{local['p99']:.2f}",
-            ],
-            ["warm get-by-id, one client", "", f"{gets['p50']:.2f}", f"{gets['p95']:.2f}", f"{gets['p99']:.2f}"],
-        ]
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows))
-        print(
-            f"throughput ratio {local_ratio:.1f}x measured, {ratio:.1f}x under DSQL's 100 new connections/s "
-            f"(burst 1000); cold import {result['cold_import_ms']:.0f} ms; "
-            f"arm64 package {result['package_mb']:.1f} MB"
-        )
+        if "ours" in result:
+            print_mixed(result)
+        print_contention(result["contention"])
         print("\n".join(result["targets"]))
-    return 0 if all(ok for _, ok in verdicts) else 1
+    return 0 if all(ok for _, ok in checked) else 1
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     serial = {r["operation"]: r for r in deploy["serial"]}
     latency = deploy["delays"]["latency"]
     fresh, redeploy, status = runs["fresh deploy"], runs["no-change redeploy"], runs["status"]
+    hot = handler["contention"]
     budget = 3 * latency * redeploy["read_chain"]
     most_reads = redeploy["resources"] + 3
     rows = [
@@ -75,6 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         ("warm get-by-id p99", f"{handler['warm_get']['p99']:.2f} ms", "<= 5 ms", handler["warm_get"]["p99"] <= 5),
         ("handler cold import", f"{handler['cold_import_ms']:.0f} ms", "<= 300 ms", handler["cold_import_ms"] <= 300),
         ("arm64 function package", f"{handler['package_mb']:.1f} MB", "<= 15 MB", handler["package_mb"] <= 15),
+        (
+            "hot task: lost updates",
+            f"{hot['lost_updates']} of {hot['updates']} ({hot['updates_per_second']:.0f} updates/s, "
+            f"p50 {hot['p50']:.1f} ms, p99 {hot['p99']:.1f} ms)",
+            "0",
+            hot["lost_updates"] == 0,
+        ),
+        (
+            "hot task: connections opened",
+            f"{hot['connections_opened']} ({hot['conflicts_409']} 409s, {hot['occ_retries']} OCC retries)",
+            f"= writers ({hot['writers']})",
+            hot["connections_opened"] == hot["writers"],
+        ),
     ]
     table = [("measure", "result", "target", "")] + [(a, b, c, "PASS" if ok else "FAIL") for a, b, c, ok in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
@@ -84,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         + f"deploy: latency {latency * 1000:.0f} ms per AWS call, DSQL ACTIVE after "
         f"{deploy['delays']['dsql_activation']:g} s; handler: {handler['threads']} threads x {handler['seconds']:g} s"
         + (", TLS" if handler.get("tls") else "")
+        + f"; hot task: {hot['writers']} writer processes x {hot['updates'] // hot['writers']} updates"
     )
     for row in table:
         print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + " |")

@@ -19,6 +19,8 @@ ROWS = (
     "warm get-by-id p99",
     "handler cold import",
     "arm64 function package",
+    "hot task: lost updates",
+    "hot task: connections opened",
 )
 
 
@@ -34,3 +36,5 @@ def test_both_benchmarks_run_and_print_one_table():
     # Whatever the speed, these hold in any run:
     assert next(line for line in lines if "redeploy mutating calls" in line).rstrip().endswith("PASS |")
     assert next(line for line in lines if "arm64 function package" in line).rstrip().endswith("PASS |")
+    assert next(line for line in lines if "hot task: lost updates" in line).rstrip().endswith("PASS |")
+    assert next(line for line in lines if "hot task: connections opened" in line).rstrip().endswith("PASS |")

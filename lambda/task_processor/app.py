@@ -46,8 +46,11 @@ class TaskApp:
         return self.update(task_id, {"status": "completed"}, by, version, event="task.completed")
 
     def delete(self, task_id: str, version: int | None) -> None:
+        """The history in batches, one transaction each, then the task (see service.delete_task_step)."""
         try:
-            task = self.db.transaction(lambda conn: service.delete_task(conn, task_id, version))
+            deleted = False
+            while not deleted:
+                task, deleted = self.db.transaction(lambda conn: service.delete_task_step(conn, task_id, version))
         except VersionConflict:
             observability.count("VersionConflicts")
             raise

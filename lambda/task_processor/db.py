@@ -2,9 +2,13 @@
 
 On DSQL the function connects as the non-admin role with an IAM token made for each new
 connection (tokens outlive the handshake, not the role's credentials). The connection is
-recycled before DSQL's one-hour limit and reopened when the server dropped it. A
-transaction that fails with SQLSTATE 40001 (DSQL's OC000/OC001 conflicts) is retried whole,
-with jittered backoff, a bounded number of times.
+recycled before DSQL's one-hour limit and reopened only when it is gone (closed by the
+server, or broken). A transaction that fails with SQLSTATE 40001 (DSQL's OC000/OC001
+conflicts) was rolled back and the connection is fine: it is retried whole on the same
+connection, with jittered backoff, a bounded number of times. SQLSTATE 54000 (a DSQL
+transaction limit) is final: retrying the same transaction would hit it again.
+https://docs.aws.amazon.com/aurora-dsql/latest/userguide/working-with-concurrency-control.html
+https://docs.aws.amazon.com/aurora-dsql/latest/userguide/CHAP_quotas.html
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -22,10 +27,11 @@ from psycopg.rows import dict_row
 
 from task_processor import observability
 from task_processor.contract import DB_APP_ROLE, ENV_DATABASE_URL, ENV_DSQL_ENDPOINT
-from task_processor.errors import Unavailable
+from task_processor.errors import LimitExceeded, Unavailable
 
 T = TypeVar("T")
 RETRYABLE_SQLSTATES = frozenset({"40001", "OC000", "OC001"})
+LIMIT_SQLSTATE = "54000"  # DSQL: transaction row, size or age limit exceeded
 MAX_CONNECTION_AGE = 50 * 60.0  # DSQL closes connections after 60 minutes
 
 
@@ -35,6 +41,15 @@ class CommitUncertain(Unavailable):
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error) and getattr(exc, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+@dataclass
+class Stats:
+    """What one function instance did to the database (read by the benchmark and the tests)."""
+
+    opened: int = 0
+    reconnects: int = 0
+    occ_retries: int = 0
 
 
 class Database:
@@ -55,6 +70,7 @@ class Database:
         self._clock, self._sleep = clock, sleep
         self._conn: psycopg.Connection[Any] | None = None
         self._opened_at = 0.0
+        self.stats = Stats()
 
     def connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
@@ -70,6 +86,7 @@ class Database:
             conn.isolation_level = IsolationLevel.REPEATABLE_READ  # DSQL's only level
             conn.row_factory = dict_row
             self._conn, self._opened_at = conn, self._clock()
+            self.stats.opened += 1
         return conn
 
     def close(self) -> None:
@@ -99,24 +116,31 @@ class Database:
                     result = work(conn)
                     committing = True
                 return result
-            except psycopg.OperationalError as exc:
-                self.close()
-                if committing and not is_retryable(exc):
-                    raise CommitUncertain("the connection broke while committing") from exc
-                if is_retryable(exc):
+            except psycopg.Error as exc:
+                if is_retryable(exc):  # rolled back; the connection is fine: retry on it
                     self._backoff(attempt)
                     continue
+                if getattr(exc, "sqlstate", None) == LIMIT_SQLSTATE:
+                    reason = exc.diag.message_primary or str(exc)
+                    raise LimitExceeded(
+                        f"the transaction exceeded a database limit ({reason}); retrying will not help"
+                    ) from exc
+                if not (conn.closed or conn.broken):
+                    if isinstance(exc, psycopg.OperationalError):
+                        raise Unavailable("the database could not run the request") from exc
+                    raise
+                self.close()
+                if committing:
+                    raise CommitUncertain("the connection broke while committing") from exc
                 if reconnected:
                     raise Unavailable("the database connection keeps failing") from exc
-                reconnected = True  # a connection dropped while idle: reconnect once, retry
+                reconnected = True  # the connection is gone (dropped while idle): reconnect once, retry
+                self.stats.reconnects += 1
                 observability.count("Reconnects")
-            except psycopg.Error as exc:
-                if not is_retryable(exc):
-                    raise
-                self._backoff(attempt)
         raise Unavailable(f"the transaction still conflicted after {self.max_attempts} attempts")
 
     def _backoff(self, attempt: int) -> None:
+        self.stats.occ_retries += 1
         observability.count("OccRetries")
         if attempt < self.max_attempts:
             ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))

@@ -53,3 +53,12 @@ class Unavailable(TaskError):
 
     status = 503
     code = "unavailable"
+
+
+class LimitExceeded(TaskError):
+    """The database refused the transaction for one of its limits (SQLSTATE 54000: rows, bytes or
+    age per transaction). The code keeps within them by construction, so this is a defect, and
+    sending the same request again would fail the same way."""
+
+    status = 500
+    code = "limit_exceeded"

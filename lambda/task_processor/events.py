@@ -16,7 +16,7 @@ import psycopg
 from task_processor import fields, observability, service
 from task_processor.app import TaskApp
 from task_processor.contract import DETAIL_TYPES, EVENT_SOURCE
-from task_processor.errors import BadRequest, NotFound, Unavailable, VersionConflict
+from task_processor.errors import BadRequest, LimitExceeded, NotFound, Unavailable, VersionConflict
 
 
 class Dropped(Exception):
@@ -87,7 +87,7 @@ def _apply(app: TaskApp, event_id: str, kind: str, detail: dict[str, Any]) -> tu
             outcome, task = app.db.transaction(apply)
         except psycopg.errors.UniqueViolation:  # the same event, delivered twice at once
             outcome, task = app.db.transaction(apply)
-    except VersionConflict as exc:
+    except (VersionConflict, LimitExceeded) as exc:  # the same event would fail the same way again
         raise Dropped(exc.message) from None
     except NotFound as exc:
         observability.count("EventsRetried")

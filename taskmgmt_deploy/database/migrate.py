@@ -1,10 +1,13 @@
 """Apply sql/ to the database, then make the function's role and grants. Idempotent.
 
-DSQL rules (aurora-dsql.md 2.3, 3.2): one DDL statement per transaction and never DDL with
-DML; indexes are built asynchronously (wait with sys.wait_for_job); the application role
-is mapped to the function's IAM role with AWS IAM GRANT. On a plain PostgreSQL (a local
-URL) the DSQL-only parts are translated (CREATE INDEX ASYNC -> CREATE INDEX) or skipped
-(the job wait, the IAM mapping); everything else runs as it is.
+DSQL's rules: a transaction holds one DDL statement and never DDL with DML, so every
+statement here runs in its own; indexes are built asynchronously (jobs.py waits for
+them); the application role is mapped to the function's IAM role with AWS IAM GRANT.
+On a plain PostgreSQL (a local URL) the DSQL-only parts are translated (CREATE INDEX
+ASYNC -> CREATE INDEX, which is done when it returns) or skipped (the IAM mapping);
+everything else runs as it is.
+https://docs.aws.amazon.com/aurora-dsql/latest/userguide/working-with-create-index-async.html
+https://docs.aws.amazon.com/aurora-dsql/latest/userguide/using-database-and-iam-roles.html
 
 Nothing is changed that is already as wanted: DDL on a live DSQL cluster makes every other
 session retry (OC001), so a second run must not issue any.
@@ -22,6 +25,7 @@ from psycopg import sql
 
 from taskmgmt_deploy.aws.retry import call_with_retry
 from taskmgmt_deploy.clock import Clock, SystemClock
+from taskmgmt_deploy.database.jobs import INDEX_WAIT, JOBS_TABLE, IndexJobs, index_name, is_occ_conflict
 from taskmgmt_deploy.database.sqlfiles import Migration, check_migrations
 from taskmgmt_deploy.errors import TaskmgmtError
 
@@ -47,10 +51,6 @@ class MigrationError(TaskmgmtError):
     pass
 
 
-def is_occ_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, psycopg.Error) and getattr(exc, "sqlstate", None) in ("40001", "OC000", "OC001")
-
-
 @dataclass
 class SchemaState:
     pending: list[str] = field(default_factory=list)
@@ -74,6 +74,7 @@ class Migrator:
         role_arn: str | None,
         clock: Clock | None = None,
         progress: Callable[[str], None] = lambda message: None,
+        index_wait: float = INDEX_WAIT,
     ):
         problems = check_migrations(migrations) if dsql else []
         if problems:
@@ -83,6 +84,7 @@ class Migrator:
         self.connect, self.migrations, self.dsql, self.role_arn = connect, migrations, dsql, role_arn
         self.clock = clock or SystemClock()
         self.progress = progress
+        self.index_wait = index_wait
 
     # -- reading ------------------------------------------------------------------------
     def inspect(self) -> SchemaState:
@@ -145,14 +147,17 @@ class Migrator:
     def apply(self) -> list[str]:
         """Bring the database up to date; return what was done (empty when it already was)."""
         done: list[str] = []
+        jobs = IndexJobs(self.clock, self.progress, self.index_wait)
         with self.connect() as conn:
             conn.autocommit = True
             state = self._inspect(conn)
             if state.pending:
                 self._run(conn, MIGRATIONS_TABLE)
+                if self.dsql:
+                    self._run(conn, JOBS_TABLE)
             for migration in self.migrations:
                 if migration.version in state.pending:
-                    self._apply_migration(conn, migration)
+                    self._apply_migration(conn, migration, jobs)
                     done.append(f"applied {migration.name}")
             if not state.role_exists:
                 self._run(conn, sql.SQL("CREATE ROLE {} WITH LOGIN").format(sql.Identifier(APP_ROLE)))
@@ -165,22 +170,17 @@ class Migrator:
             done += self._grant(conn)
         return done
 
-    def _apply_migration(self, conn: psycopg.Connection[Any], migration: Migration) -> None:
+    def _apply_migration(self, conn: psycopg.Connection[Any], migration: Migration, jobs: IndexJobs) -> None:
+        """Recorded as applied only once every statement is done, index builds included."""
         self.progress(f"applying {migration.name}")
         for statement in migration.statements:
-            job = self._run(conn, statement if self.dsql else _ASYNC_INDEX.sub(r"\1", statement))
-            if self.dsql and job is not None:
-                self.progress(f"waiting for index job {job}")
-                finished = call_with_retry(
-                    lambda job=job: conn.execute("SELECT sys.wait_for_job(%s)", [job]).fetchone()[0],
-                    is_occ_conflict,
-                    "occ_conflict",
-                    self.clock,
-                )
-                if finished is False:
-                    raise MigrationError(
-                        f"index job {job} of {migration.name} failed; drop the INVALID index and run migrate again"
-                    )
+            if not self.dsql:
+                self._run(conn, _ASYNC_INDEX.sub(r"\1", statement))
+                continue
+            job = self._run(conn, statement)
+            index = index_name(statement)
+            if index is not None:
+                jobs.settle(conn, index, job, migration.name, migration.version)
         self._run(
             conn,
             sql.SQL("INSERT INTO schema_migrations (version, name, checksum) VALUES ({}, {}, {})").format(

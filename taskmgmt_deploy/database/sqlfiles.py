@@ -1,7 +1,11 @@
 """Migration files: loading, splitting into statements, and the DSQL compatibility check.
 
-The check encodes aurora-dsql.md section 3: what DSQL rejects, or what breaks its rules
-(one DDL per transaction, asynchronous indexes, no sequences without an explicit cache).
+The check refuses, before anything runs, what DSQL rejects or what breaks its rules:
+SERIAL, triggers, PL/pgSQL, temporary tables, TRUNCATE, extensions, CREATE TYPE, arrays
+as column types, indexes that are not built ASYNC, sequences without a CACHE of 1 or at
+least 65536; and, to keep an interrupted run re-runnable, CREATE without IF NOT EXISTS.
+https://docs.aws.amazon.com/aurora-dsql/latest/userguide/working-with-postgresql-compatibility-unsupported-features.html
+https://docs.aws.amazon.com/aurora-dsql/latest/userguide/working-with-create-index-async.html
 """
 
 from __future__ import annotations

@@ -1,14 +1,23 @@
-"""The task processor against a real PostgreSQL, connected as the function's own role."""
+"""The task processor against a real PostgreSQL, connected as the function's own role.
+
+Every connection a test opens (the function's, the migrator's, the test's own) is a
+GuardedConnection: PostgreSQL made as strict as DSQL where DSQL documents a limit that
+PostgreSQL does not enforce (docs/pessimistic-emulation.md, Q1 to Q4).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
+from psycopg.types.string import TextLoader
 
 LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
 if str(LAMBDA_DIR) not in sys.path:
@@ -22,6 +31,83 @@ from taskmgmt_deploy.assets import sql_dir  # noqa: E402
 from taskmgmt_deploy.database.connect import from_url  # noqa: E402
 from taskmgmt_deploy.database.migrate import Migrator  # noqa: E402
 from taskmgmt_deploy.database.sqlfiles import load_migrations  # noqa: E402
+
+# DSQL's rows mutated per transaction: https://docs.aws.amazon.com/aurora-dsql/latest/userguide/CHAP_quotas.html
+ROW_LIMIT = 3000
+MUTATIONS = ("INSERT", "UPDATE", "DELETE", "MERGE")
+
+
+class RowGuard:
+    """What the guarded connections saw: the largest transaction, and each one over the limit."""
+
+    def __init__(self) -> None:
+        self.largest = 0
+        self.violations: list[str] = []
+
+    def reset(self) -> None:
+        self.largest, self.violations = 0, []
+
+
+GUARD = RowGuard()
+
+
+class CountingCursor(psycopg.Cursor[Any]):
+    """Adds the rows each INSERT, UPDATE or DELETE reports (cursor.rowcount) to its transaction."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> CountingCursor:
+        starts_transaction = self.connection.info.transaction_status == TransactionStatus.IDLE
+        super().execute(query, params, **kwargs)
+        self.connection.count(self, starts_transaction)  # type: ignore[attr-defined]
+        return self
+
+    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+        starts_transaction = self.connection.info.transaction_status == TransactionStatus.IDLE
+        super().executemany(query, params_seq, **kwargs)
+        self.connection.count(self, starts_transaction)  # type: ignore[attr-defined]
+
+
+class GuardedConnection(psycopg.Connection[Any]):
+    """A PostgreSQL connection held to DSQL's documented rules that PostgreSQL does not enforce:
+
+    - a transaction that mutates more than 3,000 rows fails with SQLSTATE 54000, as on DSQL,
+      and is recorded so the test fails even if the code under test swallows the error;
+    - json and jsonb results come back as text: the driver never parses JSON for the code.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cursor_factory = CountingCursor
+        self.mutated = 0
+        for name in ("json", "jsonb"):
+            self.adapters.register_loader(name, TextLoader)
+
+    def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        if self.info.transaction_status == TransactionStatus.IDLE:
+            self.mutated = 0  # BEGIN is sent now, before the first statement
+        return super().transaction(*args, **kwargs)
+
+    def count(self, cursor: psycopg.Cursor[Any], starts_transaction: bool) -> None:
+        if starts_transaction:  # autocommit, or the implicit BEGIN of a non-autocommit connection
+            self.mutated = 0
+        verb = (cursor.statusmessage or "").split(" ")[0]
+        if verb not in MUTATIONS or cursor.rowcount <= 0:
+            return
+        self.mutated += cursor.rowcount
+        GUARD.largest = max(GUARD.largest, self.mutated)
+        if self.mutated > ROW_LIMIT:
+            message = f"transaction row limit exceeded: {self.mutated} rows mutated, DSQL allows {ROW_LIMIT}"
+            GUARD.violations.append(message)
+            raise psycopg.errors.ProgramLimitExceeded(message)
+
+
+@pytest.fixture(autouse=True)
+def row_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[RowGuard]:
+    """Every test in this package is guarded: any transaction over DSQL's row limit fails it."""
+    monkeypatch.setattr(psycopg, "connect", GuardedConnection.connect)
+    GUARD.reset()
+    yield GUARD
+    if GUARD.violations:
+        pytest.fail("a transaction broke DSQL's row limit: " + "; ".join(GUARD.violations))
 
 
 class FakeEvents:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
 import pytest
 
 from task_processor import app as app_module
 from task_processor.db import Database, url_connect
-from tests.function.conftest import Client, make_app
+from tests.function.conftest import Client, FakeEvents, make_app
 
 
 def test_two_updates_with_the_same_version_give_one_200_and_one_409(app_url, bus):
@@ -69,9 +72,12 @@ def test_a_serialization_failure_is_retried_and_succeeds(client: Client, monkeyp
         return real(conn, *args, **kwargs)
 
     monkeypatch.setattr(app_module.service, "update_task", flaky)
+    pid = client.app.db.connection().info.backend_pid
     status, body, _ = client.request("PATCH", f"/tasks/{task['id']}", {"title": "after retries", "updated_by": "bo"})
     assert status == 200 and body["task"]["version"] == 2
     assert failures["left"] == 0
+    assert client.app.db.connection().info.backend_pid == pid  # retried on the same connection
+    assert (client.app.db.stats.opened, client.app.db.stats.reconnects, client.app.db.stats.occ_retries) == (1, 0, 2)
 
 
 def test_conflicts_that_never_end_give_503_not_500(app_url, bus, monkeypatch):
@@ -86,6 +92,19 @@ def test_conflicts_that_never_end_give_503_not_500(app_url, bus, monkeypatch):
     assert status == 503 and body["error"] == "unavailable"
 
 
+def test_an_operational_error_on_a_live_connection_is_503_and_keeps_the_connection(client: Client, monkeypatch):
+    task = client.create()
+
+    def cancelled(conn, *args, **kwargs):
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+
+    monkeypatch.setattr(app_module.service, "update_task", cancelled)
+    pid = client.app.db.connection().info.backend_pid
+    status, body, _ = client.request("PATCH", f"/tasks/{task['id']}", {"title": "x", "updated_by": "bo"})
+    assert status == 503 and body["error"] == "unavailable"
+    assert client.app.db.connection().info.backend_pid == pid and client.app.db.stats.reconnects == 0
+
+
 def test_a_connection_dropped_between_invocations_is_reopened(app_url, schema_url, bus):
     client = Client(make_app(app_url, bus))
     client.create()
@@ -95,6 +114,7 @@ def test_a_connection_dropped_between_invocations_is_reopened(app_url, schema_ur
     status, body, _ = client.request("GET", "/tasks")
     assert status == 200 and len(body["tasks"]) == 1
     assert client.app.db.connection().info.backend_pid != pid
+    assert (client.app.db.stats.opened, client.app.db.stats.reconnects) == (2, 1)
 
 
 def test_the_connection_is_reused_and_recycled_when_old(app_url):
@@ -129,24 +149,48 @@ def test_url_connect_is_used_for_local_databases(app_url):
     assert db.transaction(lambda conn: conn.execute("SELECT current_user AS u").fetchone())["u"] == "taskmgmt_app"
 
 
-def test_sixteen_writers_on_one_task_lose_nothing_and_never_fail(app_url, bus):
+def _hot_writer(url: str, task_id: str, n: int, results: Any) -> None:
+    """One function instance in its own process: one update of the hot task, no version."""
+    app = make_app(url, FakeEvents())
+    status = Client(app).request("PATCH", f"/tasks/{task_id}", {"description": f"w{n}", "updated_by": f"w{n}"})[0]
+    results.put((status, app.db.stats.opened, app.db.stats.reconnects, app.db.stats.occ_retries))
+
+
+def test_sixteen_writer_processes_on_one_task_retry_conflicts_on_their_own_connections(app_url, schema_url, bus):
+    """Real 40001s: the writers queue on the row this test holds, the test changes it, and at
+    REPEATABLE READ every one of them then fails to serialize and must retry."""
     client = Client(make_app(app_url, bus))
     task = client.create()
-    writers, rounds = 16, 3
-
-    def writer(n: int) -> list[int]:
-        mine = Client(make_app(app_url, bus))
-        return [
-            mine.request("PATCH", f"/tasks/{task['id']}", {"description": f"w{n}r{i}", "updated_by": f"w{n}"})[0]
-            for i in range(rounds)
+    writers = 16
+    forking = multiprocessing.get_context("fork")  # the children inherit the row guard
+    results = forking.Queue()
+    with psycopg.connect(schema_url) as gate, psycopg.connect(schema_url, autocommit=True) as watcher:
+        gate.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", [task["id"]])
+        processes = [
+            forking.Process(target=_hot_writer, args=(app_url, task["id"], n, results)) for n in range(writers)
         ]
-
-    with ThreadPoolExecutor(writers) as pool:
-        codes = [code for batch in pool.map(writer, range(writers)) for code in batch]
-    assert codes == [200] * writers * rounds  # no 500, no 503: every conflict was retried to success
+        for process in processes:
+            process.start()
+        deadline = time.monotonic() + 60
+        while _waiting_for_a_lock(watcher) < writers:  # each poll is a round trip; no sleep needed
+            assert time.monotonic() < deadline, "the writers never queued on the task"
+        gate.execute("UPDATE tasks SET updated_at = updated_at WHERE id = %s", [task["id"]])
+    outcomes = [results.get(timeout=60) for _ in range(writers)]
+    for process in processes:
+        process.join(timeout=60)
+    statuses, opened, reconnects, retries = zip(*outcomes, strict=True)
+    assert statuses == (200,) * writers
+    assert (sum(opened), sum(reconnects)) == (writers, 0)  # a conflict never costs a connection
+    assert min(retries) >= 1  # every writer met at least one real serialization failure
     _, body, _ = client.request("GET", f"/tasks/{task['id']}")
-    assert body["task"]["version"] == 1 + writers * rounds
-    assert len(body["history"]) == writers * rounds
+    assert body["task"]["version"] == 1 + writers
+    assert sorted(h["new_value"] for h in body["history"]) == sorted(f"w{n}" for n in range(writers))
+
+
+def _waiting_for_a_lock(conn: psycopg.Connection[Any]) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()[0]
 
 
 def test_an_expired_token_is_never_reused(app_url, monkeypatch):
