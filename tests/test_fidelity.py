@@ -44,15 +44,8 @@ def make_function(clock, name: str = "fn", **extra) -> dict:
     role = make_role(f"{name}-role")
     clock.advance(60)
     lam = boto3.client("lambda", region_name="us-east-1")
-    created = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.13",
-        Role=role,
-        Handler="handler.handler",
-        Code={"ZipFile": zip_bytes()},
-        **extra,
-    )
-    return created
+    spec = {"Runtime": "python3.13", "Handler": "handler.handler", **extra}
+    return lam.create_function(FunctionName=name, Role=role, Code={"ZipFile": zip_bytes()}, **spec)
 
 
 # -- DSQL ---------------------------------------------------------------------------------
@@ -169,6 +162,9 @@ def test_a_new_function_is_pending_and_refuses_updates_until_active(aws, clock):
     with pytest.raises(ClientError) as exc:
         lam.update_function_configuration(FunctionName="fn", MemorySize=256)
     assert code(exc) == "ResourceConflictException"
+    with pytest.raises(ClientError) as exc:
+        lam.invoke(FunctionName="fn", Payload=b"{}")
+    assert code(exc) == "ResourceConflictException" and "Pending" in str(exc.value)
     clock.advance(aws.settings.lambda_settle)
     config = lam.get_function(FunctionName="fn")["Configuration"]
     assert (config["State"], config["LastUpdateStatus"]) == ("Active", "Successful")
@@ -188,6 +184,19 @@ def test_lambda_keeps_the_logging_config(aws, clock):
         "ApplicationLogLevel": "INFO",
         "SystemLogLevel": "INFO",
     }
+
+
+def test_get_function_returns_no_tags_but_list_tags_does(aws, clock):
+    arn = make_function(clock, Tags={"app": "taskmgmt"})["FunctionArn"]
+    lam = boto3.client("lambda", region_name="us-east-1")
+    assert "Tags" not in lam.get_function(FunctionName="fn")
+    assert lam.list_tags(Resource=arn)["Tags"] == {"app": "taskmgmt"}
+
+
+def test_lambda_rejects_a_runtime_it_does_not_offer(aws, clock):
+    with pytest.raises(ClientError) as exc:
+        make_function(clock, Runtime="python2.7")
+    assert code(exc) == "InvalidParameterValueException"
 
 
 def test_lambda_rejects_reserved_environment_keys(aws, clock):

@@ -63,6 +63,23 @@ def test_status_reports_out_of_band_drift_and_deploy_repairs_it(aws, runtime, cl
     assert cli("status").code == 0
 
 
+def test_function_tags_are_read_with_list_tags_and_repaired(aws, runtime, cli, clock):
+    """GetFunction returns tags only to callers explicitly allowed lambda:ListTags; the emulator never does."""
+    assert cli("deploy", "--yes").code == 0
+    lam = boto3.client("lambda", region_name="us-east-1")
+    arn = lam.get_function_configuration(FunctionName=FUNCTION)["FunctionArn"]
+    tags = lam.list_tags(Resource=arn)["Tags"]
+    lam.untag_resource(Resource=arn, TagKeys=["managed-by"])
+    status = cli("status", "--json")
+    assert status.code == 1
+    bad = {r["key"]: r["problems"] for r in json.loads(status.out)["resources"] if r["health"] != "ok"}
+    assert list(bad) == ["lambda_function:task-processor@us-east-1"]
+    assert bad["lambda_function:task-processor@us-east-1"][0].startswith("tags:")
+    assert cli("deploy", "--yes").code == 0
+    assert lam.list_tags(Resource=arn)["Tags"] == tags
+    assert cli("status").code == 0
+
+
 def test_status_table_marks_drift_and_exits_1(aws, runtime, cli, clock):
     assert cli("deploy", "--yes").code == 0
     boto3.client("cloudwatch", region_name="us-east-1").delete_alarms(AlarmNames=[f"{FUNCTION}-errors"])

@@ -211,6 +211,13 @@ class LambdaFidelity:
             config.update(LastUpdateStatus="InProgress", LastUpdateStatusReason="The function is being updated.")
         return config
 
+    @staticmethod
+    def get_code(original: Any, fn: LambdaFunction) -> dict[str, Any]:
+        """GetFunction, as for a caller without an explicit allow for lambda:ListTags: no Tags."""
+        code = original(fn)
+        code.pop("Tags", None)
+        return code
+
     def add_permission(
         self, original: Any, backend: LambdaBackend, function_name: str, qualifier: str, raw: str
     ) -> Any:
@@ -291,6 +298,7 @@ class LambdaFidelity:
         ):
             patches.around(LambdaBackend, name, getattr(self, name))
         patches.around(LambdaFunction, "get_configuration", self.get_configuration)
+        patches.around(LambdaFunction, "get_code", self.get_code)
         for name in ("create_role", "put_role_policy", "delete_policy"):
             patches.around(IAMBackend, name, getattr(self, name))
         from moto.awslambda_simple.models import LambdaSimpleBackend
