@@ -273,8 +273,31 @@ def test_iam_refuses_to_delete_an_attached_policy(aws):
 
 # -- EventBridge, CloudWatch, Logs, SQS ----------------------------------------------------
 
+DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:dlq"
+THIS_RULE = "this rule"
+ANOTHER_RULE = "arn:aws:events:us-east-1:123456789012:rule/bus/another"
 
-def rule_to_function(clock, permit_rule: bool, state: str = "ENABLED") -> tuple[str, str]:
+
+def queue_policy(queue_arn: str, source_arn: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
+            }
+        ],
+    }
+
+
+def rule_to_function(
+    aws, clock, permit_for: str | None, state: str = "ENABLED", dlq_policy_for: str | None = THIS_RULE
+) -> tuple[str, str]:
+    """A bus, a rule with the function as target and a dead-letter queue; then one matching event.
+    permit_for and dlq_policy_for: the rule the function's and the queue's policies name."""
     make_function(clock)
     events = boto3.client("events", region_name="us-east-1")
     events.create_event_bus(Name="bus")
@@ -283,36 +306,43 @@ def rule_to_function(clock, permit_rule: bool, state: str = "ENABLED") -> tuple[
     )["RuleArn"]
     sqs = boto3.client("sqs", region_name="us-east-1")
     dlq_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    if dlq_policy_for:
+        source = rule if dlq_policy_for == THIS_RULE else dlq_policy_for
+        sqs.set_queue_attributes(QueueUrl=dlq_url, Attributes={"Policy": json.dumps(queue_policy(DLQ_ARN, source))})
     fn = boto3.client("lambda", region_name="us-east-1").get_function(FunctionName="fn")["Configuration"]
     events.put_targets(
         Rule="r",
         EventBusName="bus",
-        Targets=[
-            {"Id": "t", "Arn": fn["FunctionArn"], "DeadLetterConfig": {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}}
-        ],
+        Targets=[{"Id": "t", "Arn": fn["FunctionArn"], "DeadLetterConfig": {"Arn": DLQ_ARN}}],
     )
-    if permit_rule:
+    if permit_for:
         boto3.client("lambda", region_name="us-east-1").add_permission(
             FunctionName="fn",
             StatementId="events",
             Action="lambda:InvokeFunction",
             Principal="events.amazonaws.com",
-            SourceArn=rule,
+            SourceArn=rule if permit_for == THIS_RULE else permit_for,
         )
-    events.put_events(
-        Entries=[{"Source": "task.management", "DetailType": "Task Created", "Detail": "{}", "EventBusName": "bus"}]
-    )
+    clock.advance(aws.settings.event_rule_propagation)
+    put_event()
     return rule, dlq_url
 
 
+def put_event() -> None:
+    boto3.client("events", region_name="us-east-1").put_events(
+        Entries=[{"Source": "task.management", "DetailType": "Task Created", "Detail": "{}", "EventBusName": "bus"}]
+    )
+
+
 def test_events_reach_a_lambda_target_only_with_permission_for_that_rule(aws, clock):
-    rule, _dlq = rule_to_function(clock, permit_rule=True)
+    rule, _dlq = rule_to_function(aws, clock, permit_for=THIS_RULE)
     assert [d.outcome for d in aws.deliveries] == ["invoked"]
     assert aws.deliveries[0].rule_arn == rule
 
 
-def test_events_without_permission_end_in_the_target_dlq(aws, clock):
-    _, dlq = rule_to_function(clock, permit_rule=False)
+@pytest.mark.parametrize("permit_for", [None, ANOTHER_RULE])
+def test_events_without_permission_for_their_rule_end_in_the_target_dlq(aws, clock, permit_for):
+    _, dlq = rule_to_function(aws, clock, permit_for=permit_for)
     assert [d.outcome for d in aws.deliveries] == ["no-permission"]
     messages = boto3.client("sqs", region_name="us-east-1").receive_message(
         QueueUrl=dlq, MessageAttributeNames=["All"]
@@ -320,8 +350,32 @@ def test_events_without_permission_end_in_the_target_dlq(aws, clock):
     assert messages[0]["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "NO_PERMISSIONS"
 
 
+@pytest.mark.parametrize("policy_for", [None, ANOTHER_RULE])
+def test_a_dead_letter_queue_receives_nothing_unless_its_policy_lets_the_rule_send(aws, clock, policy_for):
+    _, dlq = rule_to_function(aws, clock, permit_for=None, dlq_policy_for=policy_for)
+    assert [d.outcome for d in aws.deliveries] == ["no-permission"]
+    assert "Messages" not in boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=dlq)
+
+
+def test_a_rule_just_put_or_enabled_matches_no_event_yet(aws, clock):
+    rule_to_function(aws, clock, permit_for=THIS_RULE)
+    events = boto3.client("events", region_name="us-east-1")
+    pattern = json.dumps({"source": ["task.management"]})
+    for change in (
+        lambda: events.put_rule(Name="r", EventBusName="bus", EventPattern=pattern),
+        lambda: (events.disable_rule(Name="r", EventBusName="bus"), events.enable_rule(Name="r", EventBusName="bus")),
+    ):
+        aws.deliveries.clear()
+        change()
+        put_event()
+        assert aws.deliveries == []  # lost: EventBridge does not hold events for a rule to come
+        clock.advance(aws.settings.event_rule_propagation)
+        put_event()
+        assert [d.outcome for d in aws.deliveries] == ["invoked"]
+
+
 def test_a_disabled_rule_delivers_nothing(aws, clock):
-    rule_to_function(clock, permit_rule=True, state="DISABLED")
+    rule_to_function(aws, clock, permit_for=THIS_RULE, state="DISABLED")
     assert aws.deliveries == []
 
 
