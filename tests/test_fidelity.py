@@ -386,18 +386,33 @@ def test_dashboards_are_global(aws):
     assert [d["DashboardName"] for d in names] == ["d"]
 
 
-def test_alarm_parameters_are_validated(aws):
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"ComparisonOperator": "Bogus"},
+        {"Statistic": "Median"},
+        {"MetricName": None},
+        {"EvaluationPeriods": 1, "DatapointsToAlarm": 2},
+    ],
+    ids=["comparison", "statistic", "no-metric", "datapoints-over-periods"],
+)
+def test_alarm_parameters_are_validated(aws, wrong):
+    alarm = {
+        "AlarmName": "a",
+        "Namespace": "AWS/Lambda",
+        "MetricName": "Errors",
+        "Statistic": "Sum",
+        "Period": 60,
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 1,
+        "Threshold": 1,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    cloudwatch.put_metric_alarm(**alarm)  # the valid alarm is accepted
+    alarm = {key: value for key, value in {**alarm, **wrong}.items() if value is not None}
     with pytest.raises(ClientError) as exc:
-        boto3.client("cloudwatch", region_name="us-east-1").put_metric_alarm(
-            AlarmName="a",
-            Namespace="AWS/Lambda",
-            MetricName="Errors",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="Bogus",
-        )
+        cloudwatch.put_metric_alarm(**alarm)
     assert code(exc) == "ValidationError"
 
 
