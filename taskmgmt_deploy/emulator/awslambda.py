@@ -1,4 +1,4 @@
-"""Lambda and IAM as AWS behaves (provisioning-lessons.md 3.1, 3.2, 3.11; moto-notes 9)."""
+"""Lambda and IAM as AWS documents them, over moto's model (docs/pessimistic-emulation.md, L and I)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EventBridge delivery, CloudWatch, Logs and SQS as AWS behaves."""
+"""EventBridge delivery, CloudWatch, Logs and SQS as AWS documents them (docs/pessimistic-emulation.md, E, C, G, S)."""
 
 from __future__ import annotations
 
