@@ -138,6 +138,7 @@ def test_dsql_rejects_a_peer_that_does_not_exist(aws):
 
 
 def test_a_new_role_cannot_be_assumed_until_it_propagates(aws, clock):
+    """Row I1 of docs/pessimistic-emulation.md."""
     role = make_role()
     lam = boto3.client("lambda", region_name="us-east-1")
     kwargs = {
@@ -156,6 +157,7 @@ def test_a_new_role_cannot_be_assumed_until_it_propagates(aws, clock):
 
 
 def test_a_new_function_is_pending_and_refuses_updates_until_active(aws, clock):
+    """Row L1, L2 of docs/pessimistic-emulation.md."""
     make_function(clock)
     lam = boto3.client("lambda", region_name="us-east-1")
     assert lam.get_function(FunctionName="fn")["Configuration"]["State"] == "Pending"
@@ -176,6 +178,7 @@ def test_a_new_function_is_pending_and_refuses_updates_until_active(aws, clock):
 
 
 def test_lambda_keeps_the_logging_config(aws, clock):
+    """Row L8 of docs/pessimistic-emulation.md."""
     make_function(clock, LoggingConfig={"LogFormat": "JSON", "LogGroup": "/custom/fn"})
     config = boto3.client("lambda", region_name="us-east-1").get_function_configuration(FunctionName="fn")
     assert config["LoggingConfig"] == {
@@ -187,6 +190,7 @@ def test_lambda_keeps_the_logging_config(aws, clock):
 
 
 def test_get_function_returns_no_tags_but_list_tags_does(aws, clock):
+    """Row L7 of docs/pessimistic-emulation.md."""
     arn = make_function(clock, Tags={"app": "taskmgmt"})["FunctionArn"]
     lam = boto3.client("lambda", region_name="us-east-1")
     assert "Tags" not in lam.get_function(FunctionName="fn")
@@ -194,12 +198,14 @@ def test_get_function_returns_no_tags_but_list_tags_does(aws, clock):
 
 
 def test_lambda_rejects_a_runtime_it_does_not_offer(aws, clock):
+    """Row L4 of docs/pessimistic-emulation.md."""
     with pytest.raises(ClientError) as exc:
         make_function(clock, Runtime="python2.7")
     assert code(exc) == "InvalidParameterValueException"
 
 
 def test_lambda_rejects_reserved_environment_keys(aws, clock):
+    """Row L3 of docs/pessimistic-emulation.md."""
     with pytest.raises(ClientError) as exc:
         make_function(clock, Environment={"Variables": {"AWS_REGION": "us-east-1"}})
     assert code(exc) == "InvalidParameterValueException"
@@ -207,6 +213,7 @@ def test_lambda_rejects_reserved_environment_keys(aws, clock):
 
 
 def test_lambda_refuses_a_duplicate_permission_statement_id(aws, clock):
+    """Row L5 of docs/pessimistic-emulation.md."""
     make_function(clock)
     lam = boto3.client("lambda", region_name="us-east-1")
     kwargs = {
@@ -223,6 +230,7 @@ def test_lambda_refuses_a_duplicate_permission_statement_id(aws, clock):
 
 
 def test_on_failure_destination_needs_the_role_to_allow_sending(aws, clock):
+    """Row L6, I2 of docs/pessimistic-emulation.md."""
     make_function(clock)
     clock.advance(aws.settings.lambda_settle)
     queue = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="failures")
@@ -254,6 +262,7 @@ def test_on_failure_destination_needs_the_role_to_allow_sending(aws, clock):
 
 
 def test_iam_refuses_to_delete_an_attached_policy(aws):
+    """Row I3 of docs/pessimistic-emulation.md."""
     iam = boto3.client("iam", region_name="us-east-1")
     make_role()
     arn = iam.create_policy(
@@ -335,6 +344,7 @@ def put_event() -> None:
 
 
 def test_events_reach_a_lambda_target_only_with_permission_for_that_rule(aws, clock):
+    """Row E3 of docs/pessimistic-emulation.md."""
     rule, _dlq = rule_to_function(aws, clock, permit_for=THIS_RULE)
     assert [d.outcome for d in aws.deliveries] == ["invoked"]
     assert aws.deliveries[0].rule_arn == rule
@@ -342,6 +352,7 @@ def test_events_reach_a_lambda_target_only_with_permission_for_that_rule(aws, cl
 
 @pytest.mark.parametrize("permit_for", [None, ANOTHER_RULE])
 def test_events_without_permission_for_their_rule_end_in_the_target_dlq(aws, clock, permit_for):
+    """Row E3 of docs/pessimistic-emulation.md."""
     _, dlq = rule_to_function(aws, clock, permit_for=permit_for)
     assert [d.outcome for d in aws.deliveries] == ["no-permission"]
     messages = boto3.client("sqs", region_name="us-east-1").receive_message(
@@ -352,12 +363,14 @@ def test_events_without_permission_for_their_rule_end_in_the_target_dlq(aws, clo
 
 @pytest.mark.parametrize("policy_for", [None, ANOTHER_RULE])
 def test_a_dead_letter_queue_receives_nothing_unless_its_policy_lets_the_rule_send(aws, clock, policy_for):
+    """Row E4 of docs/pessimistic-emulation.md."""
     _, dlq = rule_to_function(aws, clock, permit_for=None, dlq_policy_for=policy_for)
     assert [d.outcome for d in aws.deliveries] == ["no-permission"]
     assert "Messages" not in boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=dlq)
 
 
 def test_a_rule_just_put_or_enabled_matches_no_event_yet(aws, clock):
+    """Row E2 of docs/pessimistic-emulation.md."""
     rule_to_function(aws, clock, permit_for=THIS_RULE)
     events = boto3.client("events", region_name="us-east-1")
     pattern = json.dumps({"source": ["task.management"]})
@@ -374,12 +387,60 @@ def test_a_rule_just_put_or_enabled_matches_no_event_yet(aws, clock):
         assert [d.outcome for d in aws.deliveries] == ["invoked"]
 
 
+@pytest.fixture
+def failing_function(clock):
+    """The emulator with a function whose every invocation raises; yields (fidelity, invocations)."""
+    from moto import mock_aws
+
+    from taskmgmt_deploy.emulator import Fidelity, FidelitySettings
+
+    invocations = []
+
+    def fail(invocation):
+        invocations.append(invocation)
+        return b'{"errorMessage": "boom"}', "Unhandled"
+
+    with mock_aws(config={"lambda": {"use_docker": False}}), Fidelity(clock, FidelitySettings(), fail) as fidelity:
+        yield fidelity, invocations
+
+
+def test_a_function_that_raises_is_retried_then_its_event_goes_to_the_on_failure_queue(failing_function, clock):
+    """Row L9 of docs/pessimistic-emulation.md."""
+    aws, invocations = failing_function
+    rule_to_function(aws, clock, permit_for=THIS_RULE)
+    assert len(invocations) == 3 and aws.deliveries[-1].outcome == "function-error"  # two retries by default
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    failures = sqs.create_queue(QueueName="failures")["QueueUrl"]
+    arn = "arn:aws:sqs:us-east-1:123456789012:failures"
+    boto3.client("iam", region_name="us-east-1").put_role_policy(
+        RoleName="fn-role",
+        PolicyName="send",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn}]}
+        ),
+    )
+    clock.advance(aws.settings.iam_propagation)
+    boto3.client("lambda", region_name="us-east-1").put_function_event_invoke_config(
+        FunctionName="fn", MaximumRetryAttempts=1, DestinationConfig={"OnFailure": {"Destination": arn}}
+    )
+    invocations.clear()
+    put_event()
+    assert len(invocations) == 2
+    (message,) = sqs.receive_message(QueueUrl=failures)["Messages"]
+    record = json.loads(message["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["requestPayload"]["detail-type"] == "Task Created"
+
+
 def test_a_disabled_rule_delivers_nothing(aws, clock):
+    """Row E1 of docs/pessimistic-emulation.md."""
     rule_to_function(aws, clock, permit_for=THIS_RULE, state="DISABLED")
     assert aws.deliveries == []
 
 
 def test_dashboards_are_global(aws):
+    """Row C1 of docs/pessimistic-emulation.md."""
     body = json.dumps({"widgets": []})
     boto3.client("cloudwatch", region_name="us-west-2").put_dashboard(DashboardName="d", DashboardBody=body)
     names = boto3.client("cloudwatch", region_name="us-east-1").list_dashboards()["DashboardEntries"]
@@ -397,6 +458,7 @@ def test_dashboards_are_global(aws):
     ids=["comparison", "statistic", "no-metric", "datapoints-over-periods"],
 )
 def test_alarm_parameters_are_validated(aws, wrong):
+    """Row C2 of docs/pessimistic-emulation.md."""
     alarm = {
         "AlarmName": "a",
         "Namespace": "AWS/Lambda",
@@ -417,6 +479,7 @@ def test_alarm_parameters_are_validated(aws, wrong):
 
 
 def test_log_retention_must_be_an_allowed_value(aws):
+    """Row G1 of docs/pessimistic-emulation.md."""
     logs = boto3.client("logs", region_name="us-east-1")
     logs.create_log_group(logGroupName="g")
     with pytest.raises(ClientError) as exc:
@@ -425,6 +488,7 @@ def test_log_retention_must_be_an_allowed_value(aws):
 
 
 def test_a_deleted_queue_name_cannot_be_reused_for_60_seconds(aws, clock):
+    """Row S1 of docs/pessimistic-emulation.md."""
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="q")["QueueUrl"]
     sqs.delete_queue(QueueUrl=url)
