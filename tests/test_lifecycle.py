@@ -18,6 +18,7 @@ def manifest_text(tmp_path) -> str:
 
 
 def test_deploy_absorbs_iam_propagation_with_a_dense_retry(aws, runtime, cli, calls, clock):
+    """Row I1 of docs/pessimistic-emulation.md."""
     result = cli("deploy", "--yes")
     assert result.code == 0, result.err
     # Both functions were refused while the new role propagated, then created.
@@ -64,7 +65,7 @@ def test_status_reports_out_of_band_drift_and_deploy_repairs_it(aws, runtime, cl
 
 
 def test_function_tags_are_read_with_list_tags_and_repaired(aws, runtime, cli, clock):
-    """GetFunction returns tags only to callers explicitly allowed lambda:ListTags; the emulator never does."""
+    """L7: GetFunction returns tags only to callers explicitly allowed lambda:ListTags; the emulator never does."""
     assert cli("deploy", "--yes").code == 0
     lam = boto3.client("lambda", region_name="us-east-1")
     arn = lam.get_function_configuration(FunctionName=FUNCTION)["FunctionArn"]

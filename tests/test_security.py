@@ -105,7 +105,7 @@ def test_queue_policies_allow_only_their_rule(deployed):
 
 
 def test_an_event_the_function_may_not_take_reaches_the_deployed_dead_letter_queue(deployed, aws, clock):
-    """The emulator delivers to a dead-letter queue only what the queue's policy lets the rule send."""
+    """E4: the emulator delivers to a dead-letter queue only what the queue's policy lets the rule send."""
     lam = boto3.client("lambda", region_name="us-east-1")
     lam.remove_permission(FunctionName=f"{STACK}-task-processor", StatementId=f"{STACK}-task-processing-invoke")
     clock.advance(aws.settings.event_rule_propagation)

@@ -59,6 +59,7 @@ def first_steps(bus: FreshBus, clock) -> list[str]:
 
 
 def test_a_lost_event_is_sent_again_until_the_task_appears(clock):
+    """Row E2 of docs/pessimistic-emulation.md."""
     bus = FreshBus(clock, lost=2, delays=[0.5])
     _, read, cleaned = first_steps(bus, clock)
     assert bus.sent == 3 and "after sending the event 3 times" in read
