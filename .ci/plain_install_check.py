@@ -70,6 +70,11 @@ def commands() -> Iterator[tuple[tuple[str, ...], Any]]:
     yield from walk((), typer.main.get_command(app))
 
 
+def leaves() -> list[tuple[tuple[str, ...], Any]]:
+    """The commands that run something (not the app, not a group of subcommands)."""
+    return [(path, command) for path, command in commands() if path and not hasattr(command, "commands")]
+
+
 def _runnable(path: tuple[str, ...], command: Any) -> tuple[str, ...]:
     """The command line that runs `command` with no questions asked."""
     options = {opt for param in command.params for opt in getattr(param, "opts", ())}
@@ -86,9 +91,7 @@ def sandbox_cases() -> list[Case]:
     from taskmgmt_deploy.sandbox import INSTALL_EXTRA
 
     cases = []
-    for path, command in commands():
-        if not path or hasattr(command, "commands"):
-            continue
+    for path, command in leaves():
         argv = _runnable(path, command)
         if path[0] == "sandbox":
             cases.append(Case(argv, 2, INSTALL_EXTRA))
@@ -102,11 +105,10 @@ def credential_cases() -> list[Case]:
     found = {path[0] for path, _ in commands() if path}
     assert set(LOCAL_COMMANDS) <= found, f"LOCAL_COMMANDS names commands that do not exist: {LOCAL_COMMANDS}"
     cases = []
-    for path, command in commands():
-        if not path or path[0] == "sandbox" or hasattr(command, "commands"):
-            continue
-        local = path[0] in LOCAL_COMMANDS
-        cases.append(Case(_runnable(path, command), 0 if local else 2, None if local else NO_CREDENTIALS))
+    for path, command in leaves():
+        if path[0] != "sandbox":
+            local = path[0] in LOCAL_COMMANDS
+            cases.append(Case(_runnable(path, command), 0 if local else 2, None if local else NO_CREDENTIALS))
     return cases
 
 
