@@ -1,8 +1,9 @@
 """Build the function's zip: lambda/ plus its dependencies, for the Lambda platform.
 
 Dependencies are installed with pip's explicit --platform/--python-version/--only-binary
-flags (packaging.md), never from the wheels of the machine running the tool, and every ELF
-file in the result is checked against the target architecture. The zip is deterministic
+flags, so that pip picks the runtime's wheels (psycopg's manylinux aarch64 binary for
+Lambda's arm64 Python), never those of the machine running the tool; every ELF file in the
+result is checked against the target architecture. The zip is deterministic
 (sorted entries, fixed timestamps), so its hash only changes when its content does, and
 it is cached by the hash of its inputs.
 """

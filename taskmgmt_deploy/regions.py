@@ -1,5 +1,7 @@
-"""Aurora DSQL multi-Region sets (aurora-dsql.md section 1.10).
+"""Aurora DSQL multi-Region sets.
 
+Multi-Region clusters are created within one Region set; DSQL does not peer across
+continents (https://docs.aws.amazon.com/aurora-dsql/latest/userguide/what-is-aurora-dsql.html).
 Both peers and the witness must come from one set. Regions whose set membership is
 unverified (eu-north-1, eu-south-2, ap-south-1, ap-southeast-1) are left out on purpose:
 a wrong guess would only fail later, inside AWS, after other resources were created.

@@ -44,15 +44,8 @@ def make_function(clock, name: str = "fn", **extra) -> dict:
     role = make_role(f"{name}-role")
     clock.advance(60)
     lam = boto3.client("lambda", region_name="us-east-1")
-    created = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.13",
-        Role=role,
-        Handler="handler.handler",
-        Code={"ZipFile": zip_bytes()},
-        **extra,
-    )
-    return created
+    spec = {"Runtime": "python3.13", "Handler": "handler.handler", **extra}
+    return lam.create_function(FunctionName=name, Role=role, Code={"ZipFile": zip_bytes()}, **spec)
 
 
 # -- DSQL ---------------------------------------------------------------------------------
@@ -302,6 +295,7 @@ def test_dsql_logs_every_mutating_call_with_its_answer(aws, clock):
 
 
 def test_a_new_role_cannot_be_assumed_until_it_propagates(aws, clock):
+    """Row I1 of docs/pessimistic-emulation.md."""
     role = make_role()
     lam = boto3.client("lambda", region_name="us-east-1")
     kwargs = {
@@ -320,12 +314,16 @@ def test_a_new_role_cannot_be_assumed_until_it_propagates(aws, clock):
 
 
 def test_a_new_function_is_pending_and_refuses_updates_until_active(aws, clock):
+    """Row L1, L2 of docs/pessimistic-emulation.md."""
     make_function(clock)
     lam = boto3.client("lambda", region_name="us-east-1")
     assert lam.get_function(FunctionName="fn")["Configuration"]["State"] == "Pending"
     with pytest.raises(ClientError) as exc:
         lam.update_function_configuration(FunctionName="fn", MemorySize=256)
     assert code(exc) == "ResourceConflictException"
+    with pytest.raises(ClientError) as exc:
+        lam.invoke(FunctionName="fn", Payload=b"{}")
+    assert code(exc) == "ResourceConflictException" and "Pending" in str(exc.value)
     clock.advance(aws.settings.lambda_settle)
     config = lam.get_function(FunctionName="fn")["Configuration"]
     assert (config["State"], config["LastUpdateStatus"]) == ("Active", "Successful")
@@ -337,6 +335,7 @@ def test_a_new_function_is_pending_and_refuses_updates_until_active(aws, clock):
 
 
 def test_lambda_keeps_the_logging_config(aws, clock):
+    """Row L8 of docs/pessimistic-emulation.md."""
     make_function(clock, LoggingConfig={"LogFormat": "JSON", "LogGroup": "/custom/fn"})
     config = boto3.client("lambda", region_name="us-east-1").get_function_configuration(FunctionName="fn")
     assert config["LoggingConfig"] == {
@@ -347,7 +346,23 @@ def test_lambda_keeps_the_logging_config(aws, clock):
     }
 
 
+def test_get_function_returns_no_tags_but_list_tags_does(aws, clock):
+    """Row L7 of docs/pessimistic-emulation.md."""
+    arn = make_function(clock, Tags={"app": "taskmgmt"})["FunctionArn"]
+    lam = boto3.client("lambda", region_name="us-east-1")
+    assert "Tags" not in lam.get_function(FunctionName="fn")
+    assert lam.list_tags(Resource=arn)["Tags"] == {"app": "taskmgmt"}
+
+
+def test_lambda_rejects_a_runtime_it_does_not_offer(aws, clock):
+    """Row L4 of docs/pessimistic-emulation.md."""
+    with pytest.raises(ClientError) as exc:
+        make_function(clock, Runtime="python2.7")
+    assert code(exc) == "InvalidParameterValueException"
+
+
 def test_lambda_rejects_reserved_environment_keys(aws, clock):
+    """Row L3 of docs/pessimistic-emulation.md."""
     with pytest.raises(ClientError) as exc:
         make_function(clock, Environment={"Variables": {"AWS_REGION": "us-east-1"}})
     assert code(exc) == "InvalidParameterValueException"
@@ -355,6 +370,7 @@ def test_lambda_rejects_reserved_environment_keys(aws, clock):
 
 
 def test_lambda_refuses_a_duplicate_permission_statement_id(aws, clock):
+    """Row L5 of docs/pessimistic-emulation.md."""
     make_function(clock)
     lam = boto3.client("lambda", region_name="us-east-1")
     kwargs = {
@@ -371,6 +387,7 @@ def test_lambda_refuses_a_duplicate_permission_statement_id(aws, clock):
 
 
 def test_on_failure_destination_needs_the_role_to_allow_sending(aws, clock):
+    """Row L6, I2 of docs/pessimistic-emulation.md."""
     make_function(clock)
     clock.advance(aws.settings.lambda_settle)
     queue = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="failures")
@@ -402,6 +419,7 @@ def test_on_failure_destination_needs_the_role_to_allow_sending(aws, clock):
 
 
 def test_iam_refuses_to_delete_an_attached_policy(aws):
+    """Row I3 of docs/pessimistic-emulation.md."""
     iam = boto3.client("iam", region_name="us-east-1")
     make_role()
     arn = iam.create_policy(
@@ -421,8 +439,31 @@ def test_iam_refuses_to_delete_an_attached_policy(aws):
 
 # -- EventBridge, CloudWatch, Logs, SQS ----------------------------------------------------
 
+DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:dlq"
+THIS_RULE = "this rule"
+ANOTHER_RULE = "arn:aws:events:us-east-1:123456789012:rule/bus/another"
 
-def rule_to_function(clock, permit_rule: bool, state: str = "ENABLED") -> tuple[str, str]:
+
+def queue_policy(queue_arn: str, source_arn: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
+            }
+        ],
+    }
+
+
+def rule_to_function(
+    aws, clock, permit_for: str | None, state: str = "ENABLED", dlq_policy_for: str | None = THIS_RULE
+) -> tuple[str, str]:
+    """A bus, a rule with the function as target and a dead-letter queue; then one matching event.
+    permit_for and dlq_policy_for: the rule the function's and the queue's policies name."""
     make_function(clock)
     events = boto3.client("events", region_name="us-east-1")
     events.create_event_bus(Name="bus")
@@ -431,36 +472,45 @@ def rule_to_function(clock, permit_rule: bool, state: str = "ENABLED") -> tuple[
     )["RuleArn"]
     sqs = boto3.client("sqs", region_name="us-east-1")
     dlq_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    if dlq_policy_for:
+        source = rule if dlq_policy_for == THIS_RULE else dlq_policy_for
+        sqs.set_queue_attributes(QueueUrl=dlq_url, Attributes={"Policy": json.dumps(queue_policy(DLQ_ARN, source))})
     fn = boto3.client("lambda", region_name="us-east-1").get_function(FunctionName="fn")["Configuration"]
     events.put_targets(
         Rule="r",
         EventBusName="bus",
-        Targets=[
-            {"Id": "t", "Arn": fn["FunctionArn"], "DeadLetterConfig": {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}}
-        ],
+        Targets=[{"Id": "t", "Arn": fn["FunctionArn"], "DeadLetterConfig": {"Arn": DLQ_ARN}}],
     )
-    if permit_rule:
+    if permit_for:
         boto3.client("lambda", region_name="us-east-1").add_permission(
             FunctionName="fn",
             StatementId="events",
             Action="lambda:InvokeFunction",
             Principal="events.amazonaws.com",
-            SourceArn=rule,
+            SourceArn=rule if permit_for == THIS_RULE else permit_for,
         )
-    events.put_events(
-        Entries=[{"Source": "task.management", "DetailType": "Task Created", "Detail": "{}", "EventBusName": "bus"}]
-    )
+    clock.advance(aws.settings.event_rule_propagation)
+    put_event()
     return rule, dlq_url
 
 
+def put_event() -> None:
+    boto3.client("events", region_name="us-east-1").put_events(
+        Entries=[{"Source": "task.management", "DetailType": "Task Created", "Detail": "{}", "EventBusName": "bus"}]
+    )
+
+
 def test_events_reach_a_lambda_target_only_with_permission_for_that_rule(aws, clock):
-    rule, _dlq = rule_to_function(clock, permit_rule=True)
+    """Row E3 of docs/pessimistic-emulation.md."""
+    rule, _dlq = rule_to_function(aws, clock, permit_for=THIS_RULE)
     assert [d.outcome for d in aws.deliveries] == ["invoked"]
     assert aws.deliveries[0].rule_arn == rule
 
 
-def test_events_without_permission_end_in_the_target_dlq(aws, clock):
-    _, dlq = rule_to_function(clock, permit_rule=False)
+@pytest.mark.parametrize("permit_for", [None, ANOTHER_RULE])
+def test_events_without_permission_for_their_rule_end_in_the_target_dlq(aws, clock, permit_for):
+    """Row E3 of docs/pessimistic-emulation.md."""
+    _, dlq = rule_to_function(aws, clock, permit_for=permit_for)
     assert [d.outcome for d in aws.deliveries] == ["no-permission"]
     messages = boto3.client("sqs", region_name="us-east-1").receive_message(
         QueueUrl=dlq, MessageAttributeNames=["All"]
@@ -468,34 +518,125 @@ def test_events_without_permission_end_in_the_target_dlq(aws, clock):
     assert messages[0]["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "NO_PERMISSIONS"
 
 
+@pytest.mark.parametrize("policy_for", [None, ANOTHER_RULE])
+def test_a_dead_letter_queue_receives_nothing_unless_its_policy_lets_the_rule_send(aws, clock, policy_for):
+    """Row E4 of docs/pessimistic-emulation.md."""
+    _, dlq = rule_to_function(aws, clock, permit_for=None, dlq_policy_for=policy_for)
+    assert [d.outcome for d in aws.deliveries] == ["no-permission"]
+    assert "Messages" not in boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=dlq)
+
+
+def test_a_rule_just_put_or_enabled_matches_no_event_yet(aws, clock):
+    """Row E2 of docs/pessimistic-emulation.md."""
+    rule_to_function(aws, clock, permit_for=THIS_RULE)
+    events = boto3.client("events", region_name="us-east-1")
+    pattern = json.dumps({"source": ["task.management"]})
+    for change in (
+        lambda: events.put_rule(Name="r", EventBusName="bus", EventPattern=pattern),
+        lambda: (events.disable_rule(Name="r", EventBusName="bus"), events.enable_rule(Name="r", EventBusName="bus")),
+    ):
+        aws.deliveries.clear()
+        change()
+        put_event()
+        assert aws.deliveries == []  # lost: EventBridge does not hold events for a rule to come
+        clock.advance(aws.settings.event_rule_propagation)
+        put_event()
+        assert [d.outcome for d in aws.deliveries] == ["invoked"]
+
+
+@pytest.fixture
+def failing_function(clock):
+    """The emulator with a function whose every invocation raises; yields (fidelity, invocations)."""
+    from moto import mock_aws
+
+    from taskmgmt_deploy.emulator import Fidelity, FidelitySettings
+
+    invocations = []
+
+    def fail(invocation):
+        invocations.append(invocation)
+        return b'{"errorMessage": "boom"}', "Unhandled"
+
+    with mock_aws(config={"lambda": {"use_docker": False}}), Fidelity(clock, FidelitySettings(), fail) as fidelity:
+        yield fidelity, invocations
+
+
+def test_a_function_that_raises_is_retried_then_its_event_goes_to_the_on_failure_queue(failing_function, clock):
+    """Row L9 of docs/pessimistic-emulation.md."""
+    aws, invocations = failing_function
+    rule_to_function(aws, clock, permit_for=THIS_RULE)
+    assert len(invocations) == 3 and aws.deliveries[-1].outcome == "function-error"  # two retries by default
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    failures = sqs.create_queue(QueueName="failures")["QueueUrl"]
+    arn = "arn:aws:sqs:us-east-1:123456789012:failures"
+    boto3.client("iam", region_name="us-east-1").put_role_policy(
+        RoleName="fn-role",
+        PolicyName="send",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn}]}
+        ),
+    )
+    clock.advance(aws.settings.iam_propagation)
+    boto3.client("lambda", region_name="us-east-1").put_function_event_invoke_config(
+        FunctionName="fn", MaximumRetryAttempts=1, DestinationConfig={"OnFailure": {"Destination": arn}}
+    )
+    invocations.clear()
+    put_event()
+    assert len(invocations) == 2
+    (message,) = sqs.receive_message(QueueUrl=failures)["Messages"]
+    record = json.loads(message["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["requestPayload"]["detail-type"] == "Task Created"
+
+
 def test_a_disabled_rule_delivers_nothing(aws, clock):
-    rule_to_function(clock, permit_rule=True, state="DISABLED")
+    """Row E1 of docs/pessimistic-emulation.md."""
+    rule_to_function(aws, clock, permit_for=THIS_RULE, state="DISABLED")
     assert aws.deliveries == []
 
 
 def test_dashboards_are_global(aws):
+    """Row C1 of docs/pessimistic-emulation.md."""
     body = json.dumps({"widgets": []})
     boto3.client("cloudwatch", region_name="us-west-2").put_dashboard(DashboardName="d", DashboardBody=body)
     names = boto3.client("cloudwatch", region_name="us-east-1").list_dashboards()["DashboardEntries"]
     assert [d["DashboardName"] for d in names] == ["d"]
 
 
-def test_alarm_parameters_are_validated(aws):
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"ComparisonOperator": "Bogus"},
+        {"Statistic": "Median"},
+        {"MetricName": None},
+        {"EvaluationPeriods": 1, "DatapointsToAlarm": 2},
+    ],
+    ids=["comparison", "statistic", "no-metric", "datapoints-over-periods"],
+)
+def test_alarm_parameters_are_validated(aws, wrong):
+    """Row C2 of docs/pessimistic-emulation.md."""
+    alarm = {
+        "AlarmName": "a",
+        "Namespace": "AWS/Lambda",
+        "MetricName": "Errors",
+        "Statistic": "Sum",
+        "Period": 60,
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 1,
+        "Threshold": 1,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    cloudwatch.put_metric_alarm(**alarm)  # the valid alarm is accepted
+    alarm = {key: value for key, value in {**alarm, **wrong}.items() if value is not None}
     with pytest.raises(ClientError) as exc:
-        boto3.client("cloudwatch", region_name="us-east-1").put_metric_alarm(
-            AlarmName="a",
-            Namespace="AWS/Lambda",
-            MetricName="Errors",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="Bogus",
-        )
+        cloudwatch.put_metric_alarm(**alarm)
     assert code(exc) == "ValidationError"
 
 
 def test_log_retention_must_be_an_allowed_value(aws):
+    """Row G1 of docs/pessimistic-emulation.md."""
     logs = boto3.client("logs", region_name="us-east-1")
     logs.create_log_group(logGroupName="g")
     with pytest.raises(ClientError) as exc:
@@ -504,6 +645,7 @@ def test_log_retention_must_be_an_allowed_value(aws):
 
 
 def test_a_deleted_queue_name_cannot_be_reused_for_60_seconds(aws, clock):
+    """Row S1 of docs/pessimistic-emulation.md."""
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="q")["QueueUrl"]
     sqs.delete_queue(QueueUrl=url)

@@ -18,6 +18,7 @@ def manifest_text(tmp_path) -> str:
 
 
 def test_deploy_absorbs_iam_propagation_with_a_dense_retry(aws, runtime, cli, calls, clock):
+    """Row I1 of docs/pessimistic-emulation.md."""
     result = cli("deploy", "--yes")
     assert result.code == 0, result.err
     # Both functions were refused while the new role propagated, then created.
@@ -60,6 +61,23 @@ def test_status_reports_out_of_band_drift_and_deploy_repairs_it(aws, runtime, cl
         ("metric_alarm:function-throttles@us-west-2", "missing"): ["missing: deleted outside taskmgmt?"],
     }
     assert cli("deploy", "--yes").code == 0
+    assert cli("status").code == 0
+
+
+def test_function_tags_are_read_with_list_tags_and_repaired(aws, runtime, cli, clock):
+    """L7: GetFunction returns tags only to callers explicitly allowed lambda:ListTags; the emulator never does."""
+    assert cli("deploy", "--yes").code == 0
+    lam = boto3.client("lambda", region_name="us-east-1")
+    arn = lam.get_function_configuration(FunctionName=FUNCTION)["FunctionArn"]
+    tags = lam.list_tags(Resource=arn)["Tags"]
+    lam.untag_resource(Resource=arn, TagKeys=["managed-by"])
+    status = cli("status", "--json")
+    assert status.code == 1
+    bad = {r["key"]: r["problems"] for r in json.loads(status.out)["resources"] if r["health"] != "ok"}
+    assert list(bad) == ["lambda_function:task-processor@us-east-1"]
+    assert bad["lambda_function:task-processor@us-east-1"][0].startswith("tags:")
+    assert cli("deploy", "--yes").code == 0
+    assert lam.list_tags(Resource=arn)["Tags"] == tags
     assert cli("status").code == 0
 
 

@@ -98,6 +98,20 @@ def subscribe_to_notifications(endpoint: str):
     events.put_targets(
         Rule="watch-notifications", EventBusName="task-mgmt-dev-task-events", Targets=[{"Id": "watcher", "Arn": arn}]
     )
+    probe = {
+        "Source": "task.management.notifications",
+        "DetailType": "Watcher Probe",
+        "Detail": "{}",
+        "EventBusName": "task-mgmt-dev-task-events",
+    }
+    deadline = time.monotonic() + 30
+    while True:  # a rule just put matches no event for a while, as on AWS: probe until it does
+        events.put_events(Entries=[probe])
+        arrived = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+        if arrived:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=arrived[0]["ReceiptHandle"])
+            break
+        assert time.monotonic() < deadline, "the watcher's rule never matched"
 
     def read() -> list[dict]:
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])

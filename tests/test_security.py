@@ -104,6 +104,27 @@ def test_queue_policies_allow_only_their_rule(deployed):
                 assert "Policy" not in attributes  # the function's role sends here; nobody else may
 
 
+def test_an_event_the_function_may_not_take_reaches_the_deployed_dead_letter_queue(deployed, aws, clock):
+    """E4: the emulator delivers to a dead-letter queue only what the queue's policy lets the rule send."""
+    lam = boto3.client("lambda", region_name="us-east-1")
+    lam.remove_permission(FunctionName=f"{STACK}-task-processor", StatementId=f"{STACK}-task-processing-invoke")
+    clock.advance(aws.settings.event_rule_propagation)
+    boto3.client("events", region_name="us-east-1").put_events(
+        Entries=[
+            {
+                "Source": "task.management",
+                "DetailType": "Task Created",
+                "Detail": json.dumps({"eventType": "task.created", "taskData": {"title": "t", "created_by": "a"}}),
+                "EventBusName": f"{STACK}-task-events",
+            }
+        ]
+    )
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName=f"{STACK}-task-events-dlq")["QueueUrl"]
+    messages = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"]).get("Messages", [])
+    assert [m["MessageAttributes"]["ERROR_CODE"]["StringValue"] for m in messages] == ["NO_PERMISSIONS"]
+
+
 def test_the_function_accepts_invocations_only_from_its_rule(deployed):
     for region in ("us-east-1", "us-west-2"):
         lam = boto3.client("lambda", region_name=region)

@@ -18,21 +18,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from taskmgmt_deploy.config import Settings, load_settings
 from taskmgmt_deploy.console import Console
 from taskmgmt_deploy.errors import UserError
 from taskmgmt_deploy.models import Action, Change, Resource
-
-try:  # recent typer vendors click and raises its own copies of click's exceptions
-    from typer._click.exceptions import ClickException as _VendoredClickException
-except ImportError:  # pragma: no cover - older typer uses click itself
-    _VendoredClickException = click.ClickException
-_EXIT = (click.exceptions.Exit, typer.Exit)
-_ABORT = (click.exceptions.Abort, typer.Abort)
-_USAGE = (click.ClickException, _VendoredClickException)
 
 app = typer.Typer(
     name="taskmgmt",

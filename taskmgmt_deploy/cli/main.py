@@ -11,7 +11,7 @@ from taskmgmt_deploy.cli import (
     local,  # noqa: F401
     stack,  # noqa: F401 - registers the commands, in this order
 )
-from taskmgmt_deploy.cli.common import _ABORT, _EXIT, _USAGE, app, console
+from taskmgmt_deploy.cli.common import app, console
 from taskmgmt_deploy.errors import TaskmgmtError, one_line
 
 
@@ -21,12 +21,12 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=argv, prog_name="taskmgmt", standalone_mode=False)
         # Without standalone mode, click returns typer.Exit's code instead of raising it.
         sys.exit(code if isinstance(code, int) else 0)
-    except _EXIT as done:
+    except typer.Exit as done:
         sys.exit(done.exit_code)
-    except _ABORT:
+    except typer.Abort:
         console.error("aborted")
         sys.exit(130)
-    except _USAGE as exc:
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
         console.error(one_line(exc.format_message()) + " (see --help)")
         sys.exit(exc.exit_code)
     except TaskmgmtError as exc:

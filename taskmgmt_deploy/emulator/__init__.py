@@ -1,19 +1,11 @@
-"""Make moto behave like AWS where this stack depends on it.
+"""Make moto behave like AWS where this stack depends on it, and never kinder.
 
-moto is more lenient than AWS (moto-notes.md, section 9). The fidelity layer patches moto's
-backend classes so that, on an injected clock:
-- DSQL clusters sit in PENDING_SETUP until peered, in PENDING_DELETE until the last peer
-  is deleted, report UPDATING, refuse protected deletes with ValidationException, check
-  witness and peers against the region sets, and use the real endpoint format;
-- Lambda functions are Pending after create and InProgress after updates (and refuse
-  updates meanwhile), cannot assume a role younger than the propagation delay, check that
-  the role may send to an on-failure destination, refuse duplicate permission statement
-  ids and reserved environment keys, and keep LoggingConfig;
-- IAM refuses to delete an attached managed policy (DeleteConflict);
-- EventBridge does not deliver through disabled rules, and delivers matching events to
-  Lambda targets (checking the function's permission and SourceArn) instead of failing;
-- CloudWatch dashboards are global and alarm parameters are validated; log retention
-  must be one of the allowed values; SQS refuses a queue name deleted less than 60s ago.
+moto accepts much that AWS refuses and skips states AWS goes through. The fidelity layer
+patches moto's backend classes, on an injected clock, so that where AWS's documentation or
+the botocore model leaves a behaviour open the emulator takes the least forgiving reading,
+and the tool has to work under it. docs/pessimistic-emulation.md lists every such choice:
+the AWS behaviour, the documentation page it is read from, what the emulator does, and the
+test that fails if the emulator becomes kinder.
 
 Used by the tests (in-process with mock_aws) and by the sandbox's emulator process.
 moto is pinned (pyproject.toml) because this patches its internals.

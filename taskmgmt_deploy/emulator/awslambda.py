@@ -1,4 +1,4 @@
-"""Lambda and IAM as AWS behaves (provisioning-lessons.md 3.1, 3.2, 3.11; moto-notes 9)."""
+"""Lambda and IAM as AWS documents them, over moto's model (docs/pessimistic-emulation.md, L and I)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ class LambdaFidelity:
         if role is None:
             return False
         documents = list(role.policies.values()) + [p.default_version.document for p in role.managed_policies.values()]
-        return any(_allows(json.loads(doc) if isinstance(doc, str) else doc, action, resource) for doc in documents)
+        return any(allows(doc, action, resource) for doc in documents)
 
     # -- state after create and update -----------------------------------------------------
     def _mark_busy(self, fn: LambdaFunction, kind: str) -> None:
@@ -211,6 +211,13 @@ class LambdaFidelity:
             config.update(LastUpdateStatus="InProgress", LastUpdateStatusReason="The function is being updated.")
         return config
 
+    @staticmethod
+    def get_code(original: Any, fn: LambdaFunction) -> dict[str, Any]:
+        """GetFunction, as for a caller without an explicit allow for lambda:ListTags: no Tags."""
+        code = original(fn)
+        code.pop("Tags", None)
+        return code
+
     def add_permission(
         self, original: Any, backend: LambdaBackend, function_name: str, qualifier: str, raw: str
     ) -> Any:
@@ -291,6 +298,7 @@ class LambdaFidelity:
         ):
             patches.around(LambdaBackend, name, getattr(self, name))
         patches.around(LambdaFunction, "get_configuration", self.get_configuration)
+        patches.around(LambdaFunction, "get_code", self.get_code)
         for name in ("create_role", "put_role_policy", "delete_policy"):
             patches.around(IAMBackend, name, getattr(self, name))
         from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -315,17 +323,48 @@ def invocation_for(fn: LambdaFunction, body: Any, asynchronous: bool) -> Invocat
     )
 
 
-def _allows(document: dict[str, Any], action: str, resource: str) -> bool:
+def allows(
+    document: dict[str, Any] | str,
+    action: str,
+    resource: str,
+    service: str | None = None,
+    source_arn: str | None = None,
+) -> bool:
+    """Whether an Allow statement of the policy grants `action` on `resource`; for a resource
+    policy, to the `service` principal calling on behalf of `source_arn`. A statement with a
+    condition this does not evaluate never grants anything."""
+    if isinstance(document, str):
+        document = json.loads(document) if document else {}
     statements = document.get("Statement", [])
     for statement in statements if isinstance(statements, list) else [statements]:
-        if statement.get("Effect") != "Allow":
-            continue
-        actions = statement.get("Action", [])
-        resources = statement.get("Resource", [])
-        actions = [actions] if isinstance(actions, str) else actions
-        resources = [resources] if isinstance(resources, str) else resources
-        if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
-            fnmatch.fnmatchcase(resource, r) for r in resources
+        if (
+            statement.get("Effect") == "Allow"
+            and _matches(action, statement.get("Action"))
+            and _matches(resource, statement.get("Resource"))
+            and (service is None or _names_service(statement.get("Principal"), service))
+            and _conditions_hold(statement.get("Condition") or {}, source_arn)
         ):
             return True
     return False
+
+
+def _matches(value: str, patterns: str | list[str] | None) -> bool:
+    patterns = [patterns] if isinstance(patterns, str) else patterns or []
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+
+
+def _names_service(principal: Any, service: str) -> bool:
+    if principal == "*":
+        return True
+    named = principal.get("Service") if isinstance(principal, dict) else principal
+    return _matches(service, named) if named else False
+
+
+def _conditions_hold(conditions: dict[str, Any], source_arn: str | None) -> bool:
+    for operator, tests in conditions.items():
+        for key, wanted in (tests if isinstance(tests, dict) else {}).items():
+            if operator not in ("ArnEquals", "ArnLike") or key.lower() != "aws:sourcearn" or source_arn is None:
+                return False
+            if not _matches(source_arn, wanted):
+                return False
+    return True

@@ -27,6 +27,7 @@ class FidelitySettings:
     dsql_activation: float = 60.0
     dsql_deletion: float = 30.0
     dsql_update: float = 5.0
+    event_rule_propagation: float = 5.0  # a rule just put or enabled matches no event yet
     asynchronous_events: bool = False  # deliver EventBridge->Lambda in the background, as AWS does
 
 
@@ -40,7 +41,7 @@ class Fidelity:
         s = self.settings
         self.dsql = DsqlFidelity(self.clock, s.dsql_activation, s.dsql_deletion, s.dsql_update, lock)
         self.awslambda = LambdaFidelity(self.clock, s.iam_propagation, s.lambda_settle, lock, invoker)
-        self.events = EventsFidelity(lock, invoker, s.asynchronous_events)
+        self.events = EventsFidelity(self.clock, s.event_rule_propagation, lock, invoker, s.asynchronous_events)
         self._parts = [
             self.dsql,
             self.awslambda,

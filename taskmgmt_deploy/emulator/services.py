@@ -1,4 +1,4 @@
-"""EventBridge delivery, CloudWatch, Logs and SQS as AWS behaves."""
+"""EventBridge delivery, CloudWatch, Logs and SQS as AWS documents them (docs/pessimistic-emulation.md, E, C, G, S)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Any
 from moto.awslambda.models import LambdaFunction, lambda_backends
 from moto.cloudwatch.exceptions import ValidationError
 from moto.cloudwatch.models import CloudWatchBackend, cloudwatch_backends
-from moto.events.models import Rule
+from moto.events.models import EventsBackend, Rule
 from moto.logs.exceptions import InvalidParameterException
 from moto.logs.models import LogsBackend
 from moto.sqs.exceptions import SQSException
 from moto.sqs.models import SQSBackend, sqs_backends
 
 from taskmgmt_deploy.clock import Clock
-from taskmgmt_deploy.emulator.awslambda import Invoker, invocation_for
+from taskmgmt_deploy.emulator.awslambda import Invoker, allows, invocation_for
 from taskmgmt_deploy.emulator.patching import Patches
 
 # AWS's list, kept apart from config.LOG_RETENTION_VALUES on purpose: the emulator stands in
@@ -61,6 +61,7 @@ COMPARISONS = {
 }
 STATISTICS = {"SampleCount", "Average", "Sum", "Minimum", "Maximum"}
 QUEUE_NAME_REUSE_SECONDS = 60.0
+EVENTS = "events.amazonaws.com"
 
 
 @dataclass
@@ -74,17 +75,41 @@ class Delivery:
 
 
 class EventsFidelity:
-    """Disabled rules deliver nothing; Lambda targets are invoked asynchronously, as AWS does:
-    the function's resource policy must allow this rule, failures end in the DLQs."""
+    """Disabled rules deliver nothing, and a rule just put or enabled matches nothing for a
+    while; Lambda targets are invoked asynchronously, as AWS does: the function's resource
+    policy must allow this rule, failures end in the DLQs (if their policy lets the rule send)."""
 
-    def __init__(self, lock: threading.RLock, invoker: Invoker | None, asynchronous: bool):
+    def __init__(
+        self, clock: Clock, rule_propagation: float, lock: threading.RLock, invoker: Invoker | None, asynchronous: bool
+    ):
+        self.clock = clock
+        self.rule_propagation = rule_propagation
         self.lock = lock
         self.invoker = invoker
         self.deliveries: list[Delivery] = []
+        self.rule_changed: dict[str, float] = {}  # rule ARN -> when it was last put or enabled
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="eventbridge") if asynchronous else None
 
+    def put_rule(self, original: Any, backend: EventsBackend, *args: Any, **kwargs: Any) -> Rule:
+        rule = original(backend, *args, **kwargs)
+        self._changed(rule)
+        return rule
+
+    def enable(self, original: Any, rule: Rule) -> None:
+        original(rule)
+        self._changed(rule)
+
+    def _changed(self, rule: Rule) -> None:
+        with self.lock:
+            self.rule_changed[rule.arn] = self.clock.now()
+
+    def _propagating(self, rule: Rule) -> bool:
+        with self.lock:
+            changed = self.rule_changed.get(rule.arn)
+        return changed is not None and self.clock.now() - changed < self.rule_propagation
+
     def send_to_targets(self, original: Any, rule: Rule, event: dict[str, Any], transform_input: bool = True) -> None:
-        if rule.state == "DISABLED" or not rule.event_pattern.matches_event(event):
+        if rule.state == "DISABLED" or self._propagating(rule) or not rule.event_pattern.matches_event(event):
             return
         functions = [t for t in rule.targets if t["Arn"].split(":")[2] == "lambda"]
         others = [t for t in rule.targets if t not in functions]
@@ -106,15 +131,17 @@ class EventsFidelity:
         fn = _function(target["Arn"])
         if fn is None or not _permits(fn, rule.arn):
             outcome = "no-function" if fn is None else "no-permission"
-            self._to_queue(
-                (target.get("DeadLetterConfig") or {}).get("Arn"),
-                json.dumps(event),
-                {
-                    "RULE_ARN": rule.arn,
-                    "TARGET_ARN": target["Arn"],
-                    "ERROR_CODE": "NO_PERMISSIONS" if fn else "RESOURCE_NOT_FOUND",
-                },
-            )
+            dead_letters = (target.get("DeadLetterConfig") or {}).get("Arn")
+            if dead_letters and _queue_permits(dead_letters, rule.arn):  # else the event is lost
+                self._to_queue(
+                    dead_letters,
+                    json.dumps(event),
+                    {
+                        "RULE_ARN": rule.arn,
+                        "TARGET_ARN": target["Arn"],
+                        "ERROR_CODE": "NO_PERMISSIONS" if fn else "RESOURCE_NOT_FOUND",
+                    },
+                )
             self._record(Delivery(rule.arn, target["Arn"], event, outcome))
             return
         if self.invoker is None:
@@ -145,6 +172,8 @@ class EventsFidelity:
 
     def install(self, patches: Patches) -> None:
         patches.around(Rule, "send_to_targets", self.send_to_targets)
+        patches.around(Rule, "enable", self.enable)
+        patches.around(EventsBackend, "put_rule", self.put_rule)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -165,18 +194,17 @@ def _function(arn: str) -> LambdaFunction | None:
 
 
 def _permits(fn: LambdaFunction, rule_arn: str) -> bool:
-    for statement in fn.policy.statements:
-        principal = statement.get("Principal") or {}
-        service = principal.get("Service") if isinstance(principal, dict) else principal
-        if service != "events.amazonaws.com":
-            continue
-        conditions = statement.get("Condition") or {}
-        source = next(
-            (v.get("AWS:SourceArn") for v in conditions.values() if isinstance(v, dict) and "AWS:SourceArn" in v), None
-        )
-        if source is None or source == rule_arn:
-            return True
-    return False
+    """The function's resource policy lets this rule invoke it."""
+    document = {"Statement": fn.policy.statements}
+    return allows(document, "lambda:InvokeFunction", fn.function_arn, EVENTS, rule_arn)
+
+
+def _queue_permits(queue_arn: str, rule_arn: str) -> bool:
+    """The queue's policy lets EventBridge send to it for this rule: a dead-letter queue
+    needs one, since EventBridge sends with its own identity."""
+    _, _, _, region, account, name = queue_arn.split(":", 5)
+    queue = sqs_backends[account][region].queues.get(name)
+    return queue is not None and allows(queue.policy or "", "sqs:SendMessage", queue_arn, EVENTS, rule_arn)
 
 
 def _max_retries(fn: LambdaFunction) -> int:

