@@ -186,6 +186,7 @@ PAIR_DELETE = [
 
 @pytest.mark.parametrize("k", range(len(PAIR_DELETE) + 1))
 def test_destroy_killed_between_any_two_dsql_calls_finishes_when_run_again(server, endpoint, cli, k):
+    # docs/pessimistic-emulation.md row D11
     """Killed before the k-th call of the pair's delete (k = 4: while waiting for both to go)."""
     fidelity = server[1]
     assert cli("deploy", "--yes", "--env", "prod").code == 0

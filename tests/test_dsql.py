@@ -110,6 +110,7 @@ def test_deploy_derives_the_endpoint_of_a_cluster_that_does_not_report_one(aws, 
 
 
 def test_an_endpoint_reported_later_replaces_the_derived_one_in_one_deploy(aws, runtime, cli, calls):
+    # docs/pessimistic-emulation.md row D4
     assert cli("deploy", "--yes").code == 0
     primary = cluster(PRIMARY)
     moved = f"{primary['identifier']}.dsql-x1y2.{PRIMARY}.on.aws"  # a form the connector also accepts
@@ -143,6 +144,7 @@ def destroy(cli: Callable[..., Any], aws: Any, *args: str) -> list[tuple[str, st
 
 
 def test_destroy_turns_protection_off_on_both_before_deleting_either(aws, runtime, cli):
+    # docs/pessimistic-emulation.md row D12
     assert cli("deploy", "--yes", "--env", "prod").code == 0
     made = destroy(cli, aws, "--force", "--env", "prod")
     assert made == [unprotect(PRIMARY), unprotect(SECONDARY), delete(PRIMARY), delete(SECONDARY)]

@@ -24,6 +24,7 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/task-mgmt-dev-task-processor-role"
 
 
 def test_every_statement_in_sql_runs_on_dsql():
+    # docs/pessimistic-emulation.md row Q10
     migrations = load_migrations(sql_dir())
     assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004"]
     assert check_migrations(migrations) == []
@@ -52,6 +53,7 @@ def test_every_statement_in_sql_runs_on_dsql():
     ],
 )
 def test_the_check_refuses_what_dsql_rejects(statement, complaint):
+    # docs/pessimistic-emulation.md row Q10
     assert any(complaint in problem for problem in problems_of(statement))
 
 
@@ -279,6 +281,7 @@ def recorded(url: str) -> list[str]:
 
 
 def test_dsql_flow_one_statement_per_transaction_async_indexes_and_iam_mapping(database_url, clock):
+    # docs/pessimistic-emulation.md row Q8
     stand_in = StandIn(database_url, polls=0)
     done = dsql_migrator(stand_in, clock).apply()
     assert "applied 0004_create_indexes" in done and f"mapped {APP_ROLE} to {ROLE_ARN}" in done
@@ -301,12 +304,14 @@ def test_dsql_flow_one_statement_per_transaction_async_indexes_and_iam_mapping(d
 
 
 def test_dsql_conflicts_during_migration_are_retried(database_url, clock):
+    # docs/pessimistic-emulation.md row Q9
     stand_in = StandIn(database_url, polls=0, conflicts=3)
     dsql_migrator(stand_in, clock).apply()
     assert stand_in.conflicts == 0 and recorded(database_url) == ["0001", "0002", "0003", "0004"]
 
 
 def test_the_stand_in_refuses_two_ddl_statements_or_ddl_with_dml_in_one_transaction(database_url):
+    # docs/pessimistic-emulation.md row Q8
     with StandIn(database_url).connect() as conn:
         with pytest.raises(psycopg.errors.FeatureNotSupported), conn.transaction():
             conn.execute("CREATE TABLE IF NOT EXISTS a (id int PRIMARY KEY)")
@@ -317,6 +322,7 @@ def test_the_stand_in_refuses_two_ddl_statements_or_ddl_with_dml_in_one_transact
 
 
 def test_each_index_job_is_polled_in_short_statements_until_it_completes(database_url, clock):
+    # docs/pessimistic-emulation.md rows Q6, Q7
     stand_in = StandIn(database_url, polls=3)
     progress: list[str] = []
     dsql_migrator(stand_in, clock, progress).apply()
@@ -336,6 +342,7 @@ def test_each_index_job_is_polled_in_short_statements_until_it_completes(databas
 
 
 def test_a_failed_index_job_stops_the_migration_with_its_id_and_reason_on_every_run(database_url, clock):
+    # docs/pessimistic-emulation.md row Q6
     stand_in = StandIn(database_url, polls=1, failing={"tasks_status_idx": "could not create index: out of memory"})
     with pytest.raises(
         IndexJobError, match=r"index job job002tasks_st \(tasks_status_idx\).* failed: could not create"
@@ -353,6 +360,7 @@ def test_a_failed_index_job_stops_the_migration_with_its_id_and_reason_on_every_
 
 
 def test_a_build_that_outlives_the_wait_is_waited_for_again_by_the_next_run(database_url, clock):
+    # docs/pessimistic-emulation.md row Q6
     stand_in = StandIn(database_url, polls=10_000)
     started = clock.now()
     with pytest.raises(IndexJobError, match=r"job001tasks_cr \(tasks_created_idx\).* still processing after 600 s"):
@@ -368,6 +376,7 @@ def test_a_build_that_outlives_the_wait_is_waited_for_again_by_the_next_run(data
 
 
 def test_one_run_shares_one_bounded_wait_among_its_index_builds(database_url, clock):
+    # docs/pessimistic-emulation.md row Q7
     """So a run, and its one connection, stays well inside DSQL's 60 minutes."""
     stand_in = StandIn(database_url, polls=3)  # 15 s of looks per build
     started = clock.now()
@@ -377,6 +386,7 @@ def test_one_run_shares_one_bounded_wait_among_its_index_builds(database_url, cl
 
 
 def test_a_rerun_after_a_crash_mid_wait_finds_the_still_running_job(database_url, clock):
+    # docs/pessimistic-emulation.md row Q6
     stand_in = StandIn(database_url, polls=5)
 
     def crash(message: str) -> None:
@@ -394,6 +404,7 @@ def test_a_rerun_after_a_crash_mid_wait_finds_the_still_running_job(database_url
 
 
 def test_an_invalid_index_whose_job_is_no_longer_listed_is_reported(database_url, clock):
+    # docs/pessimistic-emulation.md row Q6
     stand_in = StandIn(database_url, polls=0, failing={"tasks_project_idx": "duplicate key"})
     with pytest.raises(IndexJobError, match="failed: duplicate key"):
         dsql_migrator(stand_in, clock).apply()

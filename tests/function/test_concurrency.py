@@ -61,6 +61,7 @@ def test_a_burst_of_concurrent_updates_loses_none(app_url, bus):
 
 
 def test_a_serialization_failure_is_retried_and_succeeds(client: Client, monkeypatch):
+    # docs/pessimistic-emulation.md row Q5
     task = client.create()
     real = app_module.service.update_task
     failures = {"left": 2}
@@ -106,6 +107,7 @@ def test_an_operational_error_on_a_live_connection_is_503_and_keeps_the_connecti
 
 
 def test_a_connection_dropped_between_invocations_is_reopened(app_url, schema_url, bus):
+    # docs/pessimistic-emulation.md row Q11
     client = Client(make_app(app_url, bus))
     client.create()
     pid = client.app.db.connection().info.backend_pid
@@ -118,6 +120,7 @@ def test_a_connection_dropped_between_invocations_is_reopened(app_url, schema_ur
 
 
 def test_the_connection_is_reused_and_recycled_when_old(app_url):
+    # docs/pessimistic-emulation.md row Q11
     now = [0.0]
     opened = []
 
@@ -157,6 +160,7 @@ def _hot_writer(url: str, task_id: str, n: int, results: Any) -> None:
 
 
 def test_sixteen_writer_processes_on_one_task_retry_conflicts_on_their_own_connections(app_url, schema_url, bus):
+    # docs/pessimistic-emulation.md row Q5
     """Real 40001s: the writers queue on the row this test holds, the test changes it, and at
     REPEATABLE READ every one of them then fails to serialize and must retry."""
     client = Client(make_app(app_url, bus))

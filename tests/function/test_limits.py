@@ -37,11 +37,13 @@ def count_left(admin_url: str, task_id: str) -> tuple[int, int]:
 
 
 def test_the_stand_in_driver_returns_json_as_text(app):
+    # docs/pessimistic-emulation.md row Q4
     row = app.db.read(lambda conn: conn.execute("SELECT '[1]'::json AS j, '{}'::jsonb AS b").fetchone())
     assert row == {"j": "[1]", "b": "{}"}
 
 
 def test_the_history_reads_the_same_whether_or_not_the_driver_parses_json(app_url, bus):
+    # docs/pessimistic-emulation.md row Q4
     client = Client(make_app(app_url, bus))
     task = client.create()
     for title in ("second", "third"):
@@ -60,6 +62,7 @@ def test_the_history_reads_the_same_whether_or_not_the_driver_parses_json(app_ur
 
 
 def test_the_guard_fails_a_transaction_over_3000_rows_and_54000_is_final(app, row_guard):
+    # docs/pessimistic-emulation.md row Q1
     def insert(rows: int) -> Any:
         return lambda conn: conn.execute(
             "INSERT INTO processed_events (event_id, event_type)"
@@ -80,6 +83,7 @@ def test_the_guard_fails_a_transaction_over_3000_rows_and_54000_is_final(app, ro
 
 
 def test_a_limit_error_is_one_clear_500_never_retried_or_reconnected(client: Client, monkeypatch):
+    # docs/pessimistic-emulation.md row Q3
     task = client.create()
     calls = []
 
@@ -97,6 +101,7 @@ def test_a_limit_error_is_one_clear_500_never_retried_or_reconnected(client: Cli
 
 
 def test_an_event_that_hits_a_limit_is_dropped_not_retried(app, client: Client, monkeypatch):
+    # docs/pessimistic-emulation.md row Q3
     task = client.create()
 
     def too_big(conn, *args, **kwargs):
@@ -112,6 +117,7 @@ def test_an_event_that_hits_a_limit_is_dropped_not_retried(app, client: Client, 
 
 
 def test_a_task_with_5000_history_rows_is_deleted_in_batches_and_nothing_is_left(client, schema_url, bus, row_guard):
+    # docs/pessimistic-emulation.md row Q1
     task = client.create()
     add_history(schema_url, task["id"], 5000)
     row_guard.largest = 0
@@ -156,6 +162,7 @@ def test_a_delete_cut_short_between_batches_leaves_the_task_and_a_retry_finishes
 
 
 def test_large_history_rows_are_deleted_in_batches_of_at_most_4_mib(client, schema_url, row_guard):
+    # docs/pessimistic-emulation.md row Q2
     task = client.create()
     add_history(schema_url, task["id"], 120, value="é" * 20_000)  # about 80 KB a row: 9.6 MB in all
     row_guard.largest = 0
