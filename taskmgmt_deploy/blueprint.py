@@ -30,7 +30,6 @@ PACKAGE = resource_key("lambda_package", "task-processor", None)
 ROLE = resource_key("iam_role", "task-processor", None)
 POLICY = resource_key("iam_role_policy", "task-processor", None)
 PEERING = resource_key("dsql_peering", "clusters", None)
-SCHEMA = resource_key("db_schema", "tasks", None)
 
 
 def function_name(stack: StackConfig) -> str:

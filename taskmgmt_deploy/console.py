@@ -21,7 +21,6 @@ from taskmgmt_deploy.models import Action, Change, Health, Resource, Status
 _ACTION_STYLE = {
     Action.CREATE: "green",
     Action.UPDATE: "yellow",
-    Action.DELETE: "red",
     Action.NOOP: "dim",
     Action.SKIP: "dim",
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,9 +89,6 @@ class Manifest:
 
     def __iter__(self) -> Iterator[Record]:
         return iter(sorted(self.records.values(), key=lambda r: (r.step, r.key)))
-
-    def outputs(self) -> dict[str, Mapping[str, Any]]:
-        return {r.key: r.outputs for r in self.records.values() if r.state == "ready"}
 
     # -- writing -----------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

@@ -107,7 +107,6 @@ class Action(enum.Enum):
     UPDATE = "update"
     NOOP = "unchanged"
     SKIP = "skip"
-    DELETE = "delete"
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ class Change:
 
     @property
     def mutates(self) -> bool:
-        return self.action in (Action.CREATE, Action.UPDATE, Action.DELETE)
+        return self.action in (Action.CREATE, Action.UPDATE)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +63,6 @@ class CallLog:
 
     def count(self, operation: str) -> int:
         return sum(1 for _, op in self.calls if op == operation)
-
-    def by_operation(self) -> Counter[str]:
-        return Counter(op for _, op in self.calls)
 
     def clear(self) -> None:
         with self.lock:

@@ -18,9 +18,11 @@ from taskmgmt_deploy.assets import sql_dir
 from taskmgmt_deploy.database.connect import from_url
 from taskmgmt_deploy.database.jobs import IndexJobError, index_name
 from taskmgmt_deploy.database.migrate import APP_ROLE, MigrationError, Migrator
-from taskmgmt_deploy.database.sqlfiles import check_migrations, is_ddl, load_migrations, problems_of, split_statements
+from taskmgmt_deploy.database.sqlfiles import check_migrations, load_migrations, problems_of, split_statements
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/task-mgmt-dev-task-processor-role"
+# What the DSQL stand-in counts as DDL: its own list, not the migrator's, as it plays DSQL.
+DDL = re.compile(r"^\s*(create|alter|drop|grant|revoke|comment)\b", re.IGNORECASE)
 
 
 def test_every_statement_in_sql_runs_on_dsql():
@@ -234,7 +236,8 @@ class StandInConnection:
     def _check_transaction(self, text: str) -> None:
         if self.in_transaction is None:
             return  # autocommit: the statement is its own transaction
-        kind = "ddl" if is_ddl(text) or text.startswith("AWS IAM") else "read" if text.startswith("SELECT") else "dml"
+        ddl = DDL.match(text) or text.startswith("AWS IAM")
+        kind = "ddl" if ddl else "read" if text.startswith("SELECT") else "dml"
         kinds = [*self.in_transaction, kind]
         if kinds.count("ddl") > 1 or ("ddl" in kinds and "dml" in kinds):
             raise psycopg.errors.FeatureNotSupported("a transaction holds one DDL statement and no DML with it")

@@ -43,7 +43,6 @@ REJECTED = [
     (r"\bpartition\s+by\b", "partitioning is not supported"),
     (r"\b\w+\s*\[\s*\]|\binet\b", "arrays and inet are not column types in DSQL"),
 ]
-DDL = re.compile(r"^\s*(create|alter|drop|grant|revoke|comment)\b", re.IGNORECASE)
 IDENTITY = re.compile(r"\b(generated\s+\w+\s+as\s+identity|create\s+sequence)\b", re.IGNORECASE)
 CACHE = re.compile(r"\bcache\s+(\d+)\b", re.IGNORECASE)
 IDEMPOTENT = re.compile(
@@ -102,10 +101,6 @@ def problems_of(statement: str) -> list[str]:
     ):
         found.append("CREATE TABLE / CREATE INDEX ASYNC need IF NOT EXISTS so an interrupted migration can re-run")
     return found
-
-
-def is_ddl(statement: str) -> bool:
-    return bool(DDL.match(statement))
 
 
 def load_migrations(directory: Path) -> list[Migration]:

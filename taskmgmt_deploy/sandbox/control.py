@@ -60,15 +60,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 class Sandbox:
     def __init__(self, root: Path):
         require_extra()  # every --sandbox command and `taskmgmt sandbox ...` comes through here
