@@ -128,7 +128,7 @@ def record_deployment(home: Path) -> None:
     }
     for key, outputs in recorded.items():
         kind = key.split(":")[0]
-        manifest.put(Record(key=key, kind=kind, region=None, name=key, step=0, state="ready", outputs=outputs))
+        manifest.put(Record(key=key, kind=kind, region=None, name=key, position=0, state="ready", outputs=outputs))
     manifest.save()
 
 

@@ -106,7 +106,7 @@ def _role(stack: StackConfig) -> Resource:
         "task-processor",
         None,
         role_name(stack),
-        {"trust_policy": trust, "description": f"taskmgmt task processor ({stack.stack})"},
+        {"trust_policy": trust, "description": f"taskmgmt task processor ({stack.stack_name})"},
     )
 
 
@@ -261,14 +261,14 @@ def _function(stack: StackConfig, region: str, logs_key: str, bus: str) -> Resou
             "architectures": [ARCHITECTURE],
             "memory": stack.lambda_memory,
             "timeout": stack.lambda_timeout,
-            "description": f"taskmgmt task processor ({stack.stack})",
+            "description": f"taskmgmt task processor ({stack.stack_name})",
             "role_arn": Ref(ROLE, "arn"),
             "package_path": Ref(PACKAGE, "path"),
             "code_sha256": Ref(PACKAGE, "code_sha256"),
             "environment": {
                 ENV_DSQL_ENDPOINT: Ref(cluster_key(stack, region), "endpoint"),
                 ENV_EVENT_BUS: bus,
-                ENV_STACK: stack.stack,
+                ENV_STACK: stack.stack_name,
             },
             "logging": {
                 "LogFormat": "JSON",

@@ -83,11 +83,12 @@ class StackConfig:
         return (self.primary_region, self.secondary_region)
 
     @property
-    def stack(self) -> str:
+    def stack_name(self) -> str:
+        """What every resource name starts with: {prefix}-{env}."""
         return f"{self.prefix}-{self.env}"
 
     def name(self, suffix: str) -> str:
-        return f"{self.stack}-{suffix}"
+        return f"{self.stack_name}-{suffix}"
 
     def tags(self) -> dict[str, str]:
         return {"taskmgmt:env": self.env, "taskmgmt:prefix": self.prefix, "managed-by": "taskmgmt"}

@@ -88,7 +88,7 @@ class Manifest:
         return self.records.get(key)
 
     def __iter__(self) -> Iterator[Record]:
-        return iter(sorted(self.records.values(), key=lambda r: (r.step, r.key)))
+        return iter(sorted(self.records.values(), key=lambda r: (r.position, r.key)))
 
     # -- writing -----------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -147,7 +147,7 @@ def _record_to_json(record: Record) -> dict[str, Any]:
         "name": record.name,
         "id": record.id,
         "arn": record.arn,
-        "step": record.step,
+        "step": record.position,
         "state": record.state,
         "outputs": {k: record.outputs[k] for k in sorted(record.outputs)},
         "depends_on": list(record.depends_on),
@@ -168,7 +168,7 @@ def _record_from_json(item: Any) -> Record:
         kind=str(item["kind"]),
         region=item["region"],
         name=str(item["name"]),
-        step=int(item["step"]),
+        position=int(item["step"]),
         state=str(item["state"]),
         outputs=outputs,
         depends_on=tuple(item.get("depends_on") or ()),

@@ -137,7 +137,7 @@ class Record:
     kind: str
     region: str | None
     name: str
-    step: int
+    position: int  # in the deploy order (1 = first); the manifest file calls it "step"
     state: str  # "creating" | "updating" | "ready" | "deleting"
     outputs: Mapping[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
@@ -152,13 +152,13 @@ class Record:
         return self.outputs.get("arn")
 
 
-def record_of(res: Resource, step: int, state: str, outputs: Mapping[str, Any], token: str | None = None) -> Record:
+def record_of(res: Resource, position: int, state: str, outputs: Mapping[str, Any], token: str | None = None) -> Record:
     return Record(
         key=res.key,
         kind=res.kind,
         region=res.region,
         name=res.name,
-        step=step,
+        position=position,
         state=state,
         outputs=dict(outputs),
         depends_on=res.depends_on,

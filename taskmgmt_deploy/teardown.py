@@ -87,7 +87,7 @@ class Teardown:
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="delete") as pool:
             while True:
                 if not failures and not self.cancel.is_set():
-                    for key in sorted(remaining, key=lambda k: -targets[k].step):
+                    for key in sorted(remaining, key=lambda k: -targets[k].position):
                         if dependents[key] & (remaining | set(running.values())) - {key}:
                             continue
                         remaining.discard(key)

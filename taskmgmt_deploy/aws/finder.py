@@ -86,7 +86,7 @@ def record_for_arn(arn: str) -> Record | None:
         kind=kind,
         region=region,
         name=name,
-        step=0,
+        position=0,
         state="ready",
         outputs=outputs,
     )

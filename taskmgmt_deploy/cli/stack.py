@@ -42,7 +42,7 @@ def deploy(
         with open_stack(settings, console, command="plan", lock=False, existing=False) as stack:
             changes = stack.engine.plan(stack.resources)
         console.plan_table(changes)
-        console.info(f"plan for {settings.stack.stack}: {summary(changes)}")
+        console.info(f"plan for {settings.stack.stack_name}: {summary(changes)}")
         return
     with (
         interruptible() as cancel,
@@ -51,7 +51,7 @@ def deploy(
         stack.manifest.config = settings.stack.to_dict()  # written with the first recorded change
         changes = stack.engine.deploy(stack.resources, confirm=None if yes else confirm_changes)
         stack.manifest.save()
-        console.success(f"deployed {settings.stack.stack}: {summary(changes)}")
+        console.success(f"deployed {settings.stack.stack_name}: {summary(changes)}")
         console.key_values(stack_outputs(stack.manifest))
     if settings.sandbox:  # the sandbox proves itself after every deploy
         from taskmgmt_deploy.cli.local import run_smoke
@@ -109,9 +109,9 @@ def status(
     else:
         console.status_table(statuses)
         console.info(
-            f"{settings.stack.stack}: all {len(statuses)} resources as deployed"
+            f"{settings.stack.stack_name}: all {len(statuses)} resources as deployed"
             if healthy
-            else f"{settings.stack.stack}: {bad} of {len(statuses)} resources missing or drifted"
+            else f"{settings.stack.stack_name}: {bad} of {len(statuses)} resources missing or drifted"
         )
     if not healthy:
         raise typer.Exit(1)
@@ -143,7 +143,7 @@ def destroy(
     settings = settings_from(flags)
     if not yes:
         question = (
-            f"Delete every resource of {settings.stack.stack}, databases included, "
+            f"Delete every resource of {settings.stack.stack_name}, databases included, "
             f"in {settings.stack.primary_region} and {settings.stack.secondary_region}?"
         )
         if not ask(question, "destroy needs confirmation and there is no terminal to ask: pass --yes"):
@@ -156,9 +156,9 @@ def destroy(
     for what, why in report.left:
         console.warn(f"left behind: {what}: {why}")
     if report.left:
-        console.error(f"{len(report.left)} resources of {settings.stack.stack} remain; the manifest was kept")
+        console.error(f"{len(report.left)} resources of {settings.stack.stack_name} remain; the manifest was kept")
         raise typer.Exit(1)
-    console.success(f"destroyed {settings.stack.stack}: {len(report.deleted)} resources deleted, nothing left")
+    console.success(f"destroyed {settings.stack.stack_name}: {len(report.deleted)} resources deleted, nothing left")
 
 
 @app.command()

@@ -42,6 +42,6 @@ def tag_dict(tags: Iterable[Mapping[str, str]] | None, key: str = "Key", value: 
     return {t[key]: t[value] for t in tags or ()}
 
 
-def ours(live_tags: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
+def managed_tags(live_tags: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
     """The live tags restricted to the keys we manage (others' tags are not drift)."""
     return {k: live_tags[k] for k in wanted if k in live_tags}

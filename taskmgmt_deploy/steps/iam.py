@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from taskmgmt_deploy.aws.errors import is_already_exists
 from taskmgmt_deploy.context import StepContext
 from taskmgmt_deploy.models import Change, Observed, Record, Resource
-from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, ours, tag_dict, tag_list
+from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, managed_tags, tag_dict, tag_list
 
 
 class IamRoleStep(AwsStep):
@@ -25,7 +25,7 @@ class IamRoleStep(AwsStep):
             outputs={"id": role["RoleId"], "arn": role["Arn"], "name": role["RoleName"]},
             live={
                 "trust_policy": _as_dict(role["AssumeRolePolicyDocument"]),
-                "tags": ours(tag_dict(role.get("Tags")), res.spec.get("tags", {})),
+                "tags": managed_tags(tag_dict(role.get("Tags")), res.spec.get("tags", {})),
             },
             state="present",
         )

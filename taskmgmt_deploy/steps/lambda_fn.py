@@ -15,7 +15,7 @@ from taskmgmt_deploy.aws.retry import call_with_retry, is_iam_propagation, is_la
 from taskmgmt_deploy.aws.waiting import poll
 from taskmgmt_deploy.context import StepContext
 from taskmgmt_deploy.models import Change, Observed, Record, Resource
-from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, ours
+from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, managed_tags
 
 T = TypeVar("T")
 FUNCTION_TIMEOUT = 10 * 60.0
@@ -23,7 +23,7 @@ CODE_FIELDS = ("code_sha256", "architectures")
 CONFIG_FIELDS = ("runtime", "handler", "memory", "timeout", "role", "environment", "logging", "description")
 
 
-def guarded(fn: Callable[[], T], ctx: StepContext) -> T:
+def call_when_ready(fn: Callable[[], T], ctx: StepContext) -> T:
     """Retry while the role is not yet visible to Lambda, and while the function is busy."""
 
     def busy_retried() -> T:
@@ -76,7 +76,7 @@ class LambdaFunctionStep(AwsStep):
             "environment": (cfg.get("Environment") or {}).get("Variables") or {},
             "architectures": cfg.get("Architectures"),
             "code_sha256": cfg.get("CodeSha256"),
-            "tags": ours(tags, res.spec.get("tags", {})),
+            "tags": managed_tags(tags, res.spec.get("tags", {})),
         }
         if "LoggingConfig" in cfg:  # AWS always reports it; an emulator that drops it cannot be compared
             logging = cfg["LoggingConfig"]
@@ -111,7 +111,7 @@ class LambdaFunctionStep(AwsStep):
         diff = change.diff if observed is not None else dict.fromkeys(CODE_FIELDS + CONFIG_FIELDS)
         if any(f in diff for f in CODE_FIELDS):
             wait_settled(lam, res.name, ctx)
-            guarded(
+            call_when_ready(
                 lambda: lam.update_function_code(
                     FunctionName=res.name,
                     ZipFile=Path(spec["package_path"]).read_bytes(),
@@ -121,7 +121,9 @@ class LambdaFunctionStep(AwsStep):
             )
         if any(f in diff for f in CONFIG_FIELDS):
             wait_settled(lam, res.name, ctx)
-            guarded(lambda: lam.update_function_configuration(FunctionName=res.name, **_configuration(spec)), ctx)
+            call_when_ready(
+                lambda: lam.update_function_configuration(FunctionName=res.name, **_configuration(spec)), ctx
+            )
         if "tags" in diff:
             arn = lam.get_function_configuration(FunctionName=res.name)["FunctionArn"]
             lam.tag_resource(Resource=arn, Tags=dict(spec["tags"]))
@@ -130,7 +132,7 @@ class LambdaFunctionStep(AwsStep):
     def _create(self, lam: Any, name: str, spec: Mapping[str, Any], ctx: StepContext) -> bool:
         """Create it; False when it already exists (a lost response), so the caller updates."""
         try:
-            guarded(
+            call_when_ready(
                 lambda: lam.create_function(
                     FunctionName=name,
                     Code={"ZipFile": Path(spec["package_path"]).read_bytes()},
@@ -149,7 +151,7 @@ class LambdaFunctionStep(AwsStep):
 
     def delete(self, record: Record, ctx: StepContext) -> None:
         lam = self.aws.get("lambda", record.region)
-        absent_is_done(lambda: guarded(lambda: lam.delete_function(FunctionName=record.name), ctx))
+        absent_is_done(lambda: call_when_ready(lambda: lam.delete_function(FunctionName=record.name), ctx))
         poll(
             lambda: absent_is_none(lambda: lam.get_function(FunctionName=record.name)),
             done=lambda found: found is None,
@@ -211,7 +213,7 @@ class LambdaInvokeConfigStep(AwsStep):
     ) -> dict[str, Any]:
         lam = self.aws.get("lambda", res.region)
         # Lambda checks that the role may send to the destination: a fresh policy may not be visible yet.
-        guarded(
+        call_when_ready(
             lambda: lam.put_function_event_invoke_config(
                 FunctionName=spec["function_name"],
                 MaximumRetryAttempts=spec["max_retries"],
@@ -264,7 +266,7 @@ class LambdaPermissionStep(AwsStep):
         if observed is not None:  # statement ids are unique: replace a statement that differs
             self._remove(lam, function, res.name, ctx)
         try:
-            guarded(add, ctx)
+            call_when_ready(add, ctx)
         except ClientError as exc:
             if error_code(exc) != "ResourceConflictException":
                 raise
@@ -272,7 +274,7 @@ class LambdaPermissionStep(AwsStep):
             current = self._statement(lam, function, res.name)
             if current is None or _statement_live(current) != self.desired(res, spec):
                 self._remove(lam, function, res.name, ctx)
-                guarded(add, ctx)
+                call_when_ready(add, ctx)
         return _permission_outputs(res.name, function)
 
     def delete(self, record: Record, ctx: StepContext) -> None:
@@ -282,7 +284,9 @@ class LambdaPermissionStep(AwsStep):
 
     @staticmethod
     def _remove(lam: Any, function: str, sid: str, ctx: StepContext) -> None:
-        absent_is_done(lambda: guarded(lambda: lam.remove_permission(FunctionName=function, StatementId=sid), ctx))
+        absent_is_done(
+            lambda: call_when_ready(lambda: lam.remove_permission(FunctionName=function, StatementId=sid), ctx)
+        )
 
     @staticmethod
     def _statement(lam: Any, function: str | None, sid: str) -> dict[str, Any] | None:
