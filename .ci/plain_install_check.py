@@ -114,10 +114,10 @@ def credential_cases() -> list[Case]:
 
 def record_deployment(home: Path) -> None:
     """A manifest like a deploy leaves, so that commands on a stack get as far as asking AWS."""
-    from taskmgmt_deploy import blueprint
-    from taskmgmt_deploy.config import load_settings
-    from taskmgmt_deploy.manifest import Manifest, manifest_path
-    from taskmgmt_deploy.models import Record
+    from taskmgmt_deploy.core.manifest import Manifest, manifest_path
+    from taskmgmt_deploy.core.models import Record
+    from taskmgmt_deploy.stack import blueprint
+    from taskmgmt_deploy.stack.config import load_settings
 
     settings = load_settings({}, {}, home)
     stack = settings.stack

@@ -28,9 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from taskmgmt_deploy import factory
-from taskmgmt_deploy.config import load_settings
-from taskmgmt_deploy.graph import topo_order
+from taskmgmt_deploy.core.graph import topo_order
+from taskmgmt_deploy.stack.config import load_settings
+from taskmgmt_deploy.usecases import factory
 
 READS = ("Get", "List", "Describe", "Head")
 _current = threading.local()
@@ -247,7 +247,7 @@ def apply_bound(
 
 
 def run_all(emulator: Emulator, delays: Delays, workers: int, workdir: Path) -> list[Run]:
-    from taskmgmt_deploy.engine import NullReporter
+    from taskmgmt_deploy.core.engine import NullReporter
 
     if workers != 8 or (workdir / "state-8").exists():
         emulator.reset()
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def prepare_package() -> None:
     """Build (or find in the cache) the arm64 package first: a build is local work, not AWS's."""
-    from taskmgmt_deploy.config import load_settings
+    from taskmgmt_deploy.stack.config import load_settings
 
     factory.package_builder(load_settings({}, {}, Path.cwd())).build()
 

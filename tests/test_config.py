@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from taskmgmt_deploy.config import load_settings
 from taskmgmt_deploy.errors import ConfigError
+from taskmgmt_deploy.stack.config import load_settings
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import ast
 import importlib.util
 from pathlib import Path
 
-from taskmgmt_deploy import blueprint
 from taskmgmt_deploy.assets import lambda_dir
-from taskmgmt_deploy.config import load_settings
 from taskmgmt_deploy.database import migrate
+from taskmgmt_deploy.stack import blueprint
+from taskmgmt_deploy.stack.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

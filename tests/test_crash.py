@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from taskmgmt_deploy import factory
+from taskmgmt_deploy.usecases import factory
 from tests.conftest import READ_PREFIXES
 from tests.inventory import empty, expected, inventory
 

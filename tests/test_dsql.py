@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from taskmgmt_deploy import factory
+from taskmgmt_deploy.usecases import factory
 from tests.faults import backend_fault
 from tests.inventory import empty, inventory
 
@@ -174,7 +174,7 @@ def found(region: str) -> Any:
 
 
 def test_a_cluster_found_by_tag_is_deleted_with_its_peer(aws, runtime, cli):
-    from taskmgmt_deploy.context import StepContext
+    from taskmgmt_deploy.core.context import StepContext
     from taskmgmt_deploy.errors import ProtectedError
 
     assert cli("deploy", "--yes", "--env", "prod").code == 0
@@ -192,7 +192,7 @@ def test_both_clusters_of_a_pair_deleted_at_once_are_deleted_once(aws, runtime, 
     """The sweep deletes what it finds in parallel: two deletes of one pair race."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from taskmgmt_deploy.context import StepContext
+    from taskmgmt_deploy.core.context import StepContext
 
     assert cli("deploy", "--yes", "--env", "prod").code == 0
     records, step = [found(PRIMARY), found(SECONDARY)], cluster_step()

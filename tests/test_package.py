@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from taskmgmt_deploy.assets import lambda_dir
-from taskmgmt_deploy.factory import _default_cache
-from taskmgmt_deploy.packaging import (
+from taskmgmt_deploy.steps.packaging import (
     LAMBDA_ARM64,
     PackageBuilder,
     PackagingError,
@@ -22,6 +21,7 @@ from taskmgmt_deploy.packaging import (
     this_machine,
     write_zip,
 )
+from taskmgmt_deploy.usecases.factory import _default_cache
 
 MAX_PACKAGE_BYTES = 15 * 1024 * 1024
 

@@ -64,7 +64,8 @@ def test_every_module_outside_the_sandbox_imports_without_the_sandbox_packages(t
         tmp_path,
     )
     assert leaked == []
-    assert {"taskmgmt_deploy.cli.main", "taskmgmt_deploy.factory", "taskmgmt_deploy.steps.lambda_fn"} <= set(imported)
+    wanted = {"taskmgmt_deploy.cli.main", "taskmgmt_deploy.usecases.factory", "taskmgmt_deploy.steps.lambda_fn"}
+    assert wanted <= set(imported)
     assert not any(".sandbox" in name or ".emulator" in name for name in imported)
 
 

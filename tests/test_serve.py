@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from taskmgmt_deploy.serve import make_server
+from taskmgmt_deploy.usecases.serve import make_server
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-from taskmgmt_deploy.smoke import RESEND_EVENT, Smoke
+from taskmgmt_deploy.usecases.smoke import RESEND_EVENT, Smoke
 
 
 class FreshBus:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from taskmgmt_deploy.aws.clients import AwsClients
-from taskmgmt_deploy.models import Record, resource_key
+from taskmgmt_deploy.core.models import Record, resource_key
 
 _GONE = {"DELETED"}
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from taskmgmt_deploy.aws.errors import error_code, error_message
-from taskmgmt_deploy.clock import Clock
+from taskmgmt_deploy.core.clock import Clock
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.core.context import StepContext
 from taskmgmt_deploy.errors import Interrupted, TaskmgmtError, WaitTimeout
 
 T = TypeVar("T")

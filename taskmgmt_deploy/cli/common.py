@@ -20,10 +20,10 @@ from typing import Annotated, Any
 
 import typer
 
-from taskmgmt_deploy.config import Settings, load_settings
-from taskmgmt_deploy.console import Console
+from taskmgmt_deploy.cli.console import Console
+from taskmgmt_deploy.core.models import Action, Change, Resource
 from taskmgmt_deploy.errors import UserError
-from taskmgmt_deploy.models import Action, Change, Resource
+from taskmgmt_deploy.stack.config import Settings, load_settings
 
 app = typer.Typer(
     name="taskmgmt",

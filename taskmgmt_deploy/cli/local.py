@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 
 from taskmgmt_deploy.cli.common import app, console, settings_from, with_settings
-from taskmgmt_deploy.config import load_settings
 from taskmgmt_deploy.errors import UserError
+from taskmgmt_deploy.stack.config import load_settings
 
 sandbox_app = typer.Typer(
     help="The local sandbox: an AWS emulator and a PostgreSQL in the background.", no_args_is_help=True
@@ -88,8 +88,8 @@ def invoke(
 
     Example: taskmgmt invoke --payload '{"httpMethod": "GET", "path": "/tasks"}'
     """
-    from taskmgmt_deploy.factory import open_stack
-    from taskmgmt_deploy.functions import Functions
+    from taskmgmt_deploy.usecases.factory import open_stack
+    from taskmgmt_deploy.usecases.functions import Functions
 
     body = _payload(payload)
     settings = settings_from(flags)
@@ -132,9 +132,9 @@ def smoke(*, flags: dict[str, str | None]) -> None:
 
 
 def run_smoke(settings) -> bool:
-    from taskmgmt_deploy.factory import RUNTIME, open_stack
-    from taskmgmt_deploy.functions import Functions
-    from taskmgmt_deploy.smoke import Check, Smoke
+    from taskmgmt_deploy.usecases.factory import RUNTIME, open_stack
+    from taskmgmt_deploy.usecases.functions import Functions
+    from taskmgmt_deploy.usecases.smoke import Check, Smoke
 
     def report(check: Check) -> None:
         if check.ok:
@@ -166,9 +166,9 @@ def serve(
 
     Example: taskmgmt serve --sandbox --port 8080, then curl localhost:8080/tasks
     """
-    from taskmgmt_deploy.factory import open_stack
-    from taskmgmt_deploy.functions import Functions
-    from taskmgmt_deploy.serve import make_server
+    from taskmgmt_deploy.usecases.factory import open_stack
+    from taskmgmt_deploy.usecases.functions import Functions
+    from taskmgmt_deploy.usecases.serve import make_server
 
     settings = settings_from(flags)
     with open_stack(settings, console, command="serve", lock=False, existing=True) as stack:

@@ -16,9 +16,9 @@ from taskmgmt_deploy.cli.common import (
     summary,
     with_settings,
 )
-from taskmgmt_deploy.config import Settings
+from taskmgmt_deploy.core.models import Health
 from taskmgmt_deploy.errors import TaskmgmtError, UserError, one_line
-from taskmgmt_deploy.models import Health
+from taskmgmt_deploy.stack.config import Settings
 
 
 @app.command()
@@ -34,8 +34,8 @@ def deploy(
     Idempotent: an up-to-date stack makes no change. An interrupted deploy resumes where it
     stopped. Example: taskmgmt deploy --env dev --yes
     """
-    from taskmgmt_deploy.factory import open_stack
-    from taskmgmt_deploy.outputs import stack_outputs
+    from taskmgmt_deploy.usecases.factory import open_stack
+    from taskmgmt_deploy.usecases.outputs import stack_outputs
 
     settings = settings_from(flags, start_sandbox=not plan)
     if plan:
@@ -78,7 +78,7 @@ def status(
     Exit 0 when all is well, 1 when something is missing or drifted, 2 on error.
     Example: taskmgmt status --json
     """
-    from taskmgmt_deploy.factory import open_stack
+    from taskmgmt_deploy.usecases.factory import open_stack
 
     settings = settings_from(flags)
     if rebuild:
@@ -118,7 +118,7 @@ def status(
 
 
 def _rebuild(settings: Settings) -> None:
-    from taskmgmt_deploy.factory import rebuild_manifest
+    from taskmgmt_deploy.usecases.factory import rebuild_manifest
 
     found, moved = rebuild_manifest(settings, console)
     if moved:
@@ -138,7 +138,7 @@ def destroy(
 
     Refuses while DSQL deletion protection is on, unless --force. Example: taskmgmt destroy --yes
     """
-    from taskmgmt_deploy.factory import open_stack
+    from taskmgmt_deploy.usecases.factory import open_stack
 
     settings = settings_from(flags)
     if not yes:
@@ -169,8 +169,8 @@ def outputs(
     flags: dict[str, str | None],
 ) -> None:
     """Print cluster ARNs and endpoints, buses, functions, queues and the dashboard, per region."""
-    from taskmgmt_deploy.factory import require_manifest
-    from taskmgmt_deploy.outputs import stack_outputs
+    from taskmgmt_deploy.usecases.factory import require_manifest
+    from taskmgmt_deploy.usecases.outputs import stack_outputs
 
     data = stack_outputs(require_manifest(settings_from(flags)))
     console.json(data) if as_json else console.key_values(data)
@@ -187,7 +187,7 @@ def migrate(*, flags: dict[str, str | None]) -> None:
     """
     import psycopg
 
-    from taskmgmt_deploy.factory import run_migrations
+    from taskmgmt_deploy.usecases.factory import run_migrations
 
     try:
         done = run_migrations(settings_from(flags), console.info)
@@ -207,7 +207,7 @@ def unlock(
     flags: dict[str, str | None],
 ) -> None:
     """Clear the lock a crashed deploy or destroy left behind."""
-    from taskmgmt_deploy.factory import env_lock
+    from taskmgmt_deploy.usecases.factory import env_lock
 
     settings = settings_from(flags)
     lock = env_lock(settings)

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from taskmgmt_deploy.aws.retry import call_with_retry
-from taskmgmt_deploy.clock import Clock
+from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.errors import TaskmgmtError
 
 JOBS_TABLE = (

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from taskmgmt_deploy.aws.retry import call_with_retry
-from taskmgmt_deploy.clock import Clock, SystemClock
+from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.database.jobs import INDEX_WAIT, JOBS_TABLE, IndexJobs, index_name, is_occ_conflict
 from taskmgmt_deploy.database.sqlfiles import Migration, check_migrations
 from taskmgmt_deploy.errors import TaskmgmtError

@@ -14,7 +14,7 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.iam.exceptions import DeleteConflictException
 from moto.iam.models import IAMBackend, iam_backends
 
-from taskmgmt_deploy.clock import Clock
+from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.patching import Patches
 
 RESERVED_ENV = frozenset(

@@ -28,7 +28,7 @@ from moto.core.exceptions import ServiceException
 from moto.dsql.exceptions import ConflictException, ResourceNotFoundException, ValidationException
 from moto.dsql.models import AuroraDSQLBackend, Cluster, dsql_backends
 
-from taskmgmt_deploy.clock import Clock
+from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.patching import Patches
 
 # AWS's own table, kept apart from taskmgmt's (regions.py) on purpose: the emulator plays

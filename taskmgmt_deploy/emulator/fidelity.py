@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from taskmgmt_deploy.clock import Clock, SystemClock
+from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFidelity
 from taskmgmt_deploy.emulator.dsql import DsqlFidelity
 from taskmgmt_deploy.emulator.patching import Patches

@@ -20,7 +20,7 @@ from moto.logs.models import LogsBackend
 from moto.sqs.exceptions import SQSException
 from moto.sqs.models import SQSBackend, sqs_backends
 
-from taskmgmt_deploy.clock import Clock
+from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.awslambda import Invoker, allows, invocation_for
 from taskmgmt_deploy.emulator.patching import Patches
 

@@ -23,11 +23,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from taskmgmt_deploy.core.manifest import atomic_write, utc_now
 from taskmgmt_deploy.errors import TaskmgmtError, UserError
-from taskmgmt_deploy.manifest import atomic_write, utc_now
 from taskmgmt_deploy.sandbox import postgres, require_extra
 
-EMULATOR_MODULE = "taskmgmt_deploy.sandbox.emulator"
+EMULATOR_MODULE = "taskmgmt_deploy.sandbox.emulator_process"
 
 
 class SandboxError(TaskmgmtError):

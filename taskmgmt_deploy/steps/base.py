@@ -7,9 +7,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.errors import TaskmgmtError
-from taskmgmt_deploy.models import (
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.models import (
     UNKNOWN,
     Action,
     Change,
@@ -18,6 +17,7 @@ from taskmgmt_deploy.models import (
     Resource,
     contains_unknown,
 )
+from taskmgmt_deploy.errors import TaskmgmtError
 
 
 class Step(ABC):

@@ -6,8 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.models import Change, Observed, Record, Resource
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.models import Change, Observed, Record, Resource
 from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, tag_list
 
 # The alarm settings we manage, by their PutMetricAlarm / DescribeAlarms names.

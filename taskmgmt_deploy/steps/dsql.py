@@ -26,9 +26,9 @@ from typing import Any
 from taskmgmt_deploy.aws.errors import error_message
 from taskmgmt_deploy.aws.retry import call_with_retry, is_dsql_conflict
 from taskmgmt_deploy.aws.waiting import poll
-from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.models import Change, Observed, Record, Ref, Resource
 from taskmgmt_deploy.errors import ProtectedError, TaskmgmtError
-from taskmgmt_deploy.models import Change, Observed, Record, Ref, Resource
 from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none
 
 HEALTHY = frozenset({"ACTIVE", "IDLE", "INACTIVE"})

@@ -9,9 +9,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from taskmgmt_deploy.aws.errors import is_already_exists
-from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.models import Change, Observed, Record, Resource
 from taskmgmt_deploy.errors import TaskmgmtError
-from taskmgmt_deploy.models import Change, Observed, Record, Resource
 from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, tag_list
 
 

@@ -13,8 +13,8 @@ from botocore.exceptions import ClientError
 from taskmgmt_deploy.aws.errors import error_code, error_message
 from taskmgmt_deploy.aws.retry import call_with_retry, is_iam_propagation, is_lambda_busy
 from taskmgmt_deploy.aws.waiting import poll
-from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.models import Change, Observed, Record, Resource
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.models import Change, Observed, Record, Resource
 from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, managed_tags
 
 T = TypeVar("T")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.models import Change, Observed, Record, Resource
-from taskmgmt_deploy.packaging import Package, PackageBuilder
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.models import Change, Observed, Record, Resource
 from taskmgmt_deploy.steps.base import Step
+from taskmgmt_deploy.steps.packaging import Package, PackageBuilder
 
 
 class LambdaPackageStep(Step):

@@ -11,8 +11,8 @@ from botocore.exceptions import ClientError
 
 from taskmgmt_deploy.aws.errors import error_code
 from taskmgmt_deploy.aws.retry import call_with_retry, is_queue_deleted_recently
-from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.models import Change, Observed, Record, Resource
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.models import Change, Observed, Record, Resource
 from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none
 
 

@@ -6,8 +6,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.models import Change, Observed, Record, Resource
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.models import Change, Observed, Record, Resource
 from taskmgmt_deploy.steps.base import Step
 
 

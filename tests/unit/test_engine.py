@@ -3,11 +3,11 @@ import threading
 
 import pytest
 
-from taskmgmt_deploy.engine import Engine
+from taskmgmt_deploy.core.engine import Engine
+from taskmgmt_deploy.core.graph import topo_order
+from taskmgmt_deploy.core.manifest import Manifest
+from taskmgmt_deploy.core.models import Action, Health, Ref
 from taskmgmt_deploy.errors import DeployFailed, Interrupted
-from taskmgmt_deploy.graph import topo_order
-from taskmgmt_deploy.manifest import Manifest
-from taskmgmt_deploy.models import Action, Health, Ref
 from tests.unit.fake_steps import FakeCloud, FakeStep, thing
 
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from taskmgmt_deploy.core.models import Record
 from taskmgmt_deploy.errors import ManifestError
-from taskmgmt_deploy.models import Record
 
 SCHEMA_VERSION = 1
 _RECORD_FIELDS = ("key", "kind", "region", "name", "step", "state")

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskmgmt_deploy.clock import Clock
-from taskmgmt_deploy.functions import Functions
-from taskmgmt_deploy.models import resource_key
+from taskmgmt_deploy.core.clock import Clock
+from taskmgmt_deploy.core.models import resource_key
+from taskmgmt_deploy.usecases.functions import Functions
 
 WAIT_FOR_EVENT = 90.0
 # EventBridge may match no event for a short while after a rule is put or enabled, and drops

@@ -10,15 +10,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from taskmgmt_deploy.clock import Clock, timed
-from taskmgmt_deploy.context import StepContext
+from taskmgmt_deploy.core.clock import Clock, timed
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.manifest import Manifest
+from taskmgmt_deploy.core.models import Observed, Record, Resource, record_of
 from taskmgmt_deploy.errors import DeployFailed, Interrupted, ProtectedError, StepError, one_line, step_error
-from taskmgmt_deploy.manifest import Manifest
-from taskmgmt_deploy.models import Observed, Record, Resource, record_of
 from taskmgmt_deploy.steps.base import Step, step_for
 
 if TYPE_CHECKING:
-    from taskmgmt_deploy.engine import Finder, Reporter
+    from taskmgmt_deploy.core.engine import Finder, Reporter
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskmgmt_deploy.manifest import Manifest
-from taskmgmt_deploy.models import resource_key
+from taskmgmt_deploy.core.manifest import Manifest
+from taskmgmt_deploy.core.models import resource_key
 
 
 def stack_outputs(manifest: Manifest) -> dict[str, Any]:

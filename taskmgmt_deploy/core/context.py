@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from taskmgmt_deploy.clock import Clock, SystemClock
+from taskmgmt_deploy.core.clock import Clock, SystemClock
 
 
 @dataclass

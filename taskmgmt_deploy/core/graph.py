@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from taskmgmt_deploy.models import Record, Resource
+from taskmgmt_deploy.core.models import Record, Resource
 
 
 def topo_order(resources: list[Resource]) -> list[str]:

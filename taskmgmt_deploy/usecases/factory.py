@@ -22,19 +22,18 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from taskmgmt_deploy import blueprint
 from taskmgmt_deploy.assets import lambda_dir, sql_dir
 from taskmgmt_deploy.aws.clients import AwsClients
 from taskmgmt_deploy.aws.errors import error_message
 from taskmgmt_deploy.aws.finder import TagFinder
-from taskmgmt_deploy.clock import Clock, SystemClock
-from taskmgmt_deploy.config import Settings, StackConfig
-from taskmgmt_deploy.engine import Engine, Reporter
+from taskmgmt_deploy.core.clock import Clock, SystemClock
+from taskmgmt_deploy.core.engine import Engine, Reporter
+from taskmgmt_deploy.core.lock import EnvLock, lock_path
+from taskmgmt_deploy.core.manifest import Manifest, manifest_path, utc_now
+from taskmgmt_deploy.core.models import Resource
 from taskmgmt_deploy.errors import ManifestError, UserError
-from taskmgmt_deploy.lock import EnvLock, lock_path
-from taskmgmt_deploy.manifest import Manifest, manifest_path, utc_now
-from taskmgmt_deploy.models import Resource
-from taskmgmt_deploy.packaging import LAMBDA_ARM64, Installer, PackageBuilder, Target, pip_install, this_machine
+from taskmgmt_deploy.stack import blueprint
+from taskmgmt_deploy.stack.config import Settings, StackConfig
 from taskmgmt_deploy.steps.base import Step
 from taskmgmt_deploy.steps.cloudwatch import DashboardStep, MetricAlarmStep
 from taskmgmt_deploy.steps.dsql import DsqlClusterStep, DsqlPeeringStep
@@ -43,6 +42,7 @@ from taskmgmt_deploy.steps.iam import IamRolePolicyStep, IamRoleStep
 from taskmgmt_deploy.steps.lambda_fn import LambdaFunctionStep, LambdaInvokeConfigStep, LambdaPermissionStep
 from taskmgmt_deploy.steps.logs import LogGroupStep
 from taskmgmt_deploy.steps.package import LambdaPackageStep
+from taskmgmt_deploy.steps.packaging import LAMBDA_ARM64, Installer, PackageBuilder, Target, pip_install, this_machine
 from taskmgmt_deploy.steps.schema import DbSchemaStep, SchemaTarget
 from taskmgmt_deploy.steps.sqs import SqsQueuePolicyStep, SqsQueueStep
 

@@ -14,12 +14,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taskmgmt_deploy.clock import Clock, SystemClock, timed
-from taskmgmt_deploy.context import StepContext
-from taskmgmt_deploy.errors import DeployFailed, Interrupted, StepError, UserError, step_error
-from taskmgmt_deploy.graph import in_topo_order, resource_of, topo_order
-from taskmgmt_deploy.manifest import Manifest
-from taskmgmt_deploy.models import (
+from taskmgmt_deploy.core.clock import Clock, SystemClock, timed
+from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.graph import in_topo_order, resource_of, topo_order
+from taskmgmt_deploy.core.manifest import Manifest
+from taskmgmt_deploy.core.models import (
     Action,
     Change,
     Health,
@@ -30,8 +29,9 @@ from taskmgmt_deploy.models import (
     record_of,
     resolve_refs,
 )
+from taskmgmt_deploy.core.teardown import DestroyReport, Teardown
+from taskmgmt_deploy.errors import DeployFailed, Interrupted, StepError, UserError, step_error
 from taskmgmt_deploy.steps.base import Step, step_for
-from taskmgmt_deploy.teardown import DestroyReport, Teardown
 
 
 class Reporter(Protocol):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from taskmgmt_deploy.config import StackConfig
-from taskmgmt_deploy.models import Ref, Template
+from taskmgmt_deploy.core.models import Ref, Template
+from taskmgmt_deploy.stack.config import StackConfig
 
 WIDTH, HEIGHT = 8, 6
 

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from taskmgmt_deploy.aws.clients import AwsClients
+from taskmgmt_deploy.core.manifest import Manifest
+from taskmgmt_deploy.core.models import resource_key
 from taskmgmt_deploy.errors import TaskmgmtError, UserError
-from taskmgmt_deploy.manifest import Manifest
-from taskmgmt_deploy.models import resource_key
 
 
 class FunctionError(TaskmgmtError):

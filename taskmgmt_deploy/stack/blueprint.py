@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskmgmt_deploy.config import StackConfig
-from taskmgmt_deploy.models import Ref, Resource, resource_key
+from taskmgmt_deploy.core.models import Ref, Resource, resource_key
+from taskmgmt_deploy.stack.config import StackConfig
 
 # The function's contract with lambda/ (pinned by tests/test_contract.py).
 RUNTIME = "python3.13"
@@ -447,7 +447,7 @@ def _alarms(stack: StackConfig, region: str, fn: str, bus: str, rule: str, dlq: 
 
 
 def _dashboard(stack: StackConfig) -> Resource:
-    from taskmgmt_deploy.dashboard import dashboard_body
+    from taskmgmt_deploy.stack.dashboard import dashboard_body
 
     cluster_ids = {region: Ref(cluster_key(stack, region), "id") for region in stack.regions}
     return _res(

@@ -15,8 +15,8 @@ from typing import Any
 from rich.console import Console as RichConsole
 from rich.table import Table
 
+from taskmgmt_deploy.core.models import Action, Change, Health, Resource, Status
 from taskmgmt_deploy.errors import one_line
-from taskmgmt_deploy.models import Action, Change, Health, Resource, Status
 
 _ACTION_STYLE = {
     Action.CREATE: "green",

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from taskmgmt_deploy.errors import ConfigError
-from taskmgmt_deploy.regions import MULTI_REGION, default_witness, region_set
+from taskmgmt_deploy.stack.regions import MULTI_REGION, default_witness, region_set
 
 # the retention periods CloudWatch Logs accepts
 LOG_RETENTION_VALUES = (

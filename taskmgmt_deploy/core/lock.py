@@ -14,8 +14,8 @@ import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from taskmgmt_deploy.core.manifest import utc_now
 from taskmgmt_deploy.errors import LockedError
-from taskmgmt_deploy.manifest import utc_now
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The sandbox's AWS: `python -m taskmgmt_deploy.sandbox.emulator --port P ...`.
+"""The sandbox's AWS: `python -m taskmgmt_deploy.sandbox.emulator_process --port P ...`.
 
 moto's server with the fidelity layer on the real clock, with short but real delays (IAM
 propagation, Lambda Pending, DSQL activation), so a sandbox deploy takes the same paths
@@ -14,7 +14,7 @@ import signal
 import threading
 from pathlib import Path
 
-from taskmgmt_deploy.clock import SystemClock
+from taskmgmt_deploy.core.clock import SystemClock
 
 SANDBOX_FIDELITY = {
     "iam_propagation": 0.6,
