@@ -247,7 +247,7 @@ def apply_bound(
 
 
 def run_all(emulator: Emulator, delays: Delays, workers: int, workdir: Path) -> list[Run]:
-    from taskmgmt_deploy.core.engine import NullReporter
+    from taskmgmt_deploy.core.interfaces import NullReporter
 
     if workers != 8 or (workdir / "state-8").exists():
         emulator.reset()

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Protocol
 
-from taskmgmt_deploy.core.clock import Clock, SystemClock, timed
+from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.core.context import StepContext
 from taskmgmt_deploy.core.graph import in_topo_order, resource_of, topo_order
+from taskmgmt_deploy.core.interfaces import Finder, NullReporter, Reporter
 from taskmgmt_deploy.core.manifest import Manifest
 from taskmgmt_deploy.core.models import (
     Action,
@@ -29,33 +30,10 @@ from taskmgmt_deploy.core.models import (
     record_of,
     resolve_refs,
 )
+from taskmgmt_deploy.core.scheduler import Scheduler, read_workers
 from taskmgmt_deploy.core.teardown import DestroyReport, Teardown
 from taskmgmt_deploy.errors import DeployFailed, Interrupted, StepError, UserError, step_error
 from taskmgmt_deploy.steps.base import Step, step_for
-
-
-class Reporter(Protocol):
-    def phase(self, text: str) -> None: ...
-    def planned(self, res: Resource, change: Change) -> None: ...
-    def started(self, key: str, verb: str) -> None: ...
-    def progress(self, key: str, message: str) -> None: ...
-    def finished(self, key: str, verb: str, seconds: float) -> None: ...
-    def failed(self, key: str, error: BaseException) -> None: ...
-
-
-class NullReporter:
-    def phase(self, text: str) -> None: ...
-    def planned(self, res: Resource, change: Change) -> None: ...
-    def started(self, key: str, verb: str) -> None: ...
-    def progress(self, key: str, message: str) -> None: ...
-    def finished(self, key: str, verb: str, seconds: float) -> None: ...
-    def failed(self, key: str, error: BaseException) -> None: ...
-
-
-class Finder(Protocol):
-    """Finds live resources tagged as this stack's, whatever the manifest says."""
-
-    def find(self) -> list[Record]: ...
 
 
 class Executor(Protocol):
@@ -105,7 +83,6 @@ class PlanOnlyExecutor:
 
 
 Confirm = Callable[[list[tuple[Resource, Change]]], bool]
-READ_FACTOR = 2  # reads run up to READ_FACTOR x max_workers at once
 
 
 class Aborted(UserError):
@@ -155,15 +132,7 @@ class Engine:
 
     def destroy(self, resources: list[Resource], force: bool = False) -> DestroyReport:
         items = self._known_items(resources)
-        teardown = Teardown(
-            self.steps,
-            self.manifest,
-            self.reporter,
-            max_workers=self.max_workers,
-            clock=self.clock,
-            cancel=self.cancel,
-            finder=self.finder,
-        )
+        teardown = Teardown(self.steps, self.manifest, self.reporter, self._scheduler("delete"), self.finder)
         return teardown.run(items, self._read_all(items), force)
 
     def rebuild(self, resources: list[Resource]) -> int:
@@ -185,8 +154,7 @@ class Engine:
         self.reporter.phase(f"reading {len(items)} resources")
         results: dict[str, Observed | None] = {}
         failures: list[StepError] = []
-        # Reads change nothing and describe APIs allow far more than changes do: twice the pool.
-        with ThreadPoolExecutor(self.max_workers * READ_FACTOR, thread_name_prefix="read") as pool:
+        with ThreadPoolExecutor(read_workers(self.max_workers), thread_name_prefix="read") as pool:
             futures = {
                 pool.submit(self._step(group[0][0].kind).read_many, group): group
                 for group in _read_groups(items, self.steps)
@@ -216,107 +184,22 @@ class Engine:
         report: bool = True,
     ) -> list[tuple[Resource, Change]]:
         order = topo_order(resources)
-        by_key = {r.key: r for r in resources}
-        step_no = {key: index + 1 for index, key in enumerate(order)}
-        walk = _Walk(list(order))
-        reporter = self.reporter if report else NullReporter()
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="apply") as pool:
-            while True:
-                if not walk.failures and not self.cancel.is_set():
-                    for res in walk.ready(by_key):
-                        self._plan_one(res, observed.get(res.key), walk, reporter)
-                    while walk.queued and len(walk.running) < self.max_workers:
-                        res, spec = walk.queued.pop(0)
-                        self._start_one(
-                            res, spec, step_no[res.key], observed.get(res.key), walk, executor, pool, reporter
-                        )
-                if not walk.running:
-                    break
-                finished, _ = wait(list(walk.running), return_when=FIRST_COMPLETED)
-                for future in finished:
-                    self._finish_one(future, by_key, step_no, walk, executor, reporter)
+        work = _DeployWork(self, {r.key: r for r in resources}, order, observed, executor, report)
+        failures = self._scheduler("apply").walk(order, {r.key: r.depends_on for r in resources}, work)
         if executor.records:
-            for key in walk.unchanged:
+            for key in work.unchanged:
                 if observed.get(key) is not None:
-                    self._adopt(by_key[key], step_no[key], observed[key])  # type: ignore[arg-type]
-        if walk.failures:
-            raise DeployFailed("deploy", walk.failures)
+                    self._adopt(work.by_key[key], work.position[key], observed[key])  # type: ignore[arg-type]
+        if failures:
+            raise DeployFailed("deploy", failures)
         if self.cancel.is_set():
             raise Interrupted(
                 "interrupted: in-flight calls finished and the manifest was saved; run deploy again to resume"
             )
-        return [(by_key[key], walk.changes[key]) for key in order if key in walk.changes]
-
-    def _plan_one(self, res: Resource, observed: Observed | None, walk: _Walk, reporter: Reporter) -> None:
-        step = self._step(res.kind)
-        spec = resolve_refs(res.spec, walk.outputs)
-        try:
-            change = step.plan(res, spec, observed)
-        except Exception as exc:  # noqa: BLE001 - a plan that cannot be made fails its resource
-            walk.failures.append(step_error(res.key, exc))
-            reporter.failed(res.key, exc)
-            return
-        walk.changes[res.key] = change
-        reporter.planned(res, change)
-        if change.mutates:
-            walk.queued.append((res, spec))
-        else:
-            walk.outputs[res.key] = dict(observed.outputs) if observed else {}
-            walk.done.add(res.key)
-            walk.unchanged.append(res.key)
-
-    def _start_one(
-        self,
-        res: Resource,
-        spec: Mapping[str, Any],
-        step_no: int,
-        observed: Observed | None,
-        walk: _Walk,
-        executor: Executor,
-        pool: ThreadPoolExecutor,
-        reporter: Reporter,
-    ) -> None:
-        """Record the intent, then hand the change to a worker (a free one: nothing queues)."""
-        change = walk.changes[res.key]
-        token = self._record_intent(res, step_no, change, observed) if executor.records else None
-        ctx = StepContext(
-            clock=self.clock,
-            cancel=self.cancel,
-            token=token,
-            progress=lambda message, key=res.key: reporter.progress(key, message),
-        )
-        reporter.started(res.key, change.action.value)
-        future = pool.submit(timed, self.clock, executor.apply, self._step(res.kind), res, spec, change, observed, ctx)
-        walk.running[future] = res.key
-
-    def _finish_one(
-        self,
-        future: Future[tuple[Mapping[str, Any], float]],
-        by_key: Mapping[str, Resource],
-        step_no: Mapping[str, int],
-        walk: _Walk,
-        executor: Executor,
-        reporter: Reporter,
-    ) -> None:
-        key = walk.running.pop(future)
-        res = by_key[key]
-        try:
-            outputs, seconds = future.result()
-        except Interrupted:
-            return
-        except Exception as exc:  # noqa: BLE001 - recorded per resource, raised together
-            error = step_error(key, exc)
-            walk.failures.append(error)
-            reporter.failed(key, error.cause)
-            return
-        walk.outputs[key] = dict(outputs)
-        walk.done.add(key)
-        if executor.records:
-            self._record(res, step_no[key], "ready", outputs)
-        reporter.finished(key, walk.changes[key].action.value, seconds)
+        return [(work.by_key[key], work.changes[key]) for key in order if key in work.changes]
 
     # -- manifest bookkeeping ----------------------------------------------------
-    def _record_intent(self, res: Resource, step_no: int, change: Change, observed: Observed | None) -> str | None:
+    def _record_intent(self, res: Resource, position: int, change: Change, observed: Observed | None) -> str | None:
         previous = self.manifest.get(res.key)
         token = None
         if change.action is Action.CREATE:
@@ -324,20 +207,20 @@ class Engine:
             token = previous.token if reusable else uuid.uuid4().hex
         state = "creating" if change.action is Action.CREATE else "updating"
         outputs = observed.outputs if observed else (previous.outputs if previous else {})
-        self._record(res, step_no, state, outputs, token)
+        self._record(res, position, state, outputs, token)
         return token
 
-    def _adopt(self, res: Resource, step_no: int, observed: Observed) -> None:
+    def _adopt(self, res: Resource, position: int, observed: Observed) -> None:
         current = self.manifest.get(res.key)
-        wanted = record_of(res, step_no, "ready", observed.outputs)
+        wanted = record_of(res, position, "ready", observed.outputs)
         if current != wanted:
             self.manifest.put(wanted)
             self.manifest.save()
 
     def _record(
-        self, res: Resource, step_no: int, state: str, outputs: Mapping[str, Any], token: str | None = None
+        self, res: Resource, position: int, state: str, outputs: Mapping[str, Any], token: str | None = None
     ) -> None:
-        self.manifest.put(record_of(res, step_no, state, outputs, token))
+        self.manifest.put(record_of(res, position, state, outputs, token))
         self.manifest.save()
 
     # -- status -------------------------------------------------------------------
@@ -369,31 +252,66 @@ class Engine:
     def _step(self, kind: str) -> Step:
         return step_for(self.steps, kind)
 
+    def _scheduler(self, name: str) -> Scheduler:
+        return Scheduler(self.max_workers, self.clock, self.cancel, name)
 
-@dataclass
-class _Walk:
-    """Mutable state of one DAG walk, owned by the coordinating thread."""
 
-    waiting: list[str]
-    outputs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    changes: dict[str, Change] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)
-    queued: list[tuple[Resource, Mapping[str, Any]]] = field(default_factory=list)
-    running: dict[Future[tuple[Mapping[str, Any], float]], str] = field(default_factory=dict)
-    unchanged: list[str] = field(default_factory=list)
-    failures: list[StepError] = field(default_factory=list)
+class _DeployWork:
+    """One deploy walk (or its dry run): plan each resource once its dependencies are done,
+    record the intent before a change starts, and record what it produced."""
 
-    def ready(self, by_key: Mapping[str, Resource]) -> Iterable[Resource]:
-        """Yield resources whose dependencies are done, re-checking as they finish."""
-        progressed = True
-        while progressed:
-            progressed = False
-            for key in list(self.waiting):
-                res = by_key[key]
-                if all(dep in self.done for dep in res.depends_on):
-                    self.waiting.remove(key)
-                    progressed = True
-                    yield res
+    def __init__(
+        self,
+        engine: Engine,
+        by_key: Mapping[str, Resource],
+        order: list[str],
+        observed: Mapping[str, Observed | None],
+        executor: Executor,
+        report: bool,
+    ):
+        self.engine, self.by_key, self.observed, self.executor = engine, by_key, observed, executor
+        self.reporter = engine.reporter if report else NullReporter()
+        self.position = {key: index + 1 for index, key in enumerate(order)}
+        self.outputs: dict[str, Mapping[str, Any]] = {}
+        self.changes: dict[str, Change] = {}
+        self.specs: dict[str, Mapping[str, Any]] = {}
+        self.unchanged: list[str] = []
+
+    def plan(self, key: str) -> bool:
+        res, observed = self.by_key[key], self.observed.get(key)
+        spec = resolve_refs(res.spec, self.outputs)
+        change = self.engine._step(res.kind).plan(res, spec, observed)
+        self.changes[key] = change
+        self.reporter.planned(res, change)
+        if change.mutates:
+            self.specs[key] = spec
+            return True
+        self.outputs[key] = dict(observed.outputs) if observed else {}
+        self.unchanged.append(key)
+        return False
+
+    def start(self, key: str) -> Callable[[], Mapping[str, Any]]:
+        """Record the intent, then hand the change to the worker."""
+        res, observed, change = self.by_key[key], self.observed.get(key), self.changes[key]
+        engine = self.engine
+        token = engine._record_intent(res, self.position[key], change, observed) if self.executor.records else None
+        ctx = StepContext(
+            clock=engine.clock,
+            cancel=engine.cancel,
+            token=token,
+            progress=lambda message: self.reporter.progress(key, message),
+        )
+        self.reporter.started(key, change.action.value)
+        return partial(self.executor.apply, engine._step(res.kind), res, self.specs[key], change, observed, ctx)
+
+    def finished(self, key: str, outputs: Mapping[str, Any], seconds: float) -> None:
+        self.outputs[key] = dict(outputs)
+        if self.executor.records:
+            self.engine._record(self.by_key[key], self.position[key], "ready", outputs)
+        self.reporter.finished(key, self.changes[key].action.value, seconds)
+
+    def failed(self, key: str, error: BaseException) -> None:
+        self.reporter.failed(key, error)
 
 
 def _read_groups(

@@ -4,21 +4,17 @@ of what, if anything, is left."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from taskmgmt_deploy.core.clock import Clock, timed
 from taskmgmt_deploy.core.context import StepContext
+from taskmgmt_deploy.core.interfaces import Finder, Reporter
 from taskmgmt_deploy.core.manifest import Manifest
 from taskmgmt_deploy.core.models import Observed, Record, Resource, record_of
-from taskmgmt_deploy.errors import DeployFailed, Interrupted, ProtectedError, StepError, one_line, step_error
+from taskmgmt_deploy.core.scheduler import Scheduler
+from taskmgmt_deploy.errors import DeployFailed, Interrupted, ProtectedError, one_line
 from taskmgmt_deploy.steps.base import Step, step_for
-
-if TYPE_CHECKING:
-    from taskmgmt_deploy.core.engine import Finder, Reporter
 
 
 @dataclass
@@ -33,14 +29,11 @@ class Teardown:
         steps: Mapping[str, Step],
         manifest: Manifest,
         reporter: Reporter,
-        *,
-        max_workers: int,
-        clock: Clock,
-        cancel: threading.Event,
+        scheduler: Scheduler,
         finder: Finder | None,
     ):
         self.steps, self.manifest, self.reporter = steps, manifest, reporter
-        self.max_workers, self.clock, self.cancel, self.finder = max_workers, clock, cancel, finder
+        self.scheduler, self.finder = scheduler, finder
 
     def run(
         self, items: list[tuple[Resource, Record | None]], observed: Mapping[str, Observed | None], force: bool
@@ -80,72 +73,15 @@ class Teardown:
             )
 
     def _delete_walk(self, targets: dict[str, Record], force: bool, report: DestroyReport) -> None:
-        dependents = _dependents(targets)
-        remaining = set(targets)
-        running: dict[Future[tuple[Mapping[str, Any], float]], str] = {}
-        failures: list[StepError] = []
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="delete") as pool:
-            while True:
-                if not failures and not self.cancel.is_set():
-                    for key in sorted(remaining, key=lambda k: -targets[k].position):
-                        if dependents[key] & (remaining | set(running.values())) - {key}:
-                            continue
-                        remaining.discard(key)
-                        running[self._submit_delete(pool, targets[key], force)] = key
-                if not running:
-                    break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in finished:
-                    self._settle(running.pop(future), future, failures, report)
+        """The deploy order backwards: each target after every target that depends on it."""
+        order = sorted(targets, key=lambda key: -targets[key].position)
+        failures = self.scheduler.walk(order, _dependents(targets), _DeleteWork(self, targets, force, report))
         if failures:
             raise DeployFailed("destroy", failures)
-        if self.cancel.is_set():
+        if self.scheduler.cancel.is_set():
             raise Interrupted(
                 "interrupted: in-flight deletes finished and the manifest was saved; run destroy again to finish"
             )
-
-    def _settle(
-        self,
-        key: str,
-        future: Future[tuple[Mapping[str, Any], float]],
-        failures: list[StepError],
-        report: DestroyReport,
-    ) -> None:
-        """Forget a deleted resource at once, so a crash right after never deletes it twice."""
-        try:
-            _, seconds = future.result()
-        except Interrupted:
-            return
-        except Exception as exc:  # noqa: BLE001 - collected; the walk stops submitting and reports them all
-            failures.append(step_error(key, exc))
-            self.reporter.failed(key, exc)
-            return
-        self.manifest.forget(key)
-        self.manifest.save()
-        report.deleted.append(key)
-        self.reporter.finished(key, "delete", seconds)
-
-    def _submit_delete(
-        self, pool: ThreadPoolExecutor, record: Record, force: bool
-    ) -> Future[tuple[Mapping[str, Any], float]]:
-        if record.key in self.manifest.records:
-            self.manifest.put(replace(record, state="deleting"))
-            self.manifest.save()
-        step = self._step_for(record.kind)
-        ctx = StepContext(
-            clock=self.clock,
-            cancel=self.cancel,
-            force=force,
-            progress=lambda message, key=record.key: self.reporter.progress(key, message),
-        )
-        self.reporter.started(record.key, "delete")
-
-        def run() -> Mapping[str, Any]:
-            if not step.local:
-                step.delete(record, ctx)
-            return {}
-
-        return pool.submit(timed, self.clock, run)
 
     def _sweep(self, force: bool, report: DestroyReport) -> None:
         """Delete what still carries this stack's tags, then report what is left."""
@@ -165,6 +101,48 @@ class Teardown:
 
     def _step_for(self, kind: str) -> Step:
         return step_for(self.steps, kind)
+
+
+class _DeleteWork:
+    """One delete walk: mark each record as deleting when its delete starts, forget it once done."""
+
+    def __init__(self, teardown: Teardown, targets: Mapping[str, Record], force: bool, report: DestroyReport):
+        self.teardown, self.targets, self.force, self.report = teardown, targets, force, report
+        self.manifest, self.reporter = teardown.manifest, teardown.reporter
+
+    def plan(self, key: str) -> bool:
+        return True  # every target has a delete to run
+
+    def start(self, key: str) -> Callable[[], Mapping[str, Any]]:
+        record = self.targets[key]
+        if key in self.manifest.records:
+            self.manifest.put(replace(record, state="deleting"))
+            self.manifest.save()
+        step = self.teardown._step_for(record.kind)
+        ctx = StepContext(
+            clock=self.teardown.scheduler.clock,
+            cancel=self.teardown.scheduler.cancel,
+            force=self.force,
+            progress=lambda message: self.reporter.progress(key, message),
+        )
+        self.reporter.started(key, "delete")
+
+        def run() -> Mapping[str, Any]:
+            if not step.local:
+                step.delete(record, ctx)
+            return {}
+
+        return run
+
+    def finished(self, key: str, result: Mapping[str, Any], seconds: float) -> None:
+        """Forget a deleted resource at once, so a crash right after never deletes it twice."""
+        self.manifest.forget(key)
+        self.manifest.save()
+        self.report.deleted.append(key)
+        self.reporter.finished(key, "delete", seconds)
+
+    def failed(self, key: str, error: BaseException) -> None:
+        self.reporter.failed(key, error)
 
 
 def _dependents(targets: Mapping[str, Record]) -> dict[str, set[str]]:

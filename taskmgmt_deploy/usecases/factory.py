@@ -27,10 +27,12 @@ from taskmgmt_deploy.aws.clients import AwsClients
 from taskmgmt_deploy.aws.errors import error_message
 from taskmgmt_deploy.aws.finder import TagFinder
 from taskmgmt_deploy.core.clock import Clock, SystemClock
-from taskmgmt_deploy.core.engine import Engine, Reporter
+from taskmgmt_deploy.core.engine import Engine
+from taskmgmt_deploy.core.interfaces import Reporter
 from taskmgmt_deploy.core.lock import EnvLock, lock_path
 from taskmgmt_deploy.core.manifest import Manifest, manifest_path, utc_now
 from taskmgmt_deploy.core.models import Resource
+from taskmgmt_deploy.core.scheduler import read_workers
 from taskmgmt_deploy.errors import ManifestError, UserError
 from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import Settings, StackConfig
@@ -141,7 +143,7 @@ def aws_clients(settings: Settings, runtime: Runtime | None = None) -> AwsClient
         session,
         endpoint_url=settings.endpoint_url,
         home_region=settings.stack.primary_region,
-        max_pool=max(16, settings.max_workers * 2),  # room for the read phase
+        max_pool=max(16, read_workers(settings.max_workers)),  # room for the read phase
     )
 
 
