@@ -121,7 +121,7 @@ def record_deployment(home: Path) -> None:
 
     settings = load_settings({}, {}, home)
     stack = settings.stack
-    manifest = Manifest(manifest_path(settings.state_dir, stack.env), stack.env, "123456789012", stack.to_dict())
+    manifest = Manifest(manifest_path(settings.state_dir, stack.env), stack.env, "123456789012", stack)
     recorded = {  # what `migrate` reads before it asks AWS for anything
         blueprint.cluster_key(stack, stack.primary_region): {"endpoint": f"example.dsql.{stack.primary_region}.on.aws"},
         blueprint.ROLE: {"arn": "arn:aws:iam::123456789012:role/example"},

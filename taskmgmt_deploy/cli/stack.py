@@ -34,6 +34,7 @@ def deploy(
     Idempotent: an up-to-date stack makes no change. An interrupted deploy resumes where it
     stopped. Example: taskmgmt deploy --env dev --yes
     """
+    from taskmgmt_deploy.usecases.deploy import deploy as deploy_stack
     from taskmgmt_deploy.usecases.factory import open_stack
     from taskmgmt_deploy.usecases.outputs import stack_outputs
 
@@ -48,9 +49,7 @@ def deploy(
         interruptible() as cancel,
         open_stack(settings, console, command="deploy", lock=True, existing=False, cancel=cancel) as stack,
     ):
-        stack.manifest.config = settings.stack.to_dict()  # written with the first recorded change
-        changes = stack.engine.deploy(stack.resources, confirm=None if yes else confirm_changes)
-        stack.manifest.save()
+        changes = deploy_stack(stack, confirm=None if yes else confirm_changes)
         console.success(f"deployed {settings.stack.stack_name}: {summary(changes)}")
         console.key_values(stack_outputs(stack.manifest))
     if settings.sandbox:  # the sandbox proves itself after every deploy
@@ -118,7 +117,7 @@ def status(
 
 
 def _rebuild(settings: Settings) -> None:
-    from taskmgmt_deploy.usecases.factory import rebuild_manifest
+    from taskmgmt_deploy.usecases.rebuild import rebuild_manifest
 
     found, moved = rebuild_manifest(settings, console)
     if moved:
@@ -187,7 +186,7 @@ def migrate(*, flags: dict[str, str | None]) -> None:
     """
     import psycopg
 
-    from taskmgmt_deploy.usecases.factory import run_migrations
+    from taskmgmt_deploy.usecases.migrate import run_migrations
 
     try:
         done = run_migrations(settings_from(flags), console.info)

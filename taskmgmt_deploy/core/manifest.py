@@ -18,6 +18,7 @@ from typing import Any
 
 from taskmgmt_deploy.core.models import Record
 from taskmgmt_deploy.errors import ManifestError
+from taskmgmt_deploy.stack.config import StackConfig
 
 SCHEMA_VERSION = 1
 _RECORD_FIELDS = ("key", "kind", "region", "name", "step", "state")
@@ -36,7 +37,7 @@ class Manifest:
     path: Path
     env: str
     account_id: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    config: StackConfig | None = None  # what the last deploy deployed
     created_at: str = field(default_factory=utc_now)
     updated_at: str = field(default_factory=utc_now)
     records: dict[str, Record] = field(default_factory=dict)
@@ -71,7 +72,7 @@ class Manifest:
             path=path,
             env=str(data["env"]),
             account_id=data.get("account_id"),
-            config=dict(data.get("config") or {}),
+            config=_config_from_json(path, data.get("config")),
             created_at=str(data.get("created_at") or utc_now()),
             updated_at=str(data.get("updated_at") or utc_now()),
             records={r.key: r for r in records},
@@ -96,7 +97,7 @@ class Manifest:
             "schema_version": SCHEMA_VERSION,
             "env": self.env,
             "account_id": self.account_id,
-            "config": self.config,
+            "config": self.config.to_dict() if self.config else {},
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "resources": [_record_to_json(r) for r in self],
@@ -137,6 +138,17 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _config_from_json(path: Path, data: Any) -> StackConfig | None:
+    if not data:
+        return None
+    try:
+        return StackConfig(**data)
+    except TypeError as exc:
+        raise ManifestError(
+            f"manifest {path} has an unreadable config ({exc}); rebuild it with `taskmgmt status --rebuild`"
+        ) from None
 
 
 def _record_to_json(record: Record) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Composition root: Settings -> AWS clients, steps, manifest, lock and engine.
 
 Commands get everything they work with from `open_stack`. What tests need to swap (the
-clock, the boto3 session, the package target) lives in one `Runtime` object.
+clock, the boto3 session, the package target) lives in one `Runtime` object. It only wires:
+what a command does beyond one engine call is a use case beside it (deploy, rebuild, migrate).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.core.engine import Engine
 from taskmgmt_deploy.core.interfaces import Reporter
 from taskmgmt_deploy.core.lock import EnvLock, lock_path
-from taskmgmt_deploy.core.manifest import Manifest, manifest_path, utc_now
+from taskmgmt_deploy.core.manifest import Manifest, manifest_path
 from taskmgmt_deploy.core.models import Resource
 from taskmgmt_deploy.core.scheduler import read_workers
 from taskmgmt_deploy.errors import ManifestError, UserError
@@ -185,7 +186,7 @@ def check_compatible(manifest: Manifest, stack: StackConfig) -> None:
     if manifest.env != stack.env:
         raise ManifestError(f"{manifest.path} describes environment '{manifest.env}', not '{stack.env}'")
     for key, attr in _FIXED.items():
-        recorded = manifest.config.get(attr)
+        recorded = getattr(manifest.config, attr) if manifest.config else None
         if recorded is not None and recorded != getattr(stack, attr):
             raise UserError(
                 f"{key}={getattr(stack, attr)!r} is invalid: environment '{stack.env}' was "
@@ -199,12 +200,9 @@ def clients_for(stack: StackConfig) -> list[tuple[str, str | None]]:
 
 
 def recorded_config(manifest: Manifest) -> StackConfig:
-    try:
-        return StackConfig(**manifest.config)
-    except TypeError as exc:
-        raise ManifestError(
-            f"manifest {manifest.path} has an unreadable config ({exc}); rebuild it with `taskmgmt status --rebuild`"
-        ) from None
+    if manifest.config is None:
+        raise ManifestError(f"manifest {manifest.path} records no config; rebuild it with `taskmgmt status --rebuild`")
+    return manifest.config
 
 
 def env_lock(settings: Settings) -> EnvLock:
@@ -267,7 +265,7 @@ def open_stack(
                 path=manifest_path(settings.state_dir, settings.stack.env),
                 env=settings.stack.env,
                 account_id=account,
-                config=settings.stack.to_dict(),
+                config=settings.stack,
             )
         elif manifest.account_id and manifest.account_id != account:
             raise UserError(
@@ -287,46 +285,3 @@ def open_stack(
         yield Stack(settings, blueprint.build(stack_config), manifest, engine, aws)
     finally:
         held.release()
-
-
-def rebuild_manifest(settings: Settings, reporter: Reporter, runtime: Runtime | None = None) -> tuple[int, Path | None]:
-    """Replace the manifest with one made from the live resources; keep the old file aside."""
-    runtime = runtime or RUNTIME
-    path = manifest_path(settings.state_dir, settings.stack.env)
-    with env_lock(settings) as held:
-        held.acquire("status --rebuild")
-        aws = aws_clients(settings, runtime)
-        account = caller_account(aws)
-        manifest = Manifest(path=path, env=settings.stack.env, account_id=account, config=settings.stack.to_dict())
-        engine = make_engine(settings, aws, manifest, reporter, runtime)
-        moved = None
-        if path.exists():
-            moved = path.with_name(f"{path.name}.replaced-{utc_now().replace(':', '')}")
-            path.rename(moved)
-        return engine.rebuild(blueprint.build(settings.stack)), moved
-
-
-def run_migrations(settings: Settings, progress: Callable[[str], None], runtime: Runtime | None = None) -> list[str]:
-    """Apply sql/ now: to TASKMGMT_DATABASE_URL, else to the deployed primary cluster."""
-    runtime = runtime or RUNTIME
-    with env_lock(settings) as held:
-        held.acquire("migrate")
-        target = schema_target(settings, aws=None)
-        if target.database_url:
-            return target.migrator(None, settings.stack.primary_region, None, runtime.clock, progress).apply()
-        if target.skip_reason:
-            raise UserError(f"cannot migrate: {target.skip_reason}")
-        manifest = require_manifest(settings)
-        stack = recorded_config(manifest)
-        cluster = manifest.get(blueprint.cluster_key(stack, stack.primary_region))
-        role = manifest.get(blueprint.ROLE)
-        if cluster is None or role is None or not cluster.outputs.get("endpoint"):
-            raise UserError(
-                f"environment '{stack.env}' has no deployed primary cluster and role yet: run `taskmgmt deploy` first"
-            )
-        aws = aws_clients(settings, runtime)
-        caller_account(aws)
-        target = schema_target(settings, aws)
-        return target.migrator(
-            cluster.outputs["endpoint"], stack.primary_region, role.outputs.get("arn"), runtime.clock, progress
-        ).apply()

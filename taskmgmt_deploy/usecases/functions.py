@@ -9,6 +9,7 @@ from taskmgmt_deploy.aws.clients import AwsClients
 from taskmgmt_deploy.core.manifest import Manifest
 from taskmgmt_deploy.core.models import resource_key
 from taskmgmt_deploy.errors import TaskmgmtError, UserError
+from taskmgmt_deploy.usecases.factory import recorded_config
 
 
 class FunctionError(TaskmgmtError):
@@ -21,7 +22,7 @@ class Functions:
 
     @property
     def regions(self) -> tuple[str, str]:
-        return (self.manifest.config["primary_region"], self.manifest.config["secondary_region"])
+        return recorded_config(self.manifest).regions
 
     def name(self, region: str) -> str:
         if region not in self.regions:

@@ -10,12 +10,10 @@ from taskmgmt_deploy.core.models import resource_key
 
 def stack_outputs(manifest: Manifest) -> dict[str, Any]:
     config = manifest.config
-    regions = [config.get("primary_region"), config.get("secondary_region")]
+    regions = config.regions if config else ()
     per_region: dict[str, dict[str, Any]] = {}
     for region in regions:
-        if not region:
-            continue
-        side = "primary" if region == config.get("primary_region") else "secondary"
+        side = "primary" if region == regions[0] else "secondary"
 
         def out(kind: str, logical: str, field: str, region: str | None = region) -> Any:
             record = manifest.get(resource_key(kind, logical, region))
@@ -36,7 +34,7 @@ def stack_outputs(manifest: Manifest) -> dict[str, Any]:
     return {
         "env": manifest.env,
         "account_id": manifest.account_id,
-        "witness_region": config.get("witness_region"),
+        "witness_region": config.witness_region if config else None,
         "regions": per_region,
         "dashboard": (
             {"name": dashboard.outputs.get("name"), "url": dashboard.outputs.get("url")} if dashboard else None
