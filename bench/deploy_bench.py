@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from taskmgmt_deploy.core.graph import topo_order
+from taskmgmt_deploy.emulator.server import free_port, wait_until_answering
 from taskmgmt_deploy.stack.config import load_settings
 from taskmgmt_deploy.usecases import factory
 
@@ -63,46 +61,24 @@ class Run:
         return len(self.calls) - self.mutating
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve(port: int, delays: Delays) -> None:
     """The emulator process: moto's server, AWS-like, with `latency` seconds added to every call."""
-    import logging
     import signal
 
-    from moto.core.config import default_user_config
-    from moto.core.responses import BaseResponse
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from taskmgmt_deploy.emulator.fidelity import FidelitySettings
+    from taskmgmt_deploy.emulator.server import start_server
 
-    from taskmgmt_deploy.emulator import Fidelity, FidelitySettings
-
-    os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"
-    default_user_config["lambda"]["use_docker"] = False
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    fidelity = Fidelity(
-        settings=FidelitySettings(
+    start_server(
+        FidelitySettings(
             iam_propagation=delays.iam_propagation,
             lambda_settle=delays.lambda_pending,
             dsql_activation=delays.dsql_activation,
             dsql_deletion=delays.dsql_deletion,
             dsql_update=0.0,
-        )
-    ).install()
-    original = BaseResponse.call_action
-
-    def slow(response: Any) -> Any:
-        if response.path == "/moto-api/reset-fidelity":
-            fidelity.reset()
-        time.sleep(delays.latency)
-        return original(response)
-
-    BaseResponse.call_action = slow  # type: ignore[method-assign]
-    server = ThreadedMotoServer("127.0.0.1", port, verbose=False)
-    server.start()
+            call_latency=delays.latency,
+        ),
+        port=port,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
@@ -134,15 +110,8 @@ class Emulator:
             str(delays.lambda_pending),
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/moto-api/", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("the emulator did not start") from None
-                time.sleep(0.1)
+        if not wait_until_answering(self.url, self.process, 60):
+            raise RuntimeError("the emulator did not start")
 
     def reset(self) -> None:
         """A fresh account: moto's state and the fidelity layer's."""

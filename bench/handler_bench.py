@@ -70,7 +70,7 @@ class ConnectPerRequest(Database):
 def tcp_postgres(root: Path) -> tuple[str, Any, bool]:
     """A PostgreSQL on 127.0.0.1 (clients reach DSQL over TCP, not a Unix socket), serving TLS
     when a build with SSL is installed, as DSQL requires it. Returns (url, stop, tls)."""
-    from taskmgmt_deploy.sandbox.control import free_port
+    from taskmgmt_deploy.emulator.server import free_port
 
     port = free_port()
     binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))

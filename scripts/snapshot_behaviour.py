@@ -114,7 +114,7 @@ def session_run(tmp: Path) -> tuple[str, str]:
     from moto.moto_api._internal import mock_random
 
     from taskmgmt_deploy.cli import main
-    from taskmgmt_deploy.emulator import Fidelity
+    from taskmgmt_deploy.emulator.fidelity import Fidelity
     from taskmgmt_deploy.steps.packaging import Target
     from taskmgmt_deploy.usecases import factory
 

@@ -98,7 +98,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def fidelity_settings():
-    from taskmgmt_deploy.emulator import FidelitySettings
+    from taskmgmt_deploy.emulator.fidelity import FidelitySettings
 
     return FidelitySettings()
 
@@ -108,7 +108,7 @@ def aws(clock: FakeClock, fidelity_settings: Any) -> Iterator[Any]:
     """moto in-process, behaving like AWS; yields the Fidelity object."""
     from moto import mock_aws
 
-    from taskmgmt_deploy.emulator import Fidelity
+    from taskmgmt_deploy.emulator.fidelity import Fidelity
 
     with mock_aws(config={"lambda": {"use_docker": False}}), Fidelity(clock, fidelity_settings) as fidelity:
         yield fidelity

@@ -1,4 +1,6 @@
-"""Faults injected where AWS would produce them: inside the emulator, never in the code under test."""
+"""Faults injected where AWS would produce them: inside the emulator, never in the code under test.
+
+Like the fidelity layer, they change moto only through the emulator's Patches."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import Any
 
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult, BaseResponse
+
+from taskmgmt_deploy.emulator.patching import Patches
 
 # How each service says "slow down" (botocore's standard retry mode knows every one of these).
 THROTTLE_CODES = {  # keyed by moto's service names
@@ -49,29 +53,24 @@ class ThrottleInjector:
             rng = self.rngs.setdefault(service, random.Random(f"{self.seed}:{service}"))
             return self.enabled and rng.random() < self.rate
 
+    def call_action(self, original: Any, response: BaseResponse) -> Any:
+        service = response.service_name or "?"
+        if not self._draw(service):
+            with self.lock:
+                self.passed[service] += 1
+            return original(response)
+        code, status = THROTTLE_CODES.get(service, ("ThrottlingException", 400))
+        error = Throttled(code, "Rate exceeded")
+        with self.lock:
+            self.injected[service] += 1
+        error_status, headers, body = response.serialized(ActionResult(error))
+        return (status if status != 400 else error_status), headers, body
+
     @contextmanager
     def installed(self) -> Iterator[ThrottleInjector]:
-        original = BaseResponse.call_action
-        injector = self
-
-        def call_action(response: BaseResponse) -> Any:
-            service = response.service_name or "?"
-            if not injector._draw(service):
-                with injector.lock:
-                    injector.passed[service] += 1
-                return original(response)
-            code, status = THROTTLE_CODES.get(service, ("ThrottlingException", 400))
-            error = Throttled(code, "Rate exceeded")
-            with injector.lock:
-                injector.injected[service] += 1
-            error_status, headers, body = response.serialized(ActionResult(error))
-            return (status if status != 400 else error_status), headers, body
-
-        BaseResponse.call_action = call_action  # type: ignore[method-assign]
-        try:
+        with Patches() as patches:
+            patches.around(BaseResponse, "call_action", self.call_action)
             yield self
-        finally:
-            BaseResponse.call_action = original  # type: ignore[method-assign]
 
 
 def botocore_sleeps_on(clock: Any, monkeypatch: Any) -> None:
@@ -88,16 +87,13 @@ def botocore_sleeps_on(clock: Any, monkeypatch: Any) -> None:
 @contextmanager
 def backend_fault(owner: Any, name: str, fail: Callable[..., BaseException | None]) -> Iterator[None]:
     """owner.name raises what `fail(*args)` returns (when it returns something)."""
-    original = getattr(owner, name)
 
-    def patched(obj: Any, *args: Any, **kwargs: Any) -> Any:
+    def hook(original: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
         error = fail(obj, *args, **kwargs)
         if error is not None:
             raise error
         return original(obj, *args, **kwargs)
 
-    setattr(owner, name, patched)
-    try:
+    with Patches() as patches:
+        patches.around(owner, name, hook)
         yield
-    finally:
-        setattr(owner, name, original)

@@ -28,12 +28,6 @@ STEPS = 40
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def module_database(pg_server: Any) -> str:
     import psycopg
@@ -53,32 +47,22 @@ def database_url(module_database: str) -> str:
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, Any]]:
     """moto's server with the fidelity layer; its AWS-like delays are zero: time is not the subject here."""
-    from moto.core.config import default_user_config
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from taskmgmt_deploy.emulator.fidelity import FidelitySettings
+    from taskmgmt_deploy.emulator.server import start_server
 
-    from taskmgmt_deploy.emulator import Fidelity, FidelitySettings
-
-    saved = dict(default_user_config["lambda"])
-    default_user_config["lambda"]["use_docker"] = False
-    os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"
     settings = FidelitySettings(iam_propagation=0, lambda_settle=0, dsql_activation=0, dsql_deletion=0, dsql_update=0)
-    fidelity = Fidelity(settings=settings).install()
-    port = free_port()
-    moto = ThreadedMotoServer("127.0.0.1", port, verbose=False)
-    moto.start()
-    yield f"http://127.0.0.1:{port}", fidelity
-    moto.stop()
-    fidelity.uninstall()
-    default_user_config["lambda"].update(saved)
+    emulator = start_server(settings)
+    yield emulator.url, emulator.fidelity
+    emulator.stop()
 
 
 @pytest.fixture
 def endpoint(server: tuple[str, Any], monkeypatch: pytest.MonkeyPatch, runtime: factory.Runtime) -> Iterator[str]:
     import urllib.request
 
-    url, fidelity = server
+    url, _ = server
+    # a fresh account: moto's reset resets the fidelity layer's state with moto's
     urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST")).read()
-    fidelity.reset()
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     yield url
 

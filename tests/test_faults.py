@@ -9,7 +9,7 @@ import pytest
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend
 
-from taskmgmt_deploy.emulator import FidelitySettings
+from taskmgmt_deploy.emulator.fidelity import FidelitySettings
 from tests.faults import ThrottleInjector, backend_fault, botocore_sleeps_on
 from tests.inventory import empty, expected, inventory
 

@@ -549,7 +549,7 @@ def failing_function(clock):
     """The emulator with a function whose every invocation raises; yields (fidelity, invocations)."""
     from moto import mock_aws
 
-    from taskmgmt_deploy.emulator import Fidelity, FidelitySettings
+    from taskmgmt_deploy.emulator.fidelity import Fidelity, FidelitySettings
 
     invocations = []
 

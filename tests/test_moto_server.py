@@ -6,20 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from taskmgmt_deploy.emulator.server import free_port, wait_until_answering
 
 
 @pytest.fixture
@@ -34,16 +27,9 @@ def moto_server(tmp_path: Path):
         stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.1)
+    if not wait_until_answering(url, server, 30):
+        server.kill()
+        pytest.fail("moto_server did not start")
     yield url
     server.terminate()
     server.wait(timeout=10)

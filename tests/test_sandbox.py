@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from taskmgmt_deploy.emulator.server import free_port
+
 TASKMGMT = str(Path(sys.executable).parent / "taskmgmt")
 
 
@@ -46,12 +48,6 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get_json(url: str, within: float = 30.0) -> dict:
@@ -164,7 +160,7 @@ def test_sandbox_end_to_end(workdir: Path):
     code, conflict = api("PATCH", f"/tasks/{task['id']}", {"priority": "low", "updated_by": "cy", "version": 1})
     assert code == 409 and conflict["current_version"] == 2
 
-    port = _free_port()
+    port = free_port()
     serving = subprocess.Popen(
         [TASKMGMT, "serve", "--sandbox", "--port", str(port)],
         cwd=workdir,

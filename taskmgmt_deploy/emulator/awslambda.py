@@ -94,6 +94,10 @@ class LambdaFidelity:
         self.settle = settle_seconds
         self.lock = lock
         self.invoker = invoker
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every function's and role's timeline (moto's reset forgets them)."""
         self.busy_until: dict[str, tuple[float, str]] = {}  # function ARN -> (until, "create"|"update")
         self.logging: dict[str, dict[str, str]] = {}  # function ARN -> LoggingConfig
         self.role_created: dict[str, float] = {}  # role name -> when it was created

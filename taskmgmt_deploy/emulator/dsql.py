@@ -31,7 +31,7 @@ from moto.dsql.models import AuroraDSQLBackend, Cluster, dsql_backends
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.patching import Patches
 
-# AWS's own table, kept apart from taskmgmt's (regions.py) on purpose: the emulator plays
+# AWS's own table, kept apart from taskmgmt's (stack/regions.py) on purpose: the emulator plays
 # AWS, so a mistake in the tool's table must not be mirrored here.
 AWS_REGION_SETS = (
     ("us-east-1", "us-east-2", "us-west-2"),
@@ -83,6 +83,10 @@ class DsqlFidelity:
         self.deletion_seconds = deletion_seconds
         self.update_seconds = update_seconds
         self.lock = lock
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every cluster's state and every request (moto's reset forgets the clusters)."""
         self.states: dict[str, _State] = {}  # by cluster ARN
         self.requests: list[DsqlRequest] = []
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+from moto.core.responses import BaseResponse
+from moto.moto_api._internal.models import MotoAPIBackend
 
 from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFidelity
+from taskmgmt_deploy.emulator.cloudwatch import CloudWatchFidelity
 from taskmgmt_deploy.emulator.dsql import DsqlFidelity
+from taskmgmt_deploy.emulator.events import Delivery, EventsFidelity
+from taskmgmt_deploy.emulator.logs import LogsFidelity
 from taskmgmt_deploy.emulator.patching import Patches
-from taskmgmt_deploy.emulator.services import (
-    CloudWatchFidelity,
-    Delivery,
-    EventsFidelity,
-    LogsFidelity,
-    SqsFidelity,
-)
+from taskmgmt_deploy.emulator.sqs import SqsFidelity
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,15 @@ class FidelitySettings:
     dsql_update: float = 5.0
     event_rule_propagation: float = 5.0  # a rule just put or enabled matches no event yet
     asynchronous_events: bool = False  # deliver EventBridge->Lambda in the background, as AWS does
+    call_latency: float = 0.0  # added to every call, as the round trip to AWS (the deploy benchmark)
+
+
+class Part(Protocol):
+    """One service's fidelity: its patches, and the state it keeps beside moto's."""
+
+    def install(self, patches: Patches) -> None: ...
+
+    def reset(self) -> None: ...
 
 
 class Fidelity:
@@ -42,14 +52,9 @@ class Fidelity:
         self.dsql = DsqlFidelity(self.clock, s.dsql_activation, s.dsql_deletion, s.dsql_update, lock)
         self.awslambda = LambdaFidelity(self.clock, s.iam_propagation, s.lambda_settle, lock, invoker)
         self.events = EventsFidelity(self.clock, s.event_rule_propagation, lock, invoker, s.asynchronous_events)
-        self._parts = [
-            self.dsql,
-            self.awslambda,
-            self.events,
-            CloudWatchFidelity(),
-            LogsFidelity(),
-            SqsFidelity(self.clock, lock),
-        ]
+        self.sqs = SqsFidelity(self.clock, lock)
+        self._parts: list[Part] = [self.dsql, self.awslambda, self.events, self.sqs]
+        self._parts += [CloudWatchFidelity(), LogsFidelity()]
         self._patches = Patches()
 
     @property
@@ -57,16 +62,25 @@ class Fidelity:
         return self.events.deliveries
 
     def reset(self) -> None:
-        """Forget everything, as moto's own reset does for its backends."""
+        """Forget what every part keeps; moto's own reset (POST /moto-api/reset) calls this too."""
         for part in self._parts:
-            for value in vars(part).values():
-                if isinstance(value, (dict, list)):
-                    value.clear()
+            part.reset()
 
     def install(self) -> Fidelity:
         for part in self._parts:
             part.install(self._patches)
+        self._patches.around(MotoAPIBackend, "reset", self._reset_with_moto)
+        if self.settings.call_latency:
+            self._patches.around(BaseResponse, "call_action", self._delayed)
         return self
+
+    def _reset_with_moto(self, original: Any, backend: MotoAPIBackend) -> None:
+        original(backend)
+        self.reset()
+
+    def _delayed(self, original: Any, response: BaseResponse) -> Any:
+        self.clock.sleep(self.settings.call_latency)
+        return original(response)
 
     def uninstall(self) -> None:
         self.events.close()

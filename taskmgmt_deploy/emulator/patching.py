@@ -1,4 +1,5 @@
-"""Reversible patches of moto's classes."""
+"""Reversible patches of moto's classes: every change the emulator, the tests' fault injectors and
+the benchmark make to moto's behaviour goes through one of these, and is undone in reverse order."""
 
 from __future__ import annotations
 
@@ -24,3 +25,9 @@ class Patches:
         while self._saved:
             owner, name, original = self._saved.pop()
             setattr(owner, name, original)
+
+    def __enter__(self) -> Patches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.undo()

@@ -13,17 +13,16 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from taskmgmt_deploy.core.manifest import atomic_write, utc_now
+from taskmgmt_deploy.emulator.server import free_port, wait_until_answering
 from taskmgmt_deploy.errors import TaskmgmtError, UserError
 from taskmgmt_deploy.sandbox import postgres, require_extra
 
@@ -52,12 +51,6 @@ class Component:
             return process.status() != psutil.STATUS_ZOMBIE and self.marker in " ".join(process.cmdline())
         except Exception:  # noqa: BLE001 - no such process, or not ours to read
             return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Sandbox:
@@ -183,13 +176,10 @@ class Sandbox:
                 command, stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=self.root, start_new_session=True
             )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while not _answers(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                _terminate_group(process.pid)
-                tail = Path(log).read_text(errors="replace")[-600:]
-                raise SandboxError(f"the AWS emulator did not start: {tail.strip()}")
-            time.sleep(0.1)
+        if not wait_until_answering(url, process, 60):
+            _terminate_group(process.pid)
+            tail = Path(log).read_text(errors="replace")[-600:]
+            raise SandboxError(f"the AWS emulator did not start: {tail.strip()}")
         return Component("emulator", process.pid, port, url, str(log), f"{EMULATOR_MODULE} --port {port}", utc_now())
 
     # -- stop ----------------------------------------------------------------------------
@@ -217,14 +207,6 @@ class Sandbox:
                     said.append(f"PostgreSQL (pid {database.pid}) was not running")
                 self._save(found)
         return said or ["the sandbox was not running"]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/moto-api/", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -8,8 +8,6 @@ as one on AWS; Lambda invocations and EventBridge deliveries run the function's 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import signal
 import threading
 from pathlib import Path
@@ -36,30 +34,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", required=True, help="what functions use instead of DSQL")
     args = parser.parse_args(argv)
 
-    os.environ["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"  # DSQL in us-west-2 and other regions
-    from moto.core.config import default_user_config
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-
-    from taskmgmt_deploy.emulator import Fidelity, FidelitySettings
+    from taskmgmt_deploy.emulator.fidelity import FidelitySettings
+    from taskmgmt_deploy.emulator.server import start_server
     from taskmgmt_deploy.sandbox.runner import FunctionRunner
 
-    default_user_config["lambda"]["use_docker"] = False  # the runner executes the code instead
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     url = f"http://{args.host}:{args.port}"
     runner = FunctionRunner(
         args.workdir, {**CREDENTIALS, "AWS_ENDPOINT_URL": url, "TASKMGMT_DATABASE_URL": args.database_url}
     )
-    fidelity = Fidelity(SystemClock(), FidelitySettings(**SANDBOX_FIDELITY), invoker=runner).install()
-    server = ThreadedMotoServer(args.host, args.port, verbose=False)
-    server.start()
-    print(f"sandbox emulator listening on {url}", flush=True)
+    server = start_server(
+        FidelitySettings(**SANDBOX_FIDELITY), port=args.port, host=args.host, clock=SystemClock(), invoker=runner
+    )
+    print(f"sandbox emulator listening on {server.url}", flush=True)
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.stop()
-    fidelity.uninstall()
     runner.close()
 
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from taskmgmt_deploy.emulator import Invocation
+from taskmgmt_deploy.emulator.awslambda import Invocation
 
 WORKER = Path(__file__).with_name("worker.py")
 

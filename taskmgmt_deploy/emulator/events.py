@@ -1,66 +1,23 @@
-"""EventBridge delivery, CloudWatch, Logs and SQS as AWS documents them (docs/pessimistic-emulation.md, E, C, G, S)."""
+"""EventBridge delivery to Lambda as AWS documents it (docs/pessimistic-emulation.md, section E)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction, lambda_backends
-from moto.cloudwatch.exceptions import ValidationError
-from moto.cloudwatch.models import CloudWatchBackend, cloudwatch_backends
 from moto.events.models import EventsBackend, Rule
-from moto.logs.exceptions import InvalidParameterException
-from moto.logs.models import LogsBackend
-from moto.sqs.exceptions import SQSException
-from moto.sqs.models import SQSBackend, sqs_backends
+from moto.sqs.models import sqs_backends
 
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.awslambda import Invoker, allows, invocation_for
 from taskmgmt_deploy.emulator.patching import Patches
 
-# AWS's list, kept apart from config.LOG_RETENTION_VALUES on purpose: the emulator stands in
-# for AWS, so a wrong value in the tool's list must be refused here, not agreed with.
-RETENTION_DAYS = {
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
-}
-COMPARISONS = {
-    "GreaterThanOrEqualToThreshold",
-    "GreaterThanThreshold",
-    "LessThanThreshold",
-    "LessThanOrEqualToThreshold",
-    "LessThanLowerOrGreaterThanUpperThreshold",
-    "LessThanLowerThreshold",
-    "GreaterThanUpperThreshold",
-}
-STATISTICS = {"SampleCount", "Average", "Sum", "Minimum", "Maximum"}
-QUEUE_NAME_REUSE_SECONDS = 60.0
 EVENTS = "events.amazonaws.com"
 
 
@@ -86,9 +43,13 @@ class EventsFidelity:
         self.rule_propagation = rule_propagation
         self.lock = lock
         self.invoker = invoker
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="eventbridge") if asynchronous else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every delivery and when each rule changed (moto's reset forgets the rules)."""
         self.deliveries: list[Delivery] = []
         self.rule_changed: dict[str, float] = {}  # rule ARN -> when it was last put or enabled
-        self._pool = ThreadPoolExecutor(4, thread_name_prefix="eventbridge") if asynchronous else None
 
     def put_rule(self, original: Any, backend: EventsBackend, *args: Any, **kwargs: Any) -> Rule:
         rule = original(backend, *args, **kwargs)
@@ -240,86 +201,3 @@ def _failure_record(fn: LambdaFunction, event: dict[str, Any], response: bytes, 
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
         "responsePayload": payload,
     }
-
-
-class CloudWatchFidelity:
-    """Dashboards are global (one store for every region); alarm parameters are checked."""
-
-    HOME = "us-east-1"
-
-    def _home(self, backend: CloudWatchBackend) -> CloudWatchBackend:
-        return cloudwatch_backends[backend.account_id][self.HOME]
-
-    def install(self, patches: Patches) -> None:
-        for name in ("put_dashboard", "get_dashboard", "delete_dashboards", "list_dashboards"):
-            patches.around(CloudWatchBackend, name, self._global(name))
-        patches.around(CloudWatchBackend, "put_metric_alarm", self.put_metric_alarm)
-
-    def _global(self, name: str) -> Callable[..., Any]:
-        def hook(original: Any, backend: CloudWatchBackend, *args: Any, **kwargs: Any) -> Any:
-            return original(self._home(backend), *args, **kwargs)
-
-        return hook
-
-    @staticmethod
-    def put_metric_alarm(original: Any, backend: CloudWatchBackend, *args: Any, **kwargs: Any) -> Any:
-        comparison = kwargs.get("comparison_operator")
-        statistic = kwargs.get("statistic")
-        periods = kwargs.get("evaluation_periods")
-        datapoints = kwargs.get("datapoints_to_alarm")
-        problems = []
-        if comparison not in COMPARISONS:
-            problems.append(f"ComparisonOperator {comparison!r} is not valid")
-        if statistic is not None and statistic not in STATISTICS:
-            problems.append(f"Statistic {statistic!r} is not valid")
-        if not kwargs.get("metric_name") and not kwargs.get("metric_data_queries"):
-            problems.append("an alarm needs a metric")
-        if periods is None or int(periods) < 1:
-            problems.append("EvaluationPeriods must be at least 1")
-        if datapoints is not None and periods is not None and int(datapoints) > int(periods):
-            problems.append("DatapointsToAlarm must not exceed EvaluationPeriods")
-        if problems:
-            raise ValidationError("; ".join(problems))
-        return original(backend, *args, **kwargs)
-
-
-class LogsFidelity:
-    @staticmethod
-    def put_retention_policy(original: Any, backend: LogsBackend, log_group_name: str, retention_in_days: int) -> Any:
-        if int(retention_in_days) not in RETENTION_DAYS:
-            raise InvalidParameterException(
-                f"1 validation error detected: Value '{retention_in_days}' at 'retentionInDays' "
-                "failed to satisfy constraint: Member must satisfy enum value set"
-            )
-        return original(backend, log_group_name, retention_in_days)
-
-    def install(self, patches: Patches) -> None:
-        patches.around(LogsBackend, "put_retention_policy", self.put_retention_policy)
-
-
-class SqsFidelity:
-    """A queue name cannot be reused until 60 seconds after its queue was deleted."""
-
-    def __init__(self, clock: Clock, lock: threading.RLock):
-        self.clock, self.lock = clock, lock
-        self.deleted: dict[tuple[str, str, str], float] = {}
-
-    def delete_queue(self, original: Any, backend: SQSBackend, queue_name: str) -> Any:
-        result = original(backend, queue_name)
-        with self.lock:
-            self.deleted[(backend.account_id, backend.region_name, queue_name)] = self.clock.now()
-        return result
-
-    def create_queue(self, original: Any, backend: SQSBackend, name: str, *args: Any, **kwargs: Any) -> Any:
-        with self.lock:
-            when = self.deleted.get((backend.account_id, backend.region_name, name))
-        if when is not None and self.clock.now() - when < QUEUE_NAME_REUSE_SECONDS:
-            raise SQSException(
-                "AWS.SimpleQueueService.QueueDeletedRecently",
-                "You must wait 60 seconds after deleting a queue before you can create another with the same name.",
-            )
-        return original(backend, name, *args, **kwargs)
-
-    def install(self, patches: Patches) -> None:
-        patches.around(SQSBackend, "delete_queue", self.delete_queue)
-        patches.around(SQSBackend, "create_queue", self.create_queue)

@@ -1,0 +1,55 @@
+"""CloudWatch Logs as AWS documents it: only the retention periods AWS lists
+(docs/pessimistic-emulation.md, section G)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moto.logs.exceptions import InvalidParameterException
+from moto.logs.models import LogsBackend
+
+from taskmgmt_deploy.emulator.patching import Patches
+
+# AWS's list, kept apart from stack/config.py's LOG_RETENTION_VALUES on purpose: the emulator stands in
+# for AWS, so a wrong value in the tool's list must be refused here, not agreed with.
+RETENTION_DAYS = {
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+}
+
+
+class LogsFidelity:
+    @staticmethod
+    def put_retention_policy(original: Any, backend: LogsBackend, log_group_name: str, retention_in_days: int) -> Any:
+        if int(retention_in_days) not in RETENTION_DAYS:
+            raise InvalidParameterException(
+                f"1 validation error detected: Value '{retention_in_days}' at 'retentionInDays' "
+                "failed to satisfy constraint: Member must satisfy enum value set"
+            )
+        return original(backend, log_group_name, retention_in_days)
+
+    def reset(self) -> None:
+        """It keeps nothing beside moto's state."""
+
+    def install(self, patches: Patches) -> None:
+        patches.around(LogsBackend, "put_retention_policy", self.put_retention_policy)
