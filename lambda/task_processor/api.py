@@ -68,69 +68,70 @@ def _body(raw: Any, base64_encoded: bool) -> Any:
         raise BadRequest("malformed JSON body", {"body": str(exc)[:200]}) from None
 
 
-Handler = Callable[[TaskApp, Request, str | None], dict[str, Any]]
+Handler = Callable[..., dict[str, Any]]  # (app, request, **the route's parameters)
 
 
-def _health(app: TaskApp, req: Request, task_id: str | None) -> dict[str, Any]:
+def _health(app: TaskApp, req: Request) -> dict[str, Any]:
     return _json(200, {"status": "ok"})
 
 
-def _list(app: TaskApp, req: Request, task_id: str | None) -> dict[str, Any]:
+def _list(app: TaskApp, req: Request) -> dict[str, Any]:
     filters, limit, cursor = fields.list_query(req.query)
     tasks, next_cursor = app.list(filters, limit, cursor)
     return _json(200, {"tasks": tasks, "next_cursor": next_cursor})
 
 
-def _create(app: TaskApp, req: Request, task_id: str | None) -> dict[str, Any]:
+def _create(app: TaskApp, req: Request) -> dict[str, Any]:
     return _json(201, {"task": app.create(fields.new_task(req.body))})
 
 
-def _get(app: TaskApp, req: Request, task_id: str | None) -> dict[str, Any]:
-    task, history = app.get(fields.task_id(task_id or ""))
+def _get(app: TaskApp, req: Request, task_id: str) -> dict[str, Any]:
+    task, history = app.get(fields.task_id(task_id))
     return _json(200, {"task": task, "history": history})
 
 
-def _update(app: TaskApp, req: Request, task_id: str | None) -> dict[str, Any]:
-    ident = fields.task_id(task_id or "")
+def _update(app: TaskApp, req: Request, task_id: str) -> dict[str, Any]:
+    ident = fields.task_id(task_id)
     changes, updated_by, version = fields.task_update(req.body, req.headers.get("if-match"))
     return _json(200, {"task": app.update(ident, changes, updated_by, version)})
 
 
-def _complete(app: TaskApp, req: Request, task_id: str | None) -> dict[str, Any]:
-    ident = fields.task_id(task_id or "")
+def _complete(app: TaskApp, req: Request, task_id: str) -> dict[str, Any]:
+    ident = fields.task_id(task_id)
     completed_by, version = fields.completion(req.body, req.headers.get("if-match"))
     return _json(200, {"task": app.complete(ident, completed_by, version)})
 
 
-def _delete(app: TaskApp, req: Request, task_id: str | None) -> dict[str, Any]:
-    app.delete(fields.task_id(task_id or ""), fields.if_match_version(req.headers.get("if-match")))
+def _delete(app: TaskApp, req: Request, task_id: str) -> dict[str, Any]:
+    app.delete(fields.task_id(task_id), fields.if_match_version(req.headers.get("if-match")))
     return {"statusCode": 204, "headers": dict(JSON_HEADERS), "body": ""}
 
 
-# path shape -> method -> handler; "{id}" matches one path segment
+# path shape -> method -> handler; "{name}" matches one path segment and is passed as `name`
 ROUTES: dict[tuple[str, ...], dict[str, Handler]] = {
     ("health",): {"GET": _health},
     ("tasks",): {"GET": _list, "POST": _create},
-    ("tasks", "{id}"): {"GET": _get, "PUT": _update, "PATCH": _update, "DELETE": _delete},
-    ("tasks", "{id}", "complete"): {"POST": _complete},
+    ("tasks", "{task_id}"): {"GET": _get, "PUT": _update, "PATCH": _update, "DELETE": _delete},
+    ("tasks", "{task_id}", "complete"): {"POST": _complete},
 }
 
 
-def route(method: str, path: str) -> tuple[Handler, str | None]:
+def route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    """The handler of a request, and the parameters its path carries."""
     parts = tuple(p for p in path.split("/") if p)
     for shape, methods in ROUTES.items():
-        if len(shape) == len(parts) and all(s in ("{id}", p) for s, p in zip(shape, parts, strict=False)):
+        if len(shape) == len(parts) and all(s.startswith("{") or s == p for s, p in zip(shape, parts, strict=False)):
             if method not in methods:
                 raise MethodNotAllowed(f"{method} is not allowed on {path}", sorted(methods))
-            return methods[method], parts[1] if "{id}" in shape else None
+            return methods[method], {s[1:-1]: p for s, p in zip(shape, parts, strict=True) if s.startswith("{")}
     raise NotFound(f"no route for {path}")
 
 
 def handle(event: dict[str, Any], app: TaskApp, request_id: str) -> dict[str, Any]:
     try:
         req = parse(event)
-        handler, task_id = route(req.method, req.path)
-        return handler(app, req, task_id)
+        handler, parameters = route(req.method, req.path)
+        return handler(app, req, **parameters)
     except TaskError as exc:
         return error_response(exc, request_id)
     except Exception:  # noqa: BLE001 - a bug or an unexpected database error: 500 without details

@@ -1,20 +1,20 @@
 """EventBridge task events (the recipe's contract), each applied exactly once.
 
-The event's id is recorded in processed_events in the same transaction as its change, so
-a second delivery changes nothing. An event that can never succeed is logged and dropped;
-a transient failure raises, so Lambda retries it and its on-failure queue catches it last.
+Each event runs the HTTP API's use case (TaskApp) with the event's id, which is recorded in
+processed_events in the same transaction as its change, so a second delivery changes nothing.
+An event that can never succeed is logged and dropped; a transient failure raises, so Lambda
+retries it and its on-failure queue catches it last.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
-import psycopg
-
-from task_processor import fields, observability, service
-from task_processor.app import TaskApp
+from task_processor import fields, observability
+from task_processor.app import AlreadyApplied, TaskApp
 from task_processor.contract import DETAIL_TYPES, EVENT_SOURCE
 from task_processor.errors import BadRequest, LimitExceeded, NotFound, Unavailable, VersionConflict
 
@@ -47,8 +47,6 @@ def handle(event: dict[str, Any], app: TaskApp) -> dict[str, Any]:
     observability.log_fields(logging.INFO, "event applied", event_id=event_id, event_type=kind, outcome=outcome)
     if outcome == "duplicate":
         observability.count("EventsDuplicated")
-    elif task is not None:
-        app.notifier.publish(kind, task)
     return {"status": outcome, "taskId": task["id"] if task else None}
 
 
@@ -73,37 +71,25 @@ def _parse(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def _apply(app: TaskApp, event_id: str, kind: str, detail: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     try:
-        work = _work(kind, detail)
+        change = _change(kind, detail)
     except BadRequest as exc:
         raise Dropped(f"invalid {kind}: {exc.details or exc.message}") from None
-
-    def apply(conn: psycopg.Connection[Any]) -> tuple[str, dict[str, Any] | None]:
-        if not service.claim_event(conn, event_id, kind):
-            return "duplicate", None
-        return "applied", work(conn)
-
     try:
-        try:
-            outcome, task = app.db.transaction(apply)
-        except psycopg.errors.UniqueViolation:  # the same event, delivered twice at once
-            outcome, task = app.db.transaction(apply)
+        return "applied", change(app, event_id)
+    except AlreadyApplied:
+        return "duplicate", None
     except (VersionConflict, LimitExceeded) as exc:  # the same event would fail the same way again
         raise Dropped(exc.message) from None
     except NotFound as exc:
         observability.count("EventsRetried")
         raise NotYet(exc.message) from None
-    if outcome == "applied":
-        observability.count(
-            {"task.created": "TasksCreated", "task.updated": "TasksUpdated", "task.completed": "TasksCompleted"}[kind]
-        )
-    return outcome, task
 
 
-def _work(kind: str, detail: dict[str, Any]) -> Any:
-    """The change an event asks for, validated now, run later inside the transaction."""
+def _change(kind: str, detail: dict[str, Any]) -> Callable[[TaskApp, str], dict[str, Any]]:
+    """The use case an event asks for, its input validated now; run with the event's id."""
     if kind == "task.created":
         task = fields.new_task(detail.get("taskData"))
-        return lambda conn: service.create_task(conn, task)
+        return lambda app, event_id: app.create(task, event_id=event_id)
     task_id = fields.task_id(str(detail.get("taskId") or ""))
     if kind == "task.updated":
         body = dict(detail.get("updates") or {}) if isinstance(detail.get("updates"), dict) else detail.get("updates")
@@ -112,12 +98,11 @@ def _work(kind: str, detail: dict[str, Any]) -> Any:
             if "version" in detail:
                 body["version"] = detail["version"]
         changes, by, version = fields.task_update(body)
-    else:
-        changes = {"status": "completed"}
-        by, version = fields.completion(
-            {
-                "completed_by": detail.get("completedBy"),
-                **({"version": detail["version"]} if "version" in detail else {}),
-            }
-        )
-    return lambda conn: service.update_task(conn, task_id, changes, by, version)[0]
+        return lambda app, event_id: app.update(task_id, changes, by, version, event_id=event_id)
+    by, version = fields.completion(
+        {
+            "completed_by": detail.get("completedBy"),
+            **({"version": detail["version"]} if "version" in detail else {}),
+        }
+    )
+    return lambda app, event_id: app.complete(task_id, by, version, event_id=event_id)
