@@ -57,6 +57,20 @@ def test_task_updated_and_completed_events(app, client: Client):
     )
 
 
+def test_an_event_is_the_same_use_case_as_its_http_request(app, client: Client, bus):
+    """An update event that changes nothing notifies nobody, as the same PATCH does."""
+    task = client.create(priority="high")
+    bus.entries.clear()
+    same = {"taskId": task["id"], "updates": {"priority": "high"}, "updatedBy": "cy"}
+    assert send_event(app, task_event("task.updated", same, event_id="noop-1"))["status"] == "applied"
+    status, body, _ = client.request("PATCH", f"/tasks/{task['id']}", {"priority": "high", "updated_by": "cy"})
+    assert status == 200 and body["task"]["version"] == 1
+    assert bus.entries == []
+    changed = {"taskId": task["id"], "updates": {"priority": "low"}, "updatedBy": "cy"}
+    send_event(app, task_event("task.updated", changed, event_id="change-1"))
+    assert [d["eventType"] for d in bus.details()] == ["task.updated"]
+
+
 def test_detail_type_alone_is_enough(app):
     event = task_event("task.created", {"taskData": NEW_TASK})
     del event["detail"]["eventType"]
