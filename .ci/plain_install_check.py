@@ -6,7 +6,7 @@ Run it with the Python of a virtual environment that holds only the plain instal
 - without AWS credentials, every command that needs AWS fails with one line and exit 2;
 - every --sandbox use and every `taskmgmt sandbox ...` fails with one line naming the sandbox
   extra's install command, and exit 2.
-tests/test_plain_install.py runs the import and sandbox checks inside the test suite too.
+tests/unit/test_plain_install.py runs the import and sandbox checks inside the test suite too.
 """
 
 from __future__ import annotations

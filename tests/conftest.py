@@ -115,7 +115,7 @@ def aws(clock: FakeClock, fidelity_settings: Any) -> Iterator[Any]:
 
 
 def stub_installer(requirements: Path, dest: Path, target: Target) -> None:
-    """Provisioning tests need a package, not its dependencies (tests/lambda covers those)."""
+    """Provisioning tests need a package, not its dependencies (tests/unit/test_package.py builds one)."""
     (dest / "stub_dependency").mkdir(parents=True)
     (dest / "stub_dependency" / "__init__.py").write_text("")
 

@@ -1,4 +1,4 @@
-"""What the deployer and the function agree on (pinned by tests/test_contract.py)."""
+"""What the deployer and the function agree on (pinned by tests/unit/test_contract.py)."""
 
 ENV_DSQL_ENDPOINT = "DSQL_ENDPOINT"
 ENV_EVENT_BUS = "EVENT_BUS_NAME"

@@ -11,7 +11,7 @@ from typing import Any
 from taskmgmt_deploy.core.models import Ref, Resource, resource_key
 from taskmgmt_deploy.stack.config import StackConfig
 
-# The function's contract with lambda/ (pinned by tests/test_contract.py).
+# The function's contract with lambda/ (pinned by tests/unit/test_contract.py).
 RUNTIME = "python3.13"
 HANDLER = "task_processor.handler.lambda_handler"
 ARCHITECTURE = "arm64"

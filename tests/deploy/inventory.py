@@ -1,4 +1,5 @@
-"""Everything of an environment that lives in AWS, asked of every service, as comparable data."""
+"""Everything of an environment that lives in AWS, asked of every service (not only the tagging API),
+as comparable data."""
 
 from __future__ import annotations
 
@@ -69,10 +70,9 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
             configs = lam.list_function_event_invoke_configs(FunctionName=fn["FunctionName"])
             found["invoke_configs"] += [(region, fn["FunctionName"]) for _ in configs["FunctionEventInvokeConfigs"]]
         events = client("events", region)
-        for bus in events.list_event_buses()["EventBuses"]:
-            if bus["Name"] == "default":
-                continue
-            found["buses"].append((region, bus["Name"]))
+        for bus in events.list_event_buses()["EventBuses"]:  # the default bus's rules too: none expected
+            if bus["Name"] != "default":
+                found["buses"].append((region, bus["Name"]))
             for rule in events.list_rules(EventBusName=bus["Name"])["Rules"]:
                 found["rules"].append((region, bus["Name"], rule["Name"]))
                 found["targets"] += [

@@ -22,7 +22,7 @@ import pytest
 
 from taskmgmt_deploy.usecases import factory
 from tests.conftest import READ_PREFIXES
-from tests.inventory import empty, expected, inventory
+from tests.deploy.inventory import empty, expected, inventory
 
 STEPS = 40
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

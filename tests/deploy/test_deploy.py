@@ -7,36 +7,10 @@ import json
 import boto3
 import pytest
 
+from tests.deploy.inventory import empty, inventory
+
 REGIONS = ("us-east-1", "us-west-2")
 STACK = "task-mgmt-dev"
-
-
-def leftovers() -> list[str]:
-    """Everything of the stack still alive, asked of every service (not only the tagging API)."""
-    found: list[str] = []
-    iam = boto3.client("iam", region_name="us-east-1")
-    found += [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(STACK)]
-    for region in REGIONS:
-        dsql = boto3.client("dsql", region_name=region)
-        for summary in dsql.list_clusters()["clusters"]:
-            try:
-                dsql.get_cluster(identifier=summary["identifier"])
-                found.append(summary["arn"])
-            except dsql.exceptions.ResourceNotFoundException:
-                pass
-        lam = boto3.client("lambda", region_name=region)
-        found += [f["FunctionName"] for f in lam.list_functions()["Functions"]]
-        events = boto3.client("events", region_name=region)
-        found += [b["Name"] for b in events.list_event_buses()["EventBuses"] if b["Name"] != "default"]
-        found += [r["Name"] for r in events.list_rules()["Rules"]]
-        sqs = boto3.client("sqs", region_name=region)
-        found += sqs.list_queues().get("QueueUrls", [])
-        logs = boto3.client("logs", region_name=region)
-        found += [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]]
-        cloudwatch = boto3.client("cloudwatch", region_name=region)
-        found += [a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"]]
-        found += [d["DashboardName"] for d in cloudwatch.list_dashboards()["DashboardEntries"]]
-    return found
 
 
 def test_deploy_status_destroy_leaves_nothing(aws, runtime, cli, tmp_path):
@@ -58,7 +32,7 @@ def test_deploy_status_destroy_leaves_nothing(aws, runtime, cli, tmp_path):
     destroyed = cli("destroy", "--yes")
     assert destroyed.code == 0, destroyed.err
     assert "nothing left" in destroyed.err
-    assert leftovers() == []
+    assert inventory() == empty()
     assert not (tmp_path / ".taskmgmt" / "dev.json").exists()
 
 

@@ -14,8 +14,8 @@ import boto3
 import pytest
 
 from taskmgmt_deploy.usecases import factory
-from tests.faults import backend_fault
-from tests.inventory import empty, inventory
+from tests.deploy.faults import backend_fault
+from tests.deploy.inventory import empty, inventory
 
 STACK = "task-mgmt-dev"
 PRIMARY, SECONDARY = "us-east-1", "us-west-2"

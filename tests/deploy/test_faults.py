@@ -10,8 +10,8 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend
 
 from taskmgmt_deploy.emulator.fidelity import FidelitySettings
-from tests.faults import ThrottleInjector, backend_fault, botocore_sleeps_on
-from tests.inventory import empty, expected, inventory
+from tests.deploy.faults import ThrottleInjector, backend_fault, botocore_sleeps_on
+from tests.deploy.inventory import empty, expected, inventory
 
 STACK = "task-mgmt-dev"
 FUNCTION = f"{STACK}-task-processor"

@@ -326,7 +326,7 @@ def test_no_command_overwrites_a_damaged_manifest(aws, runtime, cli, calls, tmp_
 
 
 def test_destroy_completes_after_resources_were_deleted_by_hand(aws, runtime, cli, clock):
-    from tests.inventory import empty, inventory
+    from tests.deploy.inventory import empty, inventory
 
     assert cli("deploy", "--yes").code == 0
     clock.advance(60)

@@ -151,7 +151,7 @@ def test_the_function_never_logs_or_returns_its_token(monkeypatch, capsys):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda"))
     from task_processor import api, observability
     from task_processor.app import TaskApp
     from task_processor.db import Database, dsql_connect

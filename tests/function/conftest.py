@@ -158,6 +158,24 @@ def app(app_url: str, bus: FakeEvents) -> TaskApp:
     return make_app(app_url, bus)
 
 
+def rest_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    raw: str | None = None,
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) request; `raw` is the body as sent, instead of `body` as JSON."""
+    return {
+        "httpMethod": method,
+        "path": path,
+        "queryStringParameters": query,
+        "headers": headers or {},
+        "body": raw if raw is not None else (None if body is None else json.dumps(body)),
+    }
+
+
 class Client:
     """Sends API Gateway REST (v1) requests straight to the API module."""
 
@@ -173,14 +191,7 @@ class Client:
         headers: dict[str, str] | None = None,
         raw: str | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
-        event = {
-            "httpMethod": method,
-            "path": path,
-            "queryStringParameters": query,
-            "headers": headers or {},
-            "body": raw if raw is not None else (None if body is None else json.dumps(body)),
-        }
-        response = api.handle(event, self.app, "test-request")
+        response = api.handle(rest_event(method, path, body, query, headers, raw), self.app, "test-request")
         payload = json.loads(response["body"]) if response["body"] else None
         return response["statusCode"], payload, response["headers"]
 

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import psycopg
 import pytest
 
 from task_processor import api
+from tests.function.conftest import rest_event as req
 
 GOOD = {"title": "ok", "created_by": "ana"}
 TASK = "11111111-2222-4333-8444-555555555555"  # replaced by a real task id in each test
-
-
-def req(
-    method: str,
-    path: str,
-    body: Any = None,
-    raw: str | None = None,
-    query: dict | None = None,
-    headers: dict | None = None,
-) -> dict[str, Any]:
-    return {
-        "httpMethod": method,
-        "path": path,
-        "queryStringParameters": query,
-        "headers": headers or {},
-        "body": raw if raw is not None else (None if body is None else json.dumps(body)),
-    }
 
 
 HOSTILE = [

@@ -139,7 +139,7 @@ def test_state_dir_from_environment(tmp_path: Path):
 
 
 def test_env_example_documents_every_key():
-    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     for key in (
         "ENVIRONMENT",
         "PRIMARY_REGION",

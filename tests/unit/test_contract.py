@@ -15,7 +15,7 @@ from taskmgmt_deploy.database import migrate
 from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _lambda_module(name: str):

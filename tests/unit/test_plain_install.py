@@ -11,7 +11,7 @@ from pathlib import Path
 
 from taskmgmt_deploy.sandbox import EXTRA_MODULES, INSTALL_EXTRA
 
-CHECK = Path(__file__).resolve().parents[1] / ".ci" / "plain_install_check.py"
+CHECK = Path(__file__).resolve().parents[2] / ".ci" / "plain_install_check.py"
 # click too: typer vendors its own, and only flask brings click into this venv
 MISSING = (*EXTRA_MODULES, "click")
 
