@@ -31,9 +31,9 @@ from taskmgmt_deploy.core.models import (
     resolve_refs,
 )
 from taskmgmt_deploy.core.scheduler import Scheduler, read_workers
+from taskmgmt_deploy.core.step import Step, step_for
 from taskmgmt_deploy.core.teardown import DestroyReport, Teardown
 from taskmgmt_deploy.errors import DeployFailed, Interrupted, StepError, UserError, step_error
-from taskmgmt_deploy.steps.base import Step, step_for
 
 
 class Executor(Protocol):

@@ -13,8 +13,8 @@ from taskmgmt_deploy.core.interfaces import Finder, Reporter
 from taskmgmt_deploy.core.manifest import Manifest
 from taskmgmt_deploy.core.models import Observed, Record, Resource, record_of
 from taskmgmt_deploy.core.scheduler import Scheduler
+from taskmgmt_deploy.core.step import Step, step_for
 from taskmgmt_deploy.errors import DeployFailed, Interrupted, ProtectedError, one_line
-from taskmgmt_deploy.steps.base import Step, step_for
 
 
 @dataclass

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from taskmgmt_deploy.aws.clients import AwsClients
 from taskmgmt_deploy.aws.errors import is_not_found
-from taskmgmt_deploy.steps.base import Step
+from taskmgmt_deploy.core.step import Step
 
 T = TypeVar("T")
 

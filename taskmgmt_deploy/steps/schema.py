@@ -14,10 +14,10 @@ from taskmgmt_deploy.aws.retry import call_with_retry
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.core.context import StepContext
 from taskmgmt_deploy.core.models import Action, Change, Observed, Record, Resource
+from taskmgmt_deploy.core.step import Step
 from taskmgmt_deploy.database import connect as connections
 from taskmgmt_deploy.database.migrate import Migrator
 from taskmgmt_deploy.database.sqlfiles import load_migrations
-from taskmgmt_deploy.steps.base import Step
 
 
 @dataclass(frozen=True)

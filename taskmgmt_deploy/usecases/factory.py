@@ -34,10 +34,10 @@ from taskmgmt_deploy.core.lock import EnvLock, lock_path
 from taskmgmt_deploy.core.manifest import Manifest, manifest_path
 from taskmgmt_deploy.core.models import Resource
 from taskmgmt_deploy.core.scheduler import read_workers
+from taskmgmt_deploy.core.step import Step
 from taskmgmt_deploy.errors import ManifestError, UserError
 from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import Settings, StackConfig
-from taskmgmt_deploy.steps.base import Step
 from taskmgmt_deploy.steps.cloudwatch import DashboardStep, MetricAlarmStep
 from taskmgmt_deploy.steps.dsql import DsqlClusterStep, DsqlPeeringStep
 from taskmgmt_deploy.steps.events import EventBusStep, EventRuleStep, EventTargetStep
