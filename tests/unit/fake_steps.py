@@ -8,7 +8,7 @@ from typing import Any
 
 from taskmgmt_deploy.core.context import StepContext
 from taskmgmt_deploy.core.models import Change, Observed, Record, Resource
-from taskmgmt_deploy.steps.base import Step
+from taskmgmt_deploy.core.step import Step
 
 
 class FakeCloud:
