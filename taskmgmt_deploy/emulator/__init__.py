@@ -7,9 +7,9 @@ and the tool has to work under it. docs/pessimistic-emulation.md lists every suc
 the AWS behaviour, the documentation page it is read from, what the emulator does, and the
 test that fails if the emulator becomes kinder.
 
-One module per emulated service (dsql, awslambda with IAM's propagation, events, cloudwatch,
-logs, sqs), installed together by fidelity.Fidelity through patching.Patches; server.py runs it
-as a server (the sandbox, the deploy benchmark, the tests). Used in-process by the tests too.
+One module per emulated service (dsql, iam, awslambda, events, cloudwatch, logs, sqs), installed
+together by fidelity.Fidelity through patching.Patches; server.py runs it as a server (the
+sandbox, the deploy benchmark, the tests). Used in-process by the tests too.
 moto is pinned (pyproject.toml) because this patches its internals. Nothing is imported here, so
 that server.free_port can be used without loading moto.
 """

@@ -1,8 +1,7 @@
-"""Lambda and IAM as AWS documents them, over moto's model (docs/pessimistic-emulation.md, L and I)."""
+"""Lambda as AWS documents it, over moto's model (docs/pessimistic-emulation.md, section L)."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import threading
 from collections.abc import Callable
@@ -11,10 +10,9 @@ from typing import Any
 
 from moto.awslambda.exceptions import InvalidParameterValueException, LambdaClientError
 from moto.awslambda.models import LambdaBackend, LambdaFunction
-from moto.iam.exceptions import DeleteConflictException
-from moto.iam.models import IAMBackend, iam_backends
 
 from taskmgmt_deploy.core.clock import Clock
+from taskmgmt_deploy.emulator.iam import IamFidelity
 from taskmgmt_deploy.emulator.patching import Patches
 
 RESERVED_ENV = frozenset(
@@ -84,42 +82,22 @@ class LambdaFidelity:
     def __init__(
         self,
         clock: Clock,
-        iam_propagation_seconds: float,
+        iam: IamFidelity,
         settle_seconds: float,
         lock: threading.RLock,
         invoker: Invoker | None,
     ):
         self.clock = clock
-        self.propagation = iam_propagation_seconds
+        self.iam = iam
         self.settle = settle_seconds
         self.lock = lock
         self.invoker = invoker
         self.reset()
 
     def reset(self) -> None:
-        """Forget every function's and role's timeline (moto's reset forgets them)."""
+        """Forget every function's timeline (moto's reset forgets the functions)."""
         self.busy_until: dict[str, tuple[float, str]] = {}  # function ARN -> (until, "create"|"update")
         self.logging: dict[str, dict[str, str]] = {}  # function ARN -> LoggingConfig
-        self.role_created: dict[str, float] = {}  # role name -> when it was created
-        self.policy_changed: dict[str, float] = {}  # role name -> when its policies last changed
-
-    # -- IAM -----------------------------------------------------------------------------
-    def _settled(self, changes: dict[str, float], role_arn: str) -> bool:
-        changed = changes.get(role_arn.rsplit("/", 1)[-1])
-        return changed is None or self.clock.now() - changed >= self.propagation
-
-    def _role_ready(self, role_arn: str) -> bool:
-        """Lambda can assume a role only some time after it was created."""
-        return self._settled(self.role_created, role_arn)
-
-    def _role_allows(self, account: str, role_arn: str, action: str, resource: str) -> bool:
-        role_name = role_arn.rsplit("/", 1)[-1]
-        iam = iam_backends[account]["global"]
-        role = next((r for r in iam.roles.values() if r.name == role_name), None)
-        if role is None:
-            return False
-        documents = list(role.policies.values()) + [p.default_version.document for p in role.managed_policies.values()]
-        return any(allows(doc, action, resource) for doc in documents)
 
     # -- state after create and update -----------------------------------------------------
     def _mark_busy(self, fn: LambdaFunction, kind: str) -> None:
@@ -155,7 +133,7 @@ class LambdaFidelity:
                 "you have provided contains reserved keys that are currently not supported for modification. "
                 f"Reserved keys used in this request: {', '.join(reserved)}"
             )
-        if spec.get("Role") and not self._role_ready(spec["Role"]):
+        if spec.get("Role") and not self.iam.role_ready(spec["Role"]):
             raise InvalidParameterValueException(ROLE_NOT_READY)
 
     def _store_logging(self, fn: LambdaFunction, config: dict[str, Any] | None) -> None:
@@ -240,8 +218,8 @@ class LambdaFidelity:
         fn = backend.get_function(function_name)
         destination = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
         if destination and destination.split(":")[2] == "sqs":
-            ready = self._role_ready(fn.role) and self._settled(self.policy_changed, fn.role)
-            if not ready or not self._role_allows(fn.account_id, fn.role, "sqs:SendMessage", destination):
+            ready = self.iam.role_ready(fn.role) and self.iam.policies_ready(fn.role)
+            if not ready or not self.iam.role_allows(fn.account_id, fn.role, "sqs:SendMessage", destination):
                 raise InvalidParameterValueException(
                     f"The function's execution role does not have permissions to call SendMessage on {destination}"
                 )
@@ -272,25 +250,6 @@ class LambdaFidelity:
             response_headers["x-amz-function-error"] = error
         return payload
 
-    # IAM
-    def create_role(self, original: Any, backend: IAMBackend, role_name: str, *args: Any, **kwargs: Any) -> Any:
-        role = original(backend, role_name, *args, **kwargs)
-        with self.lock:
-            self.role_created[role_name] = self.clock.now()
-        return role
-
-    def put_role_policy(self, original: Any, backend: IAMBackend, role_name: str, *args: Any, **kwargs: Any) -> Any:
-        result = original(backend, role_name, *args, **kwargs)
-        with self.lock:
-            self.policy_changed[role_name] = self.clock.now()
-        return result
-
-    def delete_policy(self, original: Any, backend: IAMBackend, policy_arn: str) -> Any:
-        policy = backend.get_policy(policy_arn)
-        if policy.attachment_count > 0:
-            raise DeleteConflictException("Cannot delete a policy attached to entities.")
-        return original(backend, policy_arn)
-
     def install(self, patches: Patches) -> None:
         for name in (
             "create_function",
@@ -303,8 +262,6 @@ class LambdaFidelity:
             patches.around(LambdaBackend, name, getattr(self, name))
         patches.around(LambdaFunction, "get_configuration", self.get_configuration)
         patches.around(LambdaFunction, "get_code", self.get_code)
-        for name in ("create_role", "put_role_policy", "delete_policy"):
-            patches.around(IAMBackend, name, getattr(self, name))
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
         patches.around(LambdaSimpleBackend, "invoke", self.invoke)
@@ -325,50 +282,3 @@ def invocation_for(fn: LambdaFunction, body: Any, asynchronous: bool) -> Invocat
         payload=payload,
         asynchronous=asynchronous,
     )
-
-
-def allows(
-    document: dict[str, Any] | str,
-    action: str,
-    resource: str,
-    service: str | None = None,
-    source_arn: str | None = None,
-) -> bool:
-    """Whether an Allow statement of the policy grants `action` on `resource`; for a resource
-    policy, to the `service` principal calling on behalf of `source_arn`. A statement with a
-    condition this does not evaluate never grants anything."""
-    if isinstance(document, str):
-        document = json.loads(document) if document else {}
-    statements = document.get("Statement", [])
-    for statement in statements if isinstance(statements, list) else [statements]:
-        if (
-            statement.get("Effect") == "Allow"
-            and _matches(action, statement.get("Action"))
-            and _matches(resource, statement.get("Resource"))
-            and (service is None or _names_service(statement.get("Principal"), service))
-            and _conditions_hold(statement.get("Condition") or {}, source_arn)
-        ):
-            return True
-    return False
-
-
-def _matches(value: str, patterns: str | list[str] | None) -> bool:
-    patterns = [patterns] if isinstance(patterns, str) else patterns or []
-    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
-
-
-def _names_service(principal: Any, service: str) -> bool:
-    if principal == "*":
-        return True
-    named = principal.get("Service") if isinstance(principal, dict) else principal
-    return _matches(service, named) if named else False
-
-
-def _conditions_hold(conditions: dict[str, Any], source_arn: str | None) -> bool:
-    for operator, tests in conditions.items():
-        for key, wanted in (tests if isinstance(tests, dict) else {}).items():
-            if operator not in ("ArnEquals", "ArnLike") or key.lower() != "aws:sourcearn" or source_arn is None:
-                return False
-            if not _matches(source_arn, wanted):
-                return False
-    return True

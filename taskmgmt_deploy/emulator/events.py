@@ -15,7 +15,8 @@ from moto.events.models import EventsBackend, Rule
 from moto.sqs.models import sqs_backends
 
 from taskmgmt_deploy.core.clock import Clock
-from taskmgmt_deploy.emulator.awslambda import Invoker, allows, invocation_for
+from taskmgmt_deploy.emulator.awslambda import Invoker, invocation_for
+from taskmgmt_deploy.emulator.iam import allows
 from taskmgmt_deploy.emulator.patching import Patches
 
 EVENTS = "events.amazonaws.com"

@@ -14,6 +14,7 @@ from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFideli
 from taskmgmt_deploy.emulator.cloudwatch import CloudWatchFidelity
 from taskmgmt_deploy.emulator.dsql import DsqlFidelity
 from taskmgmt_deploy.emulator.events import Delivery, EventsFidelity
+from taskmgmt_deploy.emulator.iam import IamFidelity
 from taskmgmt_deploy.emulator.logs import LogsFidelity
 from taskmgmt_deploy.emulator.patching import Patches
 from taskmgmt_deploy.emulator.sqs import SqsFidelity
@@ -50,10 +51,11 @@ class Fidelity:
         lock = threading.RLock()
         s = self.settings
         self.dsql = DsqlFidelity(self.clock, s.dsql_activation, s.dsql_deletion, s.dsql_update, lock)
-        self.awslambda = LambdaFidelity(self.clock, s.iam_propagation, s.lambda_settle, lock, invoker)
+        self.iam = IamFidelity(self.clock, s.iam_propagation, lock)
+        self.awslambda = LambdaFidelity(self.clock, self.iam, s.lambda_settle, lock, invoker)
         self.events = EventsFidelity(self.clock, s.event_rule_propagation, lock, invoker, s.asynchronous_events)
         self.sqs = SqsFidelity(self.clock, lock)
-        self._parts: list[Part] = [self.dsql, self.awslambda, self.events, self.sqs]
+        self._parts: list[Part] = [self.dsql, self.iam, self.awslambda, self.events, self.sqs]
         self._parts += [CloudWatchFidelity(), LogsFidelity()]
         self._patches = Patches()
 

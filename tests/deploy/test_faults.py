@@ -88,7 +88,7 @@ def test_update_function_configuration_after_the_role_was_recreated(aws, runtime
 
 
 def test_a_propagation_that_never_ends_fails_in_bounded_time(aws, runtime, cli, clock, fidelity_settings):
-    aws.awslambda.propagation = 10 * 3600.0
+    aws.iam.propagation = 10 * 3600.0
     start = clock.now()
     result = cli("deploy", "--yes")
     assert result.code == 1
