@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -29,13 +31,13 @@ def bridge():
     server = make_server(0, invoke, lambda line: None)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", seen
+    yield f"http://127.0.0.1:{server.server_port}", seen, server
     server.shutdown()
     server.server_close()
 
 
 def test_a_request_becomes_an_http_api_event_and_the_response_is_relayed(bridge):
-    url, seen = bridge
+    url, seen, _ = bridge
     request = urllib.request.Request(
         url + "/tasks?status=pending&limit=5",
         method="POST",
@@ -56,7 +58,7 @@ def test_a_request_becomes_an_http_api_event_and_the_response_is_relayed(bridge)
 
 
 def test_a_function_error_is_a_502(bridge):
-    url, _ = bridge
+    url, _, _ = bridge
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(url + "/boom")
     assert error.value.code == 502
@@ -64,5 +66,9 @@ def test_a_function_error_is_a_502(bridge):
 
 
 def test_the_server_listens_on_loopback_only(bridge):
-    url, _ = bridge
-    assert url.startswith("http://127.0.0.1:")
+    """What the socket is bound to, not what the URL says: 0.0.0.0 would serve the whole network."""
+    _, _, server = bridge
+    host, port = server.socket.getsockname()[:2]
+    assert server.socket.family == socket.AF_INET
+    assert ipaddress.ip_address(host).is_loopback, host
+    assert port == server.server_port
