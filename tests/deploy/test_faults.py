@@ -106,6 +106,12 @@ def test_deploy_waits_while_another_update_is_in_progress(aws, runtime, cli, clo
     result = cli("deploy", "--yes")
     assert result.code == 0, result.err
     assert lam.get_function_configuration(FunctionName=FUNCTION)["Timeout"] == 60
+    # It waited for the other update to finish: its one update was accepted at once (the
+    # emulator refuses an update while another is in progress, row L2).
+    assert calls.count("UpdateFunctionConfiguration") == 1
+    lambda_calls = [op for service, op in calls.calls if service == "lambda"]
+    update = lambda_calls.index("UpdateFunctionConfiguration")
+    assert lambda_calls[:update].count("GetFunctionConfiguration") >= 2  # polled until not InProgress
 
 
 def test_resource_conflicts_on_updates_are_retried(aws, runtime, cli, clock, calls):
