@@ -143,6 +143,26 @@ def test_delete_is_204_and_removes_the_history(client: Client, bus):
         )
 
 
+@pytest.mark.parametrize(
+    "method,suffix,body",
+    [("DELETE", "", None), ("POST", "/complete", {"completed_by": "bo"})],
+    ids=["delete", "complete"],
+)
+def test_a_stale_if_match_is_409_and_changes_nothing(client: Client, bus, method, suffix, body):
+    task = client.create()
+    client.request("PATCH", f"/tasks/{task['id']}", {"title": "v2", "updated_by": "bo"})
+    _, before, _ = client.request("GET", f"/tasks/{task['id']}")
+    bus.entries.clear()
+    status, answer, _ = client.request(method, f"/tasks/{task['id']}{suffix}", body, headers={"If-Match": '"1"'})
+    assert status == 409
+    assert answer["error"] == "version_conflict" and answer["current_version"] == 2
+    _, after, _ = client.request("GET", f"/tasks/{task['id']}")
+    assert after == before  # the task, its version and its history as they were
+    assert bus.entries == []  # and nobody was told of a change
+    status, _, _ = client.request(method, f"/tasks/{task['id']}{suffix}", body, headers={"If-Match": '"2"'})
+    assert status == (204 if method == "DELETE" else 200)  # the current version goes through
+
+
 def test_list_is_newest_first_and_pages_with_a_cursor(client: Client):
     ids = [client.create(title=f"task {i}")["id"] for i in range(7)]
     status, page, _ = client.request("GET", "/tasks", query={"limit": "3"})
