@@ -104,6 +104,27 @@ def test_queue_policies_allow_only_their_rule(deployed):
                 assert "Policy" not in attributes  # the function's role sends here; nobody else may
 
 
+def test_the_rule_targets_the_function_with_its_dead_letter_queue_and_bounded_retries(deployed):
+    """Read from EventBridge, not through the tool's own read: a target put without its
+    dead-letter queue must fail here even if the drift check forgot the field too."""
+    from taskmgmt_deploy.stack.blueprint import RULE_RETRY
+
+    for region in ("us-east-1", "us-west-2"):
+        events = boto3.client("events", region_name=region)
+        sqs = boto3.client("sqs", region_name=region)
+        dlq = sqs.get_queue_url(QueueName=f"{STACK}-task-events-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        function_arn = boto3.client("lambda", region_name=region).get_function_configuration(
+            FunctionName=f"{STACK}-task-processor"
+        )["FunctionArn"]
+        (target,) = events.list_targets_by_rule(Rule=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events")[
+            "Targets"
+        ]
+        assert target["Arn"] == function_arn
+        assert target["DeadLetterConfig"] == {"Arn": dlq_arn}
+        assert target["RetryPolicy"] == RULE_RETRY
+
+
 def test_an_event_the_function_may_not_take_reaches_the_deployed_dead_letter_queue(deployed, aws, clock):
     """E4: the emulator delivers to a dead-letter queue only what the queue's policy lets the rule send."""
     lam = boto3.client("lambda", region_name="us-east-1")
