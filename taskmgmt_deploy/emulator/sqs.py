@@ -1,5 +1,6 @@
 """SQS as AWS documents it: a queue name is not reusable for a while after its queue was deleted
-(docs/pessimistic-emulation.md, section S)."""
+(docs/pessimistic-emulation.md, section S), and SetQueueAttributes changes only the attributes it
+names (moto also drops the queue's policy when the call does not name it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 from typing import Any
 
 from moto.sqs.exceptions import SQSException
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import Queue, SQSBackend
 
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.patching import Patches
@@ -42,6 +43,16 @@ class SqsFidelity:
             )
         return original(backend, name, *args, **kwargs)
 
+    @staticmethod
+    def set_attributes(original: Any, queue: Queue, attributes: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SetQueueAttributes.html"""
+        policy = getattr(queue, "policy", None)  # none yet while the queue is being created
+        result = original(queue, attributes, *args, **kwargs)
+        if "Policy" not in attributes:
+            queue.policy = policy
+        return result
+
     def install(self, patches: Patches) -> None:
         patches.around(SQSBackend, "delete_queue", self.delete_queue)
         patches.around(SQSBackend, "create_queue", self.create_queue)
+        patches.around(Queue, "_set_attributes", self.set_attributes)
