@@ -306,6 +306,42 @@ def test_dsql_flow_one_statement_per_transaction_async_indexes_and_iam_mapping(d
     assert not any(entry.startswith(("CREATE", "GRANT", "AWS IAM", "INSERT", "DELETE")) for entry in stand_in.log)
 
 
+@dataclass
+class StandInTarget:
+    """Where DbSchemaStep puts the schema: the DSQL stand-in."""
+
+    stand_in: StandIn
+    clock: Any
+    skip_reason: None = None
+    database_url: None = None
+    dsql: bool = True
+
+    def migrator(self, endpoint: str | None, region: str, role_arn: str | None, *args: Any, **kwargs: Any) -> Migrator:
+        return dsql_migrator(self.stand_in, self.clock)
+
+
+def test_status_reports_a_lost_iam_mapping_and_deploy_restores_it(database_url, clock):
+    """The drift row db_schema.role_mapped of tests/deploy/test_drift.py: compared on DSQL only."""
+    from taskmgmt_deploy.core.context import StepContext
+    from taskmgmt_deploy.core.models import Action, Change, Resource, record_of
+    from taskmgmt_deploy.steps.schema import DbSchemaStep
+
+    stand_in = StandIn(database_url, polls=0)
+    step = DbSchemaStep(StandInTarget(stand_in, clock))  # type: ignore[arg-type]
+    spec = {"endpoint": "x.dsql.us-east-1.on.aws", "region": "us-east-1", "role_arn": ROLE_ARN}
+    res = Resource("db_schema", "tasks", None, "tasks", spec)
+    ctx = StepContext(clock=clock)
+    record = record_of(res, 1, "ready", step.apply(res, spec, Change(Action.CREATE), None, ctx))
+    assert step.plan(res, spec, step.read(res, record)).action is Action.NOOP
+    stand_in.mappings.clear()  # someone revoked it: AWS IAM REVOKE
+    observed = step.read(res, record)
+    change = step.plan(res, spec, observed)
+    assert change.action is Action.UPDATE and change.reasons == ("role_mapped: false -> true",)
+    step.apply(res, spec, change, observed, ctx)
+    assert stand_in.mappings == [(APP_ROLE, ROLE_ARN)]
+    assert step.plan(res, spec, step.read(res, record)).action is Action.NOOP
+
+
 def test_dsql_conflicts_during_migration_are_retried(database_url, clock):
     # docs/pessimistic-emulation.md row Q9
     stand_in = StandIn(database_url, polls=0, conflicts=3)

@@ -1,0 +1,175 @@
+"""The resource kinds of the stack, for the tests that go over every kind: crash points
+(test_crash.py), drift (test_drift.py) and teardown (test_teardown.py).
+
+Each of those keeps a table keyed by kind, and a completeness test beside it fails for a kind
+the tool has (a Step in `factory.make_steps`) that the table lacks: adding a kind to the stack
+is adding its rows there. `Hand` is what those rows use to change things outside taskmgmt.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from taskmgmt_deploy.aws.clients import AwsClients
+from taskmgmt_deploy.core.models import Resource, resolve_refs
+from taskmgmt_deploy.core.step import Step
+from taskmgmt_deploy.stack import blueprint
+from taskmgmt_deploy.stack.config import StackConfig, load_settings
+from taskmgmt_deploy.steps.packaging import PackageBuilder, this_machine
+from taskmgmt_deploy.steps.schema import SchemaTarget
+from taskmgmt_deploy.usecases.factory import make_steps
+
+
+def stack_config(env: str = "dev") -> StackConfig:
+    return load_settings({"ENVIRONMENT": env}, {}, Path(__file__).parent).stack
+
+
+@functools.cache
+def steps() -> dict[str, Step]:
+    """Every step the tool has, by kind (wired to nothing: only their pure parts are used)."""
+    aws = AwsClients(boto3.Session(aws_access_key_id="x", aws_secret_access_key="x"))
+    builder = PackageBuilder(Path("."), Path("."), this_machine())
+    return make_steps(aws, builder, SchemaTarget(Path("."), database_url="postgresql://unused"))
+
+
+def kinds() -> set[str]:
+    """The kinds that live outside this machine (the package is a local build)."""
+    return {kind for kind, step in steps().items() if not step.local}
+
+
+def resources(env: str = "dev") -> dict[str, Resource]:
+    return {res.key: res for res in blueprint.build(stack_config(env))}
+
+
+def compared_fields() -> dict[str, set[str]]:
+    """kind -> every field its step's plan compares (the keys of `desired`), over the blueprint."""
+    fields: dict[str, set[str]] = {kind: set() for kind in kinds()}
+    for res in resources().values():
+        if res.kind in fields:
+            fields[res.kind] |= set(steps()[res.kind].desired(res, resolve_refs(res.spec, {})))
+    return fields
+
+
+@dataclass
+class Hand:
+    """Someone with the console: changes made to the emulator's state outside taskmgmt."""
+
+    aws: Any  # the emulator (Fidelity)
+    clock: Any
+    env: str = "dev"
+
+    def res(self, key: str) -> Resource:
+        return resources(self.env)[key]
+
+    def name(self, key: str) -> str:
+        return self.res(key).name
+
+    def client(self, service: str, key: str | None = None, region: str | None = None) -> Any:
+        region = region or (self.res(key).region if key else None) or "us-east-1"
+        return boto3.client(service, region_name=region)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return stack_config(self.env).tags()
+
+    def settle(self) -> None:
+        """Let every transition the emulator models finish (a change by hand is not instant)."""
+        s = self.aws.settings
+        self.clock.advance(max(s.lambda_settle, s.dsql_update, s.iam_propagation, s.event_rule_propagation) + 1)
+
+    # -- reading what is live ---------------------------------------------------------------
+    def queue_url(self, key: str) -> str:
+        return self.client("sqs", key).get_queue_url(QueueName=self.name(key))["QueueUrl"]
+
+    def queue_arn(self, key: str) -> str:
+        attributes = self.client("sqs", key).get_queue_attributes(
+            QueueUrl=self.queue_url(key), AttributeNames=["QueueArn"]
+        )
+        return attributes["Attributes"]["QueueArn"]
+
+    def cluster(self, key: str) -> dict[str, Any]:
+        """The live cluster a cluster key stands for, found by its tags."""
+        dsql = self.client("dsql", key)
+        for summary in dsql.list_clusters()["clusters"]:
+            cluster = dsql.get_cluster(identifier=summary["identifier"])
+            if (cluster.get("tags") or {}).get("taskmgmt:key") == key:
+                return cluster
+        raise AssertionError(f"no live cluster for {key}")
+
+    def target(self, key: str) -> dict[str, Any]:
+        spec = self.res(key).spec
+        listed = self.client("events", key).list_targets_by_rule(Rule=spec["rule_name"], EventBusName=spec["bus_name"])
+        return next(t for t in listed["Targets"] if t["Id"] == self.name(key))
+
+    def put_target(self, key: str, **changes: Any) -> None:
+        """Put the target back with `changes` (None removes a field)."""
+        spec = self.res(key).spec
+        target = {k: v for k, v in {**self.target(key), **changes}.items() if v is not None}
+        answer = self.client("events", key).put_targets(
+            Rule=spec["rule_name"], EventBusName=spec["bus_name"], Targets=[target]
+        )
+        assert answer["FailedEntryCount"] == 0, answer
+
+    def function(self, key: str) -> dict[str, Any]:
+        return self.client("lambda", key).get_function_configuration(FunctionName=self.name(key))
+
+    def permission(self, key: str) -> dict[str, Any]:
+        function = self.res(key).spec["function_name"]
+        policy = json.loads(self.client("lambda", key).get_policy(FunctionName=function)["Policy"])
+        return next(s for s in policy["Statement"] if s["Sid"] == self.name(key))
+
+    def replace_permission(self, key: str, **changes: Any) -> None:
+        """Remove the statement and add it again with `changes` to AddPermission's arguments."""
+        lam, function, sid = self.client("lambda", key), self.res(key).spec["function_name"], self.name(key)
+        statement = self.permission(key)
+        current = {
+            "Action": statement["Action"],
+            "Principal": statement["Principal"]["Service"],
+            "SourceArn": statement["Condition"]["ArnLike"]["AWS:SourceArn"],
+        }
+        lam.remove_permission(FunctionName=function, StatementId=sid)
+        lam.add_permission(FunctionName=function, StatementId=sid, **{**current, **changes})
+
+    def invoke_config(self, key: str) -> dict[str, Any]:
+        return self.client("lambda", key).get_function_event_invoke_config(FunctionName=self.name(key))
+
+    def put_invoke_config(self, key: str, **changes: Any) -> None:
+        current = self.invoke_config(key)
+        arguments = {
+            "MaximumRetryAttempts": current["MaximumRetryAttempts"],
+            "MaximumEventAgeInSeconds": current["MaximumEventAgeInSeconds"],
+            "DestinationConfig": current.get("DestinationConfig"),
+            **changes,
+        }
+        self.client("lambda", key).put_function_event_invoke_config(
+            FunctionName=self.name(key), **{k: v for k, v in arguments.items() if v is not None}
+        )
+
+    def alarm(self, key: str) -> dict[str, Any]:
+        return self.client("cloudwatch", key).describe_alarms(AlarmNames=[self.name(key)])["MetricAlarms"][0]
+
+    def put_alarm(self, key: str, **changes: Any) -> None:
+        res = self.res(key)
+        self.client("cloudwatch", key).put_metric_alarm(AlarmName=res.name, **{**res.spec["alarm"], **changes})
+
+    def rule(self, key: str) -> dict[str, Any]:
+        events = self.client("events", key)
+        return events.describe_rule(Name=self.name(key), EventBusName=self.res(key).spec["bus_name"])
+
+    def put_rule(self, key: str, **changes: Any) -> None:
+        rule = self.rule(key)
+        current = {k: rule[k] for k in ("EventPattern", "State", "Description") if k in rule}
+        self.client("events", key).put_rule(
+            Name=self.name(key), EventBusName=self.res(key).spec["bus_name"], **{**current, **changes}
+        )
+
+
+def without(mapping: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k not in keys}
