@@ -1,4 +1,5 @@
-"""EventBridge delivery to Lambda as AWS documents it (docs/pessimistic-emulation.md, section E)."""
+"""EventBridge delivery to Lambda, and the deletion of a bus, as AWS documents them
+(docs/pessimistic-emulation.md, section E)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction, lambda_backends
+from moto.events.exceptions import ValidationException
 from moto.events.models import EventsBackend, Rule
 from moto.sqs.models import sqs_backends
 
@@ -56,6 +58,14 @@ class EventsFidelity:
         rule = original(backend, *args, **kwargs)
         self._changed(rule)
         return rule
+
+    @staticmethod
+    def delete_bus(original: Any, backend: EventsBackend, name: str) -> None:
+        """AWS wants a bus's rules deleted before the bus (moto deletes them with it)."""
+        bus = backend.event_buses.get(name)
+        if bus is not None and bus.rules:
+            raise ValidationException(f"Cannot delete event bus {name} because it still has rules.")
+        original(backend, name)
 
     def enable(self, original: Any, rule: Rule) -> None:
         original(rule)
@@ -136,6 +146,7 @@ class EventsFidelity:
         patches.around(Rule, "send_to_targets", self.send_to_targets)
         patches.around(Rule, "enable", self.enable)
         patches.around(EventsBackend, "put_rule", self.put_rule)
+        patches.around(EventsBackend, "delete_event_bus", self.delete_bus)
 
     def close(self) -> None:
         if self._pool is not None:

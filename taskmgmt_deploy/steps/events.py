@@ -40,7 +40,13 @@ class EventBusStep(AwsStep):
         return _bus_outputs(events.describe_event_bus(Name=res.name))
 
     def delete(self, record: Record, ctx: StepContext) -> None:
-        absent_is_done(lambda: self.aws.get("events", record.region).delete_event_bus(Name=record.name))
+        """Rules left on the bus first (a stray one, or one a failed destroy left): AWS wants
+        a bus's rules deleted before the bus."""
+        events = self.aws.get("events", record.region)
+        pages = absent_is_none(lambda: list(events.get_paginator("list_rules").paginate(EventBusName=record.name)))
+        for rule in (rule for page in pages or () for rule in page.get("Rules", [])):
+            delete_rule(events, rule["Name"], record.name)
+        absent_is_done(lambda: events.delete_event_bus(Name=record.name))
 
 
 def _bus_outputs(bus: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,18 +91,18 @@ class EventRuleStep(AwsStep):
         return _rule_outputs(arn, res.name, spec["bus_name"])
 
     def delete(self, record: Record, ctx: StepContext) -> None:
-        """Targets first: EventBridge refuses to delete a rule that still has targets."""
-        events = self.aws.get("events", record.region)
-        bus = record.outputs.get("bus_name")
-        targets = absent_is_none(lambda: events.list_targets_by_rule(Rule=record.name, EventBusName=bus))
-        if targets is None:
-            return
-        ids = [t["Id"] for t in targets.get("Targets", [])]
-        if ids:
-            check_entries(
-                events.remove_targets(Rule=record.name, EventBusName=bus, Ids=ids, Force=False), "RemoveTargets"
-            )
-        absent_is_done(lambda: events.delete_rule(Name=record.name, EventBusName=bus))
+        delete_rule(self.aws.get("events", record.region), record.name, record.outputs.get("bus_name"))
+
+
+def delete_rule(events: Any, name: str, bus: str | None) -> None:
+    """Targets first: EventBridge refuses to delete a rule that still has targets."""
+    targets = absent_is_none(lambda: events.list_targets_by_rule(Rule=name, EventBusName=bus))
+    if targets is None:
+        return
+    ids = [t["Id"] for t in targets.get("Targets", [])]
+    if ids:
+        check_entries(events.remove_targets(Rule=name, EventBusName=bus, Ids=ids, Force=False), "RemoveTargets")
+    absent_is_done(lambda: events.delete_rule(Name=name, EventBusName=bus))
 
 
 def _rule_outputs(arn: str, name: str, bus: str) -> dict[str, Any]:

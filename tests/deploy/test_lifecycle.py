@@ -323,7 +323,14 @@ def test_destroy_completes_after_resources_were_deleted_by_hand(aws, runtime, cl
     sqs = boto3.client("sqs", region_name="us-west-2")
     sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=f"{STACK}-task-events-dlq")["QueueUrl"])
     boto3.client("cloudwatch", region_name="us-east-1").delete_alarms(AlarmNames=[f"{FUNCTION}-errors"])
-    boto3.client("events", region_name="us-east-1").delete_event_bus(Name=f"{STACK}-task-events")
+    events, bus, rule = (
+        boto3.client("events", region_name="us-east-1"),
+        f"{STACK}-task-events",
+        f"{STACK}-task-processing",
+    )
+    events.remove_targets(Rule=rule, EventBusName=bus, Ids=["task-processor"])
+    events.delete_rule(Name=rule, EventBusName=bus)
+    events.delete_event_bus(Name=bus)  # its rules first, as AWS wants (row E5)
     status = cli("status")
     assert status.code == 1
     result = cli("destroy", "--yes")

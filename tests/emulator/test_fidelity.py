@@ -596,6 +596,20 @@ def test_a_disabled_rule_delivers_nothing(aws, clock):
     assert aws.deliveries == []
 
 
+def test_a_bus_with_rules_cannot_be_deleted(aws):
+    """Row E5 of docs/pessimistic-emulation.md."""
+    events = boto3.client("events", region_name="us-east-1")
+    events.create_event_bus(Name="bus")
+    events.put_rule(Name="r", EventBusName="bus", EventPattern=json.dumps({"source": ["task.management"]}))
+    with pytest.raises(ClientError) as exc:
+        events.delete_event_bus(Name="bus")
+    assert code(exc) == "ValidationException"
+    assert [rule["Name"] for rule in events.list_rules(EventBusName="bus")["Rules"]] == ["r"]
+    events.delete_rule(Name="r", EventBusName="bus")
+    events.delete_event_bus(Name="bus")
+    assert [bus["Name"] for bus in events.list_event_buses()["EventBuses"]] == ["default"]
+
+
 def test_dashboards_are_global(aws):
     """Row C1 of docs/pessimistic-emulation.md."""
     body = json.dumps({"widgets": []})
