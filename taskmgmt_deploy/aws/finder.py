@@ -1,13 +1,15 @@
 """Find live resources tagged as a stack's, whatever the manifest says (destroy's sweep).
 
-The tagging API misses EventBridge rules and IAM, and emulators return untagged DSQL
-clusters to tag queries, so rules and the role are found by name (from the blueprint) and
-DSQL clusters by their own tags; every tagging-API answer is checked against the tags.
+The tagging API may miss EventBridge rules and IAM roles, and emulators return untagged DSQL
+clusters to tag queries: rules and roles are listed by the stack's name prefix and DSQL
+clusters one by one, and each is kept only if its own tags are the stack's. Every
+tagging-API answer is checked against the tags too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from taskmgmt_deploy.aws.clients import AwsClients
 from taskmgmt_deploy.core.models import Record, resource_key
@@ -16,14 +18,16 @@ _GONE = {"DELETED"}
 
 
 class TagFinder:
-    def __init__(self, aws: AwsClients, regions: tuple[str, ...], tags: Mapping[str, str]):
-        self.aws, self.regions, self.tags = aws, regions, dict(tags)
+    def __init__(self, aws: AwsClients, regions: tuple[str, ...], tags: Mapping[str, str], name_prefix: str):
+        self.aws, self.regions, self.tags, self.name_prefix = aws, regions, dict(tags), name_prefix
 
     def find(self) -> list[Record]:
         found: dict[str, Record] = {}
+        records = self._roles()
         for region in self.regions:
-            for record in self._tagged(region) + self._clusters(region):
-                found.setdefault(record.arn, record)
+            records += self._tagged(region) + self._clusters(region) + self._rules(region)
+        for record in records:
+            found.setdefault(record.arn, record)
         return list(found.values())
 
     def _matches(self, tags: Mapping[str, str]) -> bool:
@@ -54,6 +58,41 @@ class TagFinder:
                     records.append(record_for_arn(cluster["arn"]))
         return [r for r in records if r is not None]
 
+    def _rules(self, region: str) -> list[Record]:
+        """Rules named like the stack's, on the default bus and on buses named like the stack's."""
+        events = self.aws.get("events", region)
+        records = []
+        for bus in ["default", *_bus_names(events, self.name_prefix)]:
+            pages = events.get_paginator("list_rules").paginate(EventBusName=bus, NamePrefix=self.name_prefix)
+            for rule in (rule for page in pages for rule in page.get("Rules", [])):
+                tags = events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", [])
+                if self._matches({t["Key"]: t["Value"] for t in tags}):
+                    records.append(record_for_arn(rule["Arn"]))
+        return [r for r in records if r is not None]
+
+    def _roles(self) -> list[Record]:
+        iam = self.aws.get("iam")
+        records = []
+        for page in iam.get_paginator("list_roles").paginate():
+            for role in page["Roles"]:
+                if not role["RoleName"].startswith(self.name_prefix):
+                    continue
+                tags = iam.list_role_tags(RoleName=role["RoleName"]).get("Tags", [])
+                if self._matches({t["Key"]: t["Value"] for t in tags}):
+                    records.append(record_for_arn(role["Arn"]))
+        return [r for r in records if r is not None]
+
+
+def _bus_names(events: Any, prefix: str) -> Iterator[str]:
+    """ListEventBuses has no paginator in botocore: follow NextToken by hand."""
+    token = None
+    while True:
+        page = events.list_event_buses(NamePrefix=prefix, **({"NextToken": token} if token else {}))
+        yield from (bus["Name"] for bus in page.get("EventBuses", []))
+        token = page.get("NextToken")
+        if not token:
+            return
+
 
 def record_for_arn(arn: str) -> Record | None:
     """A record that a step's delete() can act on, from an ARN alone."""
@@ -61,7 +100,7 @@ def record_for_arn(arn: str) -> Record | None:
     if len(parts) < 6:
         return None
     service, region, resource = parts[2], parts[3], parts[5]
-    kind, name, outputs = None, resource, {"arn": arn}
+    kind, name, outputs, depends_on = None, resource, {"arn": arn}, ()
     if service == "lambda" and resource.startswith("function:"):
         kind, name = "lambda_function", resource.split(":")[1]
     elif service == "sqs":
@@ -72,6 +111,9 @@ def record_for_arn(arn: str) -> Record | None:
         bits = resource.split("/")
         kind, name = "event_rule", bits[-1]
         outputs["bus_name"] = bits[1] if len(bits) == 3 else "default"
+        depends_on = (resource_key("event_bus", f"found:{outputs['bus_name']}", region),)  # the rule goes first
+    elif service == "iam" and resource.startswith("role/"):
+        kind, name = "iam_role", resource.rsplit("/", 1)[1]
     elif service == "logs" and resource.startswith("log-group:"):
         kind, name = "log_group", resource.split(":")[1]
     elif service == "cloudwatch" and resource.startswith("alarm:"):
@@ -82,11 +124,12 @@ def record_for_arn(arn: str) -> Record | None:
     if kind is None:
         return None
     return Record(
-        key=resource_key(kind, f"found:{name}", region),
+        key=resource_key(kind, f"found:{name}", region or None),
         kind=kind,
-        region=region,
+        region=region or None,
         name=name,
         position=0,
         state="ready",
         outputs=outputs,
+        depends_on=depends_on,
     )

@@ -97,7 +97,7 @@ class Teardown:
                 errors = {f.key: one_line(f.cause) for f in exc.failures}
         for rec in self.finder.find():
             why = errors.get(rec.key, "still exists after delete; check it in the console")
-            report.left.append((f"{rec.kind} {rec.arn or rec.name} ({rec.region})", why))
+            report.left.append((f"{rec.kind} {rec.arn or rec.name} ({rec.region or 'global'})", why))
 
     def _step_for(self, kind: str) -> Step:
         return step_for(self.steps, kind)

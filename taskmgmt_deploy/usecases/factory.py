@@ -280,7 +280,7 @@ def open_stack(
             reporter,
             runtime,
             cancel,
-            TagFinder(aws, stack_config.regions, stack_config.tags()),
+            TagFinder(aws, stack_config.regions, stack_config.tags(), stack_config.name("")),
         )
         yield Stack(settings, blueprint.build(stack_config), manifest, engine, aws)
     finally:
