@@ -10,7 +10,9 @@ the fidelity clock:
   real `{identifier}.dsql.{region}.on.aws`;
 - a change is refused while one is in progress, and so is any change to a cluster whose
   delete was requested or whose peer is PENDING_DELETE;
-- a protected cluster refuses deletion with the documented ValidationException.
+- a protected cluster refuses deletion with the documented ValidationException;
+- ListClusters shows a new cluster only a while after CreateCluster (GetCluster at once), so a
+  run that died before recording its cluster finds it again only by its client token.
 
 Every choice where the documentation is silent takes the least forgiving reading; each is
 a row of section D in docs/pessimistic-emulation.md. `requests` logs every mutating call,
@@ -56,6 +58,7 @@ class _State:
     witness: str | None = None
     endpoint: str | None = None  # what GetCluster reports once the cluster has been ACTIVE
     activated: bool = False
+    created: float = 0.0  # when CreateCluster made it (ListClusters shows it `listing_seconds` later)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class DsqlRequest:
     identifier: str | None
     change: str = ""  # what an UpdateCluster asked for
     error: str | None = None  # the error code it was refused with
+    token: str | None = None  # the client token a CreateCluster sent
 
 
 class DsqlFidelity:
@@ -76,12 +80,14 @@ class DsqlFidelity:
         activation_seconds: float,
         deletion_seconds: float,
         update_seconds: float,
+        listing_seconds: float,
         lock: threading.RLock,
     ):
         self.clock = clock
         self.activation_seconds = activation_seconds
         self.deletion_seconds = deletion_seconds
         self.update_seconds = update_seconds
+        self.listing_seconds = listing_seconds
         self.lock = lock
         self.reset()
 
@@ -161,22 +167,33 @@ class DsqlFidelity:
             )
 
     def _logged(
-        self, operation: str, region: str, identifier: str | None, change: str, call: Callable[[], Cluster]
+        self,
+        operation: str,
+        region: str,
+        identifier: str | None,
+        change: str,
+        call: Callable[[], Cluster],
+        token: str | None = None,
     ) -> Cluster:
         """Make the call and log it with its outcome."""
         try:
             cluster = call()
         except ServiceException as exc:
-            self.requests.append(DsqlRequest(operation, region, identifier, change, exc.code))
+            self.requests.append(DsqlRequest(operation, region, identifier, change, exc.code, token))
             raise
-        self.requests.append(DsqlRequest(operation, region, cluster.identifier, change))
+        self.requests.append(DsqlRequest(operation, region, cluster.identifier, change, token=token))
         return cluster
 
     # -- patched operations -------------------------------------------------------------
     def create(self, original: Any, backend: AuroraDSQLBackend, *args: Any, **kwargs: Any) -> Cluster:
         with self.lock:
             return self._logged(
-                "CreateCluster", backend.region_name, None, "", lambda: self._create(original, backend, *args, **kwargs)
+                "CreateCluster",
+                backend.region_name,
+                None,
+                "",
+                lambda: self._create(original, backend, *args, **kwargs),
+                kwargs.get("client_token"),
             )
 
     def _create(self, original: Any, backend: AuroraDSQLBackend, *args: Any, **kwargs: Any) -> Cluster:
@@ -187,7 +204,11 @@ class DsqlFidelity:
         if cluster.identifier in known:  # same client token: the same cluster
             return cluster
         cluster._transitions = []  # statuses are ours from now on
-        state = _State(status="CREATING", endpoint=f"{cluster.identifier}.dsql.{backend.region_name}.on.aws")
+        state = _State(
+            status="CREATING",
+            endpoint=f"{cluster.identifier}.dsql.{backend.region_name}.on.aws",
+            created=self.clock.now(),
+        )
         if properties and properties.get("witnessRegion"):
             state.witness = properties["witnessRegion"]
             state.peers = [p for p in properties.get("clusters") or [] if p != cluster.arn]
@@ -301,6 +322,20 @@ class DsqlFidelity:
                 return cluster
             return original(backend, identifier)
 
+    def list_clusters(
+        self, original: Any, backend: AuroraDSQLBackend, *args: Any, **kwargs: Any
+    ) -> tuple[list[Cluster], Any]:
+        """Only clusters created at least `listing_seconds` ago (a page may come out short)."""
+        clusters, next_token = original(backend, *args, **kwargs)
+        with self.lock:
+            now = self.clock.now()
+            listed = [
+                c
+                for c in clusters
+                if c.arn not in self.states or now - self.states[c.arn].created >= self.listing_seconds
+            ]
+        return listed, next_token
+
     def install(self, patches: Patches) -> None:
         self._original_get = AuroraDSQLBackend.get_cluster
         for name, method in (
@@ -308,5 +343,6 @@ class DsqlFidelity:
             ("update_cluster", self.update),
             ("delete_cluster", self.delete),
             ("get_cluster", self.get),
+            ("list_clusters", self.list_clusters),
         ):
             patches.around(AuroraDSQLBackend, name, method)

@@ -29,6 +29,7 @@ class FidelitySettings:
     dsql_activation: float = 60.0
     dsql_deletion: float = 30.0
     dsql_update: float = 5.0
+    dsql_listing: float = 5.0  # a new cluster is missing from ListClusters for this long
     event_rule_propagation: float = 5.0  # a rule just put or enabled matches no event yet
     asynchronous_events: bool = False  # deliver EventBridge->Lambda in the background, as AWS does
     call_latency: float = 0.0  # added to every call, as the round trip to AWS (the deploy benchmark)
@@ -50,7 +51,7 @@ class Fidelity:
         self.settings = settings or FidelitySettings()
         lock = threading.RLock()
         s = self.settings
-        self.dsql = DsqlFidelity(self.clock, s.dsql_activation, s.dsql_deletion, s.dsql_update, lock)
+        self.dsql = DsqlFidelity(self.clock, s.dsql_activation, s.dsql_deletion, s.dsql_update, s.dsql_listing, lock)
         self.iam = IamFidelity(self.clock, s.iam_propagation, lock)
         self.awslambda = LambdaFidelity(self.clock, self.iam, s.lambda_settle, lock, invoker)
         self.events = EventsFidelity(self.clock, s.event_rule_propagation, lock, invoker, s.asynchronous_events)

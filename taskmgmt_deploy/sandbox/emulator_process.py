@@ -20,6 +20,7 @@ SANDBOX_FIDELITY = {
     "dsql_activation": 2.0,
     "dsql_deletion": 1.0,
     "dsql_update": 0.5,
+    "dsql_listing": 0.5,
     "event_rule_propagation": 1.0,
     "asynchronous_events": True,
 }

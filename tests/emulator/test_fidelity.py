@@ -276,6 +276,19 @@ def test_dsql_rejects_a_peer_that_does_not_exist(aws):
     assert code(exc) == "ValidationException"
 
 
+def test_dsql_lists_a_new_cluster_only_after_a_while_and_its_token_returns_it(aws, clock):
+    """D15: found by identifier at once, by ListClusters later; the same client token, the same cluster."""
+    east, _ = dsql_clients()
+    created = east.create_cluster(deletionProtectionEnabled=False, clientToken="token-1", tags={"k": "v"})
+    assert east.get_cluster(identifier=created["identifier"])["identifier"] == created["identifier"]
+    assert east.list_clusters()["clusters"] == []
+    again = east.create_cluster(deletionProtectionEnabled=False, clientToken="token-1", tags={"k": "v"})
+    assert again["identifier"] == created["identifier"]
+    clock.advance(aws.settings.dsql_listing)
+    assert [c["identifier"] for c in east.list_clusters()["clusters"]] == [created["identifier"]]
+    assert [(r.operation, r.token) for r in aws.dsql.requests] == [("CreateCluster", "token-1")] * 2
+
+
 def test_dsql_logs_every_mutating_call_with_its_answer(aws, clock):
     """The request log the destroy tests read."""
     east, _, a, _ = peered_pair(aws, clock, protected=True)
