@@ -278,8 +278,8 @@ def delete_clusters(members: list[Member], ctx: StepContext) -> None:
         _check_unprotectable(protected, clusters, ctx)
         for dsql, identifier in protected:
             _turn_protection_off(dsql, identifier, ctx)
-        for dsql, identifier in protected:
-            wait_settled(dsql, identifier, ctx)
+    for dsql, identifier in members:  # a change in progress (ours, or a killed run's) ends first
+        wait_settled(dsql, identifier, ctx)
     for dsql, identifier in members:
         _request_delete(dsql, identifier, ctx)
     for dsql, identifier in members:
