@@ -1,9 +1,14 @@
-"""A deploy or destroy process that dies, is interrupted, or runs twice at once.
+"""A deploy or destroy that dies inside a step: after an AWS call returned, before its result
+was recorded. Then one interrupted with Ctrl-C, and two runs at once.
 
-The state lives in a moto server (made AWS-like) in this test process; each deploy or
-destroy under test is a forked process talking to it over HTTP, so it can be killed for
-real. The kill comes from the AWS client: a botocore hook that fires as the process is
-about to make its next AWS mutation after k steps have been recorded.
+Most kills are in-process: the tap on the tool's AWS clients (tests/deploy/killing.py) raises
+a SystemExit on the named call's answer, in the thread that made it, so nothing after it runs
+and nothing more is recorded; the rerun is a fresh run on the manifest on disk and the same
+emulator. A few kill a forked process with SIGKILL at such a point, to show that a real kill
+leaves the same state. One run has one worker, so the kill lands inside exactly one step.
+
+The tables have a row per call of every kind's step; test_every_kind_has_kill_points fails
+for a kind without rows (or a reason it has none).
 """
 
 from __future__ import annotations
@@ -15,33 +20,281 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from taskmgmt_deploy.database.migrate import Migrator
 from taskmgmt_deploy.usecases import factory
 from tests.conftest import READ_PREFIXES
 from tests.deploy.inventory import empty, expected, inventory
+from tests.deploy.killing import KILLED, Call, CallTap, Killed
+from tests.deploy.kinds import Hand, kinds
+from tests.deploy.test_drift import DRIFT
 
 STEPS = 40
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+PRIMARY, SECONDARY = "us-east-1", "us-west-2"
+MIGRATIONS = "Migrator.apply"  # the schema step's one "call": the migrations, on the database
 
 
-@pytest.fixture(scope="module")
-def module_database(pg_server: Any) -> str:
-    import psycopg
+@dataclass(frozen=True)
+class KillPoint:
+    """The run dies right after the `nth` successful `operation` call that `when` accepts."""
 
-    name = "crash_" + os.urandom(4).hex()
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg_server.get_uri().replace("/postgres?", f"/{name}?")
+    kind: str  # the step that makes the call
+    operation: str
+    nth: int = 1
+    when: Callable[[Call], bool] = lambda call: True
+    env: str = "dev"
+
+    def matches(self, call: Call) -> bool:
+        return call.operation == self.operation and self.when(call)
+
+    def predicate(self) -> Callable[[Call], bool]:
+        seen = {"matches": 0}
+
+        def fire(call: Call) -> bool:
+            if self.matches(call):
+                seen["matches"] += 1
+                return seen["matches"] == self.nth
+            return False
+
+        return fire
+
+
+def region(name: str) -> Callable[[Call], bool]:
+    return lambda call: call.region == name
+
+
+def attribute(name: str, present: bool = True) -> Callable[[Call], bool]:
+    return lambda call: (name in call.params.get("Attributes", {})) is present
+
+
+def parameter(name: str) -> Callable[[Call], bool]:
+    return lambda call: name in call.params
+
+
+# A kill after each call a first deploy makes, per kind (the first of several alike).
+DEPLOY_KILLS: dict[str, KillPoint] = {
+    "CreateRole": KillPoint("iam_role", "CreateRole"),
+    "PutRolePolicy": KillPoint("iam_role_policy", "PutRolePolicy"),
+    "CreateCluster primary": KillPoint("dsql_cluster", "CreateCluster", when=region(PRIMARY)),
+    "CreateCluster secondary": KillPoint("dsql_cluster", "CreateCluster", when=region(SECONDARY)),
+    "UpdateCluster peering": KillPoint("dsql_peering", "UpdateCluster", when=parameter("multiRegionProperties")),
+    "CreateQueue": KillPoint("sqs_queue", "CreateQueue"),
+    "SetQueueAttributes policy": KillPoint("sqs_queue_policy", "SetQueueAttributes", when=attribute("Policy")),
+    "CreateEventBus": KillPoint("event_bus", "CreateEventBus"),
+    "PutRule": KillPoint("event_rule", "PutRule"),
+    "PutTargets": KillPoint("event_target", "PutTargets"),
+    "CreateLogGroup": KillPoint("log_group", "CreateLogGroup"),
+    "PutRetentionPolicy": KillPoint("log_group", "PutRetentionPolicy"),
+    "CreateFunction": KillPoint("lambda_function", "CreateFunction"),
+    "PutFunctionEventInvokeConfig": KillPoint("lambda_invoke_config", "PutFunctionEventInvokeConfig"),
+    "AddPermission": KillPoint("lambda_permission", "AddPermission"),
+    "PutMetricAlarm": KillPoint("metric_alarm", "PutMetricAlarm"),
+    "PutDashboard": KillPoint("dashboard", "PutDashboard"),
+    "migrations": KillPoint("db_schema", MIGRATIONS),
+}
+
+# A kill after each call that only an update makes: the drift row (kind, field) of
+# tests/deploy/test_drift.py makes the change the deploy repairs.
+UPDATE_KILLS: dict[str, tuple[KillPoint, tuple[str, str]]] = {
+    "UpdateAssumeRolePolicy": (KillPoint("iam_role", "UpdateAssumeRolePolicy"), ("iam_role", "trust_policy")),
+    "TagRole": (KillPoint("iam_role", "TagRole"), ("iam_role", "tags")),
+    "UpdateCluster protection": (
+        KillPoint("dsql_cluster", "UpdateCluster", when=parameter("deletionProtectionEnabled")),
+        ("dsql_cluster", "deletion_protection"),
+    ),
+    "SetQueueAttributes": (
+        KillPoint("sqs_queue", "SetQueueAttributes", when=attribute("Policy", present=False)),
+        ("sqs_queue", "attributes"),
+    ),
+    "UpdateFunctionCode": (KillPoint("lambda_function", "UpdateFunctionCode"), ("lambda_function", "code_sha256")),
+    "UpdateFunctionConfiguration": (
+        KillPoint("lambda_function", "UpdateFunctionConfiguration"),
+        ("lambda_function", "memory"),
+    ),
+    "TagResource": (KillPoint("lambda_function", "TagResource"), ("lambda_function", "tags")),
+    "RemovePermission": (KillPoint("lambda_permission", "RemovePermission"), ("lambda_permission", "principal")),
+    "AddPermission again": (KillPoint("lambda_permission", "AddPermission"), ("lambda_permission", "principal")),
+}
+
+# A kill after each call a destroy makes, per kind. The DSQL pair is deleted by the peering's
+# step (it runs first, and each DSQL step deletes the whole pair): protection off on both
+# (prod), then DeleteCluster on each.
+DESTROY_KILLS: dict[str, KillPoint] = {
+    "DeleteAlarms": KillPoint("metric_alarm", "DeleteAlarms"),
+    "DeleteDashboards": KillPoint("dashboard", "DeleteDashboards"),
+    "RemoveTargets": KillPoint("event_target", "RemoveTargets"),
+    "RemovePermission": KillPoint("lambda_permission", "RemovePermission"),
+    "DeleteFunctionEventInvokeConfig": KillPoint("lambda_invoke_config", "DeleteFunctionEventInvokeConfig"),
+    "SetQueueAttributes policy": KillPoint("sqs_queue_policy", "SetQueueAttributes", when=attribute("Policy")),
+    "DeleteRule": KillPoint("event_rule", "DeleteRule"),
+    "DeleteFunction": KillPoint("lambda_function", "DeleteFunction"),
+    "DeleteLogGroup": KillPoint("log_group", "DeleteLogGroup"),
+    "DeleteQueue": KillPoint("sqs_queue", "DeleteQueue"),
+    "DeleteEventBus": KillPoint("event_bus", "DeleteEventBus"),
+    "DeleteRolePolicy": KillPoint("iam_role_policy", "DeleteRolePolicy"),
+    "DeleteRole": KillPoint("iam_role", "DeleteRole"),
+    "first UpdateCluster": KillPoint("dsql_peering", "UpdateCluster", nth=1, env="prod"),
+    "second UpdateCluster": KillPoint("dsql_peering", "UpdateCluster", nth=2, env="prod"),
+    "first DeleteCluster": KillPoint("dsql_peering", "DeleteCluster", nth=1, env="prod"),
+    "second DeleteCluster": KillPoint("dsql_peering", "DeleteCluster", nth=2, env="prod"),
+}
+NO_DESTROY_CALL = {
+    "dsql_cluster": "the peering's step deletes the pair before the clusters' steps run (see the DSQL rows)",
+    "db_schema": "the schema goes with the clusters: its delete makes no call",
+}
+
+# The documented multi-Region delete of a protected pair, as the emulator logs it.
+PAIR_DELETE = [
+    ("UpdateCluster", PRIMARY, "deletionProtectionEnabled=False"),
+    ("UpdateCluster", SECONDARY, "deletionProtectionEnabled=False"),
+    ("DeleteCluster", PRIMARY, ""),
+    ("DeleteCluster", SECONDARY, ""),
+]
+
+
+def test_every_kind_has_kill_points():
+    assert {p.kind for p in DEPLOY_KILLS.values()} == kinds()
+    assert {p.kind for p in DESTROY_KILLS.values()} | set(NO_DESTROY_CALL) == kinds()
+    for point, (kind, field) in UPDATE_KILLS.values():
+        assert point.kind == kind and field in DRIFT[kind]
+
+
+# -- in-process kills -----------------------------------------------------------------------
+
+
+def manifest(env: str = "dev") -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(".taskmgmt") / f"{env}.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def in_flight(env: str = "dev") -> list[tuple[str, str]]:
+    """(kind, state) of the records not done: where the run was when it died."""
+    return [(r["kind"], r["state"]) for r in (manifest(env) or {"resources": []})["resources"] if r["state"] != "ready"]
+
+
+def dsql_calls(aws: Any) -> list[tuple[str, str, str]]:
+    calls = [(r.operation, r.region, r.change) for r in aws.dsql.requests if r.error is None]
+    assert len(calls) == len(aws.dsql.requests), "no DSQL call AWS would refuse"
+    return calls
 
 
 @pytest.fixture
-def database_url(module_database: str) -> str:
-    """One database for the module: the schema step is not what these tests are about."""
-    return module_database
+def tap(runtime: factory.Runtime, monkeypatch: pytest.MonkeyPatch) -> CallTap:
+    return CallTap().install(runtime, monkeypatch)
+
+
+def killed(cli: Callable[..., Any], tap: CallTap, point: KillPoint, *args: str) -> Call:
+    """Run `taskmgmt ARGS` with one worker until it dies at `point`; the call it died after."""
+    with pytest.MonkeyPatch.context() as patch:
+        if point.operation == MIGRATIONS:
+            original = Migrator.apply
+
+            def apply_then_die(migrator: Migrator) -> list[str]:
+                original(migrator)
+                raise Killed
+
+            patch.setattr(Migrator, "apply", apply_then_die)
+        else:
+            tap.kill_after(point.predicate())
+        result = cli(*args, "--env", point.env, "--max-workers", "1")
+    assert result.code == KILLED, result.err  # it really died, and there
+    return tap.fired or Call("postgresql", MIGRATIONS, None, {})
+
+
+@pytest.mark.parametrize("name", list(DEPLOY_KILLS))
+def test_deploy_killed_after_a_call_returned_converges_and_creates_nothing_twice(aws, runtime, cli, tap, name):
+    # docs/pessimistic-emulation.md row D15 (the cluster is found again by its token)
+    point = DEPLOY_KILLS[name]
+    call = killed(cli, tap, point, "deploy", "--yes")
+    assert in_flight() == [(point.kind, "creating")]  # the intent was recorded, the result not
+    token = next((r["token"] for r in manifest()["resources"] if r["state"] == "creating"), None)
+    assert token, "a create records its idempotency token before it starts"
+    mark, requests = tap.mark(), len(aws.dsql.requests)
+    again = cli("deploy", "--yes")
+    assert again.code == 0, again.err
+    assert inventory() == expected()
+    assert in_flight() == []
+    rerun = tap.since(mark)
+    if point.operation == "CreateCluster":
+        # Not listed yet (D15), so not found by tag: created again with the recorded token,
+        # which returns the same cluster.
+        def creates(requests: list[Any]) -> list[Any]:
+            return [r for r in requests if r.operation == "CreateCluster" and r.region == call.region]
+
+        (first,), (again,) = creates(aws.dsql.requests[:requests]), creates(aws.dsql.requests[requests:])
+        assert (again.token, again.identifier) == (first.token, first.identifier) == (token, first.identifier)
+    else:
+        assert call.target not in {c.target for c in rerun}, "the rerun repeated the call that had succeeded"
+
+
+@pytest.mark.parametrize("name", list(UPDATE_KILLS))
+def test_deploy_killed_after_an_update_returned_converges(aws, runtime, cli, clock, tap, name):
+    point, (kind, field) = UPDATE_KILLS[name]
+    assert cli("deploy", "--yes").code == 0
+    hand = Hand(aws, clock)
+    hand.settle()
+    DRIFT[kind][field].change(hand)
+    hand.settle()
+    call = killed(cli, tap, point, "deploy", "--yes")
+    assert in_flight() == [(point.kind, "updating")]
+    mark = tap.mark()
+    again = cli("deploy", "--yes")
+    assert again.code == 0, again.err
+    assert call.target not in {c.target for c in tap.since(mark)}
+    status = cli("status", "--json")
+    assert status.code == 0, [r for r in json.loads(status.out)["resources"] if r["health"] != "ok"]
+    assert inventory() == expected()
+
+
+@pytest.mark.parametrize("name", list(DESTROY_KILLS))
+def test_destroy_killed_after_a_call_returned_finishes_when_run_again(aws, runtime, cli, tap, name):
+    # docs/pessimistic-emulation.md row D11
+    point = DESTROY_KILLS[name]
+    assert cli("deploy", "--yes", "--env", point.env).code == 0
+    aws.dsql.requests.clear()
+    killed(cli, tap, point, "destroy", "--yes", "--force")
+    assert in_flight(point.env) == [(point.kind, "deleting")]
+    made = dsql_calls(aws)
+    aws.dsql.requests.clear()
+    again = cli("destroy", "--yes", "--force", "--env", point.env)
+    assert again.code == 0, again.err
+    assert inventory(f"task-mgmt-{point.env}") == empty()
+    assert manifest(point.env) is None
+    if point.kind == "dsql_peering":  # the pair's delete goes on where it stopped
+        k = len(made)
+        assert made == PAIR_DELETE[:k] and dsql_calls(aws) == PAIR_DELETE[k:]
+
+
+def test_kill_points_are_distinct_calls_of_a_real_run(aws, runtime, cli, tap):
+    """Each kill point names a call a deploy (or destroy) really makes, and no two the same call."""
+    assert cli("deploy", "--yes", "--env", "prod", "--max-workers", "1").code == 0
+    deploy_calls = tap.since(0)
+    mark = tap.mark()
+    assert cli("destroy", "--yes", "--force", "--env", "prod", "--max-workers", "1").code == 0
+    destroy_calls = tap.since(mark)
+    for points, calls in ((DEPLOY_KILLS, deploy_calls), (DESTROY_KILLS, destroy_calls)):
+        positions = {}
+        for name, point in points.items():
+            if point.operation == MIGRATIONS:
+                continue
+            fire = point.predicate()
+            positions[name] = next((i for i, call in enumerate(calls) if fire(call)), None)
+            assert positions[name] is not None, f"{name}: no such call in the run"
+        assert len(set(positions.values())) == len(positions), positions
+
+
+# -- real kills, Ctrl-C, and two runs at once --------------------------------------------------
+# The state lives in a moto server (made AWS-like) in this test process; each deploy or destroy
+# under test is a forked process talking to it over HTTP, so it can be killed for real.
+
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +303,9 @@ def server() -> Iterator[tuple[str, Any]]:
     from taskmgmt_deploy.emulator.fidelity import FidelitySettings
     from taskmgmt_deploy.emulator.server import start_server
 
-    settings = FidelitySettings(iam_propagation=0, lambda_settle=0, dsql_activation=0, dsql_deletion=0, dsql_update=0)
+    settings = FidelitySettings(
+        iam_propagation=0, lambda_settle=0, dsql_activation=0, dsql_deletion=0, dsql_update=0, dsql_listing=0
+    )
     emulator = start_server(settings)
     yield emulator.url, emulator.fidelity
     emulator.stop()
@@ -67,20 +322,13 @@ def endpoint(server: tuple[str, Any], monkeypatch: pytest.MonkeyPatch, runtime: 
     yield url
 
 
-def live(endpoint: str) -> dict[str, list[Any]]:
-    return inventory(endpoint_url=endpoint, **CREDENTIALS)
+def live(endpoint: str, stack: str = "task-mgmt-dev") -> dict[str, list[Any]]:
+    return inventory(stack, endpoint_url=endpoint, **CREDENTIALS)
 
 
-def manifest(tmp_path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((tmp_path / ".taskmgmt" / "dev.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def in_child(args: list[str], hook: Callable[[str], None]) -> int:
-    """Fork; the child runs `taskmgmt ARGS` with `hook(operation)` before every AWS call,
-    its output in child.log. Returns the child's wait status."""
+def in_child(args: list[str], install: Callable[[], None]) -> int:
+    """Fork; the child installs its hooks and runs `taskmgmt ARGS`, its output in child.log.
+    Returns the child's wait status."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 1
@@ -88,14 +336,7 @@ def in_child(args: list[str], hook: Callable[[str], None]) -> int:
             log = os.open("child.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.dup2(log, 1)
             os.dup2(log, 2)
-            original = factory.RUNTIME.session_factory
-
-            def session(settings: Any) -> Any:
-                made = original(settings)
-                made.events.register("before-call", lambda event_name, **kw: hook(event_name.split(".")[2]))
-                return made
-
-            factory.RUNTIME.session_factory = session
+            install()
             from taskmgmt_deploy.cli import main
 
             try:
@@ -111,129 +352,94 @@ def in_child(args: list[str], hook: Callable[[str], None]) -> int:
     return status
 
 
-def kill_after(steps_done: Callable[[], int], k: int) -> Callable[[str], None]:
-    def hook(operation: str) -> None:
-        if not operation.startswith(READ_PREFIXES) and steps_done() >= k:
-            os.kill(os.getpid(), signal.SIGKILL)
+def sigkill_after(point: KillPoint) -> Callable[[], None]:
+    def install() -> None:
+        tap = CallTap(kill=lambda: os.kill(os.getpid(), signal.SIGKILL)).install(factory.RUNTIME)
+        tap.kill_after(point.predicate())
 
-    return hook
+    return install
 
 
-@pytest.mark.parametrize("k", range(STEPS + 1))
-def test_deploy_killed_after_any_step_converges_without_duplicates(endpoint, cli, tmp_path, k):
-    def ready() -> int:
-        data = manifest(tmp_path)
-        return sum(r["state"] == "ready" for r in data["resources"]) if data else 0
+def before_each_mutation(hook: Callable[[], None]) -> Callable[[], None]:
+    def install() -> None:
+        original = factory.RUNTIME.session_factory
 
-    status = in_child(["deploy", "--yes", "--max-workers", "1"], kill_after(ready, k))
-    if os.WIFSIGNALED(status):
-        assert os.WTERMSIG(status) == signal.SIGKILL
-        assert ready() >= k
-        assert "no longer running" in cli("deploy", "--yes").err  # the dead run's lock is named...
-    else:  # k was past the last AWS mutation: the deploy finished
-        assert os.WEXITSTATUS(status) == 0
+        def before_call(event_name: str, **_: Any) -> None:
+            if not event_name.split(".")[2].startswith(READ_PREFIXES):
+                hook()
+
+        def session(settings: Any) -> Any:
+            made = original(settings)
+            made.events.register("before-call", before_call)
+            return made
+
+        factory.RUNTIME.session_factory = session
+
+    return install
+
+
+def test_a_deploy_sigkilled_after_create_cluster_leaves_its_lock_and_converges(endpoint, cli):
+    status = in_child(["deploy", "--yes", "--max-workers", "1"], sigkill_after(DEPLOY_KILLS["CreateCluster primary"]))
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert in_flight() == [("dsql_cluster", "creating")]
+    assert "no longer running" in cli("deploy", "--yes").err  # the dead run's lock is named...
     assert cli("unlock", "--yes").code == 0  # ...and cleared, as a user would after a crash
     again = cli("deploy", "--yes")
     assert again.code == 0, again.err
     assert live(endpoint) == expected()
-    assert all(r["state"] == "ready" for r in manifest(tmp_path)["resources"])
+    assert in_flight() == []
 
 
-@pytest.mark.parametrize("k", range(0, STEPS + 1, 1))
-def test_destroy_killed_after_any_step_still_removes_everything(endpoint, cli, tmp_path, k):
-    assert cli("deploy", "--yes").code == 0
-
-    def deleted() -> int:
-        data = manifest(tmp_path)
-        return STEPS - len(data["resources"]) if data else STEPS
-
-    status = in_child(["destroy", "--yes", "--max-workers", "1"], kill_after(deleted, k))
-    assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0
-    assert cli("unlock", "--yes").code == 0
-    if manifest(tmp_path) is None:  # it had finished: nothing left to destroy
-        assert live(endpoint) == empty()
-        return
-    again = cli("destroy", "--yes")
-    assert again.code == 0, again.err
-    assert live(endpoint) == empty()
-    assert manifest(tmp_path) is None
-
-
-# The documented multi-Region delete of a protected pair, as the emulator logs it.
-PAIR_DELETE = [
-    ("UpdateCluster", "us-east-1", "deletionProtectionEnabled=False"),
-    ("UpdateCluster", "us-west-2", "deletionProtectionEnabled=False"),
-    ("DeleteCluster", "us-east-1", ""),
-    ("DeleteCluster", "us-west-2", ""),
-]
-
-
-@pytest.mark.parametrize("k", range(len(PAIR_DELETE) + 1))
-def test_destroy_killed_between_any_two_dsql_calls_finishes_when_run_again(server, endpoint, cli, k):
+def test_a_destroy_sigkilled_after_the_first_delete_cluster_finishes_when_run_again(server, endpoint, cli):
     # docs/pessimistic-emulation.md row D11
-    """Killed before the k-th call of the pair's delete (k = 4: while waiting for both to go)."""
     fidelity = server[1]
     assert cli("deploy", "--yes", "--env", "prod").code == 0
-
-    def made() -> list[tuple[str, str, str]]:
-        calls = [(r.operation, r.region, r.change) for r in fidelity.dsql.requests if r.error is None]
-        assert len(calls) == len(fidelity.dsql.requests), "no call AWS would refuse"
-        fidelity.dsql.requests.clear()
-        return calls
-
-    made()
-    seen = {"calls": 0}
-
-    def kill_at_k(operation: str) -> None:
-        if operation in ("UpdateCluster", "DeleteCluster"):
-            if seen["calls"] == k:
-                os.kill(os.getpid(), signal.SIGKILL)
-            seen["calls"] += 1
-        elif operation == "GetCluster" and seen["calls"] == k == len(PAIR_DELETE):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    status = in_child(["destroy", "--yes", "--force", "--env", "prod"], kill_at_k)
-    assert os.WIFSIGNALED(status)
-    assert made() == PAIR_DELETE[:k]
+    fidelity.dsql.requests.clear()
+    status = in_child(
+        ["destroy", "--yes", "--force", "--env", "prod", "--max-workers", "1"],
+        sigkill_after(DESTROY_KILLS["first DeleteCluster"]),
+    )
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert dsql_calls(fidelity) == PAIR_DELETE[:3]
+    fidelity.dsql.requests.clear()
     assert cli("unlock", "--yes", "--env", "prod").code == 0
     again = cli("destroy", "--yes", "--force", "--env", "prod")
     assert again.code == 0, again.err
-    assert made() == PAIR_DELETE[k:]
-    assert live(endpoint) == empty()
+    assert dsql_calls(fidelity) == PAIR_DELETE[3:]
+    assert live(endpoint, "task-mgmt-prod") == empty()
 
 
-def test_ctrl_c_finishes_the_call_in_flight_saves_and_exits_130(endpoint, cli, tmp_path):
+def test_ctrl_c_finishes_the_call_in_flight_saves_and_exits_130(endpoint, cli):
     mutations = {"seen": 0}
 
-    def interrupt(operation: str) -> None:
-        if not operation.startswith(READ_PREFIXES):
-            mutations["seen"] += 1
-            if mutations["seen"] == 6:
-                os.kill(os.getpid(), signal.SIGINT)
+    def interrupt() -> None:
+        mutations["seen"] += 1
+        if mutations["seen"] == 6:
+            os.kill(os.getpid(), signal.SIGINT)
 
-    status = in_child(["deploy", "--yes"], interrupt)
+    status = in_child(["deploy", "--yes"], before_each_mutation(interrupt))
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 130
-    data = manifest(tmp_path)
+    data = manifest()
     assert data is not None and data["resources"]  # flushed, and valid JSON
-    ready = [r["key"] for r in data["resources"] if r["state"] == "ready"]
-    assert len(ready) < STEPS
+    assert in_flight() == []  # what was in flight finished and was recorded
+    done = len(data["resources"])
+    assert done < STEPS
     again = cli("deploy", "--yes")
     assert again.code == 0, again.err
-    assert f"{len(ready) - 1} unchanged" in again.err or "unchanged" in again.err
+    assert f"deployed task-mgmt-dev: {STEPS - done} to create, {done} unchanged" in again.err
     assert live(endpoint) == expected()
 
 
 def test_a_second_deploy_or_destroy_is_refused_while_one_runs(endpoint, cli, tmp_path):
     read_end, write_end = os.pipe()
 
-    def block(operation: str) -> None:
-        if not operation.startswith(READ_PREFIXES):
-            os.close(write_end)
-            os.read(read_end, 1)  # hold the lock until the test lets go
+    def block() -> None:
+        os.close(write_end)
+        os.read(read_end, 1)  # hold the lock until the test lets go
 
     pid = os.fork()
     if pid == 0:
-        status = in_child(["deploy", "--yes"], block)
+        status = in_child(["deploy", "--yes"], before_each_mutation(block))
         os._exit(0 if os.WIFSIGNALED(status) else 1)
     os.close(write_end)
     lock = tmp_path / ".taskmgmt" / "dev.lock"
