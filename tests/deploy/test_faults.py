@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import boto3
 import pytest
@@ -10,6 +11,7 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend
 
 from taskmgmt_deploy.emulator.fidelity import FidelitySettings
+from taskmgmt_deploy.emulator.patching import Patches
 from tests.deploy.faults import ThrottleInjector, backend_fault, botocore_sleeps_on
 from tests.deploy.inventory import empty, expected, inventory
 
@@ -135,3 +137,23 @@ def test_resource_conflicts_on_updates_are_retried(aws, runtime, cli, clock, cal
     assert result.code == 0, result.err
     assert refusals["left"] == 0
     assert calls.count("UpdateFunctionConfiguration") == 2 + 3
+
+
+def test_put_targets_that_answers_200_but_refuses_its_entry_fails_the_deploy(aws, runtime, cli, tmp_path):
+    """EventBridge answers PutTargets with 200 and FailedEntryCount; a refused target is not a target."""
+    from moto.events.responses import EventsHandler
+
+    def refuse(original, handler):
+        (target,) = handler._get_param("Targets")
+        failed = {"TargetId": target["Id"], "ErrorCode": "ConcurrentModificationException", "ErrorMessage": "busy"}
+        return json.dumps({"FailedEntryCount": 1, "FailedEntries": [failed]}), handler.response_headers
+
+    with Patches() as patches:
+        patches.around(EventsHandler, "put_targets", refuse)
+        refused = cli("deploy", "--yes")
+    assert refused.code == 1
+    assert "PutTargets refused 1 entries (ConcurrentModificationException: busy)" in refused.err
+    records = json.loads((tmp_path / ".taskmgmt" / "dev.json").read_text())["resources"]
+    assert {r["state"] for r in records if r["kind"] == "event_target"} <= {"creating"}  # never recorded as made
+    assert cli("deploy", "--yes").code == 0
+    assert inventory() == expected()
