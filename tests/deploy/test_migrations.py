@@ -360,6 +360,12 @@ def test_the_stand_in_refuses_two_ddl_statements_or_ddl_with_dml_in_one_transact
             conn.execute("INSERT INTO a VALUES (1)")
 
 
+def test_the_stand_in_refuses_a_wait_inside_a_statement(database_url):
+    # docs/pessimistic-emulation.md row Q7: a wait inside one statement could outlive the 5-minute transaction
+    with StandIn(database_url).connect() as conn, pytest.raises(psycopg.errors.UndefinedFunction):
+        conn.execute("SELECT sys.wait_for_job(%s)", ["job001"])
+
+
 def test_each_index_job_is_polled_in_short_statements_until_it_completes(database_url, clock):
     # docs/pessimistic-emulation.md rows Q6, Q7
     stand_in = StandIn(database_url, polls=3)
