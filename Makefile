@@ -1,5 +1,5 @@
 # Shortcuts for the commands the README documents.
-.PHONY: test lint bench bench-quick
+.PHONY: test lint bench bench-quick mutants
 
 test:
 	pytest -q -n auto
@@ -13,3 +13,6 @@ bench:
 
 bench-quick:
 	python bench/run.py --quick
+
+mutants:
+	python scripts/mutants.py

@@ -1,0 +1,641 @@
+"""The bugs `make mutants` plants, one at a time, and the tests that must catch each.
+
+Two kinds:
+- code mutants: a silent bug where it would hurt most (a lost update, a duplicate cluster, a
+  resource left behind, a drift nobody sees, a server open to the network, ...);
+- emulator mutants: the emulator made kinder, one per row of docs/pessimistic-emulation.md,
+  so that the row's tests are shown to fail when the emulator lets the code off.
+
+Each edit replaces a snippet that must occur exactly once in its file; tests/unit/
+test_mutations.py checks that on every CI run, and that each named test exists, so this list
+cannot rot silently. Tests are pytest node ids; a `[...]` suffix picks one parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Edit:
+    path: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    bug: str  # what goes wrong, silently, if this ships
+    edits: tuple[Edit, ...]
+    tests: tuple[str, ...]  # these must fail with the bug planted
+    row: str | None = None  # the docs/pessimistic-emulation.md row an emulator mutant makes kinder
+
+
+def one(name: str, bug: str, path: str, old: str, new: str, *tests: str, row: str | None = None) -> Mutation:
+    return Mutation(name, bug, (Edit(path, old, new),), tests, row)
+
+
+API = "tests/function/test_api.py"
+CRASH = "tests/deploy/test_crash.py"
+DEPLOY_KILL = f"{CRASH}::test_deploy_killed_after_a_call_returned_converges_and_creates_nothing_twice"
+DRIFT = "tests/deploy/test_drift.py::test_drift_of_one_field_is_reported_alone_and_deploy_repairs_it"
+FIDELITY = "tests/emulator/test_fidelity.py"
+MIGRATIONS = "tests/deploy/test_migrations.py"
+LIMITS = "tests/function/test_limits.py"
+DSQL = "taskmgmt_deploy/emulator/dsql.py"
+LAMBDA = "taskmgmt_deploy/emulator/awslambda.py"
+EVENTS = "taskmgmt_deploy/emulator/events.py"
+STAND_IN = "tests/deploy/test_migrations.py"
+GUARD = "tests/function/conftest.py"
+
+CODE = [
+    one(
+        "delete ignores a stale version",
+        "DELETE with an old If-Match deletes a task someone changed since",
+        "lambda/task_processor/service.py",
+        """    current = get_task(conn, task_id, for_update=True)
+    if expected_version is not None and current["version"] != expected_version:
+        raise VersionConflict(to_json(current))
+    sizes""",
+        """    current = get_task(conn, task_id, for_update=True)
+    sizes""",
+        f"{API}::test_a_stale_if_match_is_409_and_changes_nothing[delete]",
+        f"{LIMITS}::test_a_delete_with_a_stale_version_deletes_nothing_not_even_history",
+    ),
+    one(
+        "complete ignores a stale version",
+        "completing with an old version overwrites a change made since",
+        "lambda/task_processor/service.py",
+        """    current = get_task(conn, task_id, for_update=True)
+    if expected_version is not None and current["version"] != expected_version:
+        raise VersionConflict(to_json(current))
+    changed""",
+        """    current = get_task(conn, task_id, for_update=True)
+    changed""",
+        f"{API}::test_a_stale_if_match_is_409_and_changes_nothing[complete]",
+        f"{API}::test_update_with_a_stale_version_is_409_and_writes_nothing",
+    ),
+    one(
+        "DSQL create sends no client token",
+        "a deploy killed after CreateCluster makes a second, orphaned cluster when run again",
+        "taskmgmt_deploy/steps/dsql.py",
+        "        if ctx.token:  # the same token",
+        "        if False:  # the same token",
+        f"{DEPLOY_KILL}[CreateCluster primary]",
+    ),
+    one(
+        "a rerun makes a new token",
+        "the recorded token is not reused, so a rerun after a crash creates a second cluster",
+        "taskmgmt_deploy/core/engine.py",
+        "            token = previous.token if reusable else uuid.uuid4().hex",
+        "            token = uuid.uuid4().hex",
+        f"{DEPLOY_KILL}[CreateCluster secondary]",
+    ),
+    one(
+        "no intent before a create",
+        "nothing is recorded before a create, so a crash loses the token and what was being made",
+        "taskmgmt_deploy/core/engine.py",
+        "engine._record_intent(res, self.position[key], change, observed) if self.executor.records else None",
+        "None",
+        f"{DEPLOY_KILL}[CreateRole]",
+        f"{DEPLOY_KILL}[CreateCluster primary]",
+    ),
+    one(
+        "the manifest is not saved after a step",
+        "a crash loses every step done since the last save",
+        "taskmgmt_deploy/core/engine.py",
+        """        self.manifest.put(record_of(res, position, state, outputs, token))
+        self.manifest.save()""",
+        """        self.manifest.put(record_of(res, position, state, outputs, token))""",
+        f"{DEPLOY_KILL}[PutRolePolicy]",
+    ),
+    Mutation(
+        "the rule's target has no dead-letter queue",
+        "events EventBridge cannot deliver are lost, and status (changed the same way) does not see it",
+        (
+            Edit(
+                "taskmgmt_deploy/steps/events.py",
+                """            "RetryPolicy": spec["retry_policy"],
+            "DeadLetterConfig": {"Arn": spec["dead_letter_arn"]},
+        }""",
+                """            "RetryPolicy": spec["retry_policy"],
+        }""",
+            ),
+            Edit(
+                "taskmgmt_deploy/steps/events.py",
+                """            "retry_policy": spec["retry_policy"],
+            "dead_letter_arn": spec["dead_letter_arn"],
+        }""",
+                """            "retry_policy": spec["retry_policy"],
+        }""",
+            ),
+        ),
+        (
+            "tests/deploy/test_security.py::test_the_rule_targets_the_function_with_its_dead_letter_queue_and_bounded_retries",
+            "tests/deploy/test_security.py::test_an_event_the_function_may_not_take_reaches_the_deployed_dead_letter_queue",
+        ),
+    ),
+    one(
+        "destroy's sweep is off",
+        "tagged resources the manifest does not know outlive destroy, which says nothing is left",
+        "taskmgmt_deploy/core/teardown.py",
+        """        if self.finder is None:
+            return
+        strays""",
+        """        if True:
+            return
+        strays""",
+        "tests/deploy/test_teardown.py::test_a_stray_of_the_environment_is_removed_by_destroy[sqs_queue:tagged]",
+    ),
+    one(
+        "status ignores the function's environment",
+        "a function pointed at another database by hand shows as healthy",
+        "taskmgmt_deploy/steps/lambda_fn.py",
+        """            "environment": spec["environment"],
+            "logging": spec["logging"],""",
+        """            "logging": spec["logging"],""",
+        f"{DRIFT}[lambda_function.environment]",
+    ),
+    one(
+        "serve listens on every interface",
+        "`taskmgmt serve` exposes the deployed API, with the user's credentials, to the network",
+        "taskmgmt_deploy/usecases/serve.py",
+        'ThreadingHTTPServer(("127.0.0.1", port), Handler)',
+        'ThreadingHTTPServer(("0.0.0.0", port), Handler)',
+        "tests/unit/test_serve.py::test_the_server_listens_on_loopback_only",
+    ),
+    one(
+        "OCC conflicts are not retried",
+        "every DSQL conflict (routine under load) becomes an error for the caller",
+        "lambda/task_processor/db.py",
+        "                if is_retryable(exc):  # rolled back",
+        "                if False:  # rolled back",
+        "tests/function/test_concurrency.py::test_a_serialization_failure_is_retried_and_succeeds",
+    ),
+    one(
+        "the function connects at READ COMMITTED",
+        "tests on PostgreSQL stop seeing the conflicts DSQL (repeatable read only) raises",
+        "lambda/task_processor/db.py",
+        "conn.isolation_level = IsolationLevel.REPEATABLE_READ",
+        "conn.isolation_level = IsolationLevel.READ_COMMITTED",
+        "tests/function/test_concurrency.py::test_sixteen_writer_processes_on_one_task_retry_conflicts_on_their_own_connections",
+        row="Q5",
+    ),
+    one(
+        "the role may connect to any cluster",
+        "the function's role can open any DSQL cluster in the account",
+        "taskmgmt_deploy/stack/blueprint.py",
+        '"Action": "dsql:DbConnect", "Resource": clusters}',
+        '"Action": "dsql:DbConnect", "Resource": "*"}',
+        "tests/deploy/test_security.py::test_the_function_role_is_least_privilege",
+    ),
+    one(
+        "the log group keeps logs for ever",
+        "retention is never set: logs (and their cost) grow without end",
+        "taskmgmt_deploy/steps/logs.py",
+        '        logs.put_retention_policy(logGroupName=res.name, retentionInDays=spec["retention_days"])\n',
+        "",
+        "tests/deploy/test_deploy.py::test_deploy_status_destroy_leaves_nothing",
+    ),
+    one(
+        "the lock does not exclude",
+        "two deploys of one environment run at once and overwrite each other's manifest",
+        "taskmgmt_deploy/core/lock.py",
+        "os.O_CREAT | os.O_EXCL | os.O_WRONLY",
+        "os.O_CREAT | os.O_TRUNC | os.O_WRONLY",
+        "tests/deploy/test_lifecycle.py::test_a_second_run_is_refused_while_the_lock_is_held",
+    ),
+    one(
+        "events are applied again",
+        "a task event EventBridge delivers twice (it may) is applied twice",
+        "lambda/task_processor/app.py",
+        "            if not service.claim_event(conn, event_id, kind):",
+        "            if False:",
+        "tests/function/test_events.py::test_the_same_event_delivered_twice_makes_one_task",
+    ),
+    one(
+        "an update that changes nothing notifies",
+        "subscribers hear of changes that did not happen",
+        "lambda/task_processor/app.py",
+        "        if changed:\n            observability.count",
+        "        if True:\n            observability.count",
+        f"{API}::test_an_update_that_changes_nothing_keeps_the_version",
+    ),
+    one(
+        "a refused notification counts as sent",
+        "PutEvents answers 200 with FailedEntryCount; the lost notification is neither logged nor counted",
+        "lambda/task_processor/notify.py",
+        '        if response.get("FailedEntryCount"):',
+        "        if False:",
+        "tests/function/test_events.py::test_a_failed_notification_is_counted_and_the_change_kept",
+    ),
+    one(
+        "a refused target counts as put",
+        "PutTargets answers 200 with FailedEntryCount; the rule then invokes nothing",
+        "taskmgmt_deploy/steps/events.py",
+        '    if response.get("FailedEntryCount"):',
+        "    if False:",
+        "tests/deploy/test_faults.py::test_put_targets_that_answers_200_but_refuses_its_entry_fails_the_deploy",
+    ),
+    one(
+        "destroy ignores dependencies",
+        "destroy deletes a bus before its rule (or a role before its policy) and fails half-way",
+        "taskmgmt_deploy/core/teardown.py",
+        "self.scheduler.walk(order, _dependents(targets), _DeleteWork(self, targets, force, report))",
+        "self.scheduler.walk(order[::-1], {}, _DeleteWork(self, targets, force, report))",
+        "tests/unit/test_engine.py::test_destroy_deletes_dependents_first_and_removes_manifest",
+    ),
+    one(
+        "protection off on one cluster only",
+        "a forced destroy of a protected pair gets stuck: AWS refuses to change a cluster whose peer is PENDING_DELETE",
+        "taskmgmt_deploy/steps/dsql.py",
+        """        for dsql, identifier in protected:
+            _turn_protection_off(dsql, identifier, ctx)""",
+        """        for dsql, identifier in protected[:1]:
+            _turn_protection_off(dsql, identifier, ctx)""",
+        "tests/deploy/test_dsql.py::test_destroy_turns_protection_off_on_both_before_deleting_either",
+    ),
+    one(
+        "IAM propagation is not retried",
+        "every first deploy fails: Lambda cannot assume a role created seconds ago",
+        "taskmgmt_deploy/steps/lambda_fn.py",
+        '    return call_with_retry(busy_retried, is_iam_propagation, "iam_propagation", ctx.clock, ctx.progress)',
+        "    return busy_retried()",
+        "tests/deploy/test_lifecycle.py::test_deploy_absorbs_iam_propagation_with_a_dense_retry",
+    ),
+    one(
+        "no wait before a configuration update",
+        "a deploy right after another update hits ResourceConflictException and retries blindly",
+        "taskmgmt_deploy/steps/lambda_fn.py",
+        """        if any(f in diff for f in CONFIG_FIELDS):
+            wait_settled(lam, res.name, ctx)""",
+        """        if any(f in diff for f in CONFIG_FIELDS):""",
+        "tests/deploy/test_faults.py::test_deploy_waits_while_another_update_is_in_progress",
+    ),
+    one(
+        "prod is not protected",
+        "a production database can be deleted without --force",
+        "taskmgmt_deploy/stack/blueprint.py",
+        '    common = {"witness_region": stack.witness_region, "deletion_protection": stack.deletion_protection}',
+        '    common = {"witness_region": stack.witness_region, "deletion_protection": False}',
+        "tests/deploy/test_lifecycle.py::test_destroy_of_a_protected_environment_changes_nothing_without_force",
+    ),
+    one(
+        "DSQL's rejected SQL passes the check",
+        "a migration DSQL rejects (SERIAL, a trigger, ...) is found only on AWS, half-applied",
+        "taskmgmt_deploy/database/sqlfiles.py",
+        "    found = [why for pattern, why in REJECTED if re.search(pattern, statement, re.IGNORECASE)]",
+        "    found = []",
+        f"{MIGRATIONS}::test_the_check_refuses_what_dsql_rejects",
+        row="Q10",
+    ),
+    one(
+        "history batches not bounded in bytes",
+        "deleting a task with large history exceeds DSQL's 10 MiB a transaction, and fails on every retry",
+        "lambda/task_processor/service.py",
+        "HISTORY_BATCH_BYTES = 4 * 1024 * 1024",
+        "HISTORY_BATCH_BYTES = 64 * 1024 * 1024",
+        f"{LIMITS}::test_large_history_rows_are_deleted_in_batches_of_at_most_4_mib",
+        row="Q2",
+    ),
+    one(
+        "connections kept past the hour",
+        "DSQL closes the function's connection at 60 minutes, in the middle of a request",
+        "lambda/task_processor/db.py",
+        "MAX_CONNECTION_AGE = 50 * 60.0",
+        "MAX_CONNECTION_AGE = 2 * 60 * 60.0",
+        "tests/function/test_concurrency.py::test_the_connection_is_reused_and_recycled_when_old",
+        row="Q11",
+    ),
+    one(
+        "a dropped connection is not reopened",
+        "after DSQL drops a connection, every request fails until the function is recycled",
+        "lambda/task_processor/db.py",
+        "                if reconnected:\n",
+        "                if True:\n",
+        "tests/function/test_concurrency.py::test_a_connection_dropped_between_invocations_is_reopened",
+        row="Q11",
+    ),
+]
+
+
+def kinder(row: str, path: str, old: str, new: str, *tests: str) -> Mutation:
+    return Mutation(f"{row} made kinder", f"row {row} no longer holds", (Edit(path, old, new),), tests, row)
+
+
+EMULATOR = [
+    kinder(
+        "D1",
+        DSQL,
+        "        if not state.witness:\n",
+        "        if True:\n",
+        f"{FIDELITY}::test_dsql_first_cluster_waits_in_pending_setup_until_peered",
+    ),
+    kinder(
+        "D2",
+        DSQL,
+        '            cluster._status = "UPDATING"',
+        "            pass",
+        f"{FIDELITY}::test_dsql_create_answers_updating_while_the_cluster_is_pending_setup",
+    ),
+    kinder(
+        "D3",
+        DSQL,
+        "        cluster.endpoint = state.endpoint if state.activated and state.status in SERVING else None",
+        "        cluster.endpoint = state.endpoint",
+        f"{FIDELITY}::test_dsql_reports_no_endpoint_until_the_cluster_is_active",
+        "tests/deploy/test_dsql.py::test_deploy_derives_the_endpoint_of_a_cluster_that_does_not_report_one",
+    ),
+    kinder(
+        "D4",
+        DSQL,
+        '            endpoint=f"{cluster.identifier}.dsql.{backend.region_name}.on.aws",',
+        '            endpoint=f"{cluster.identifier}.{backend.region_name}.on.aws",',
+        f"{FIDELITY}::test_dsql_endpoint_has_the_documented_form",
+    ),
+    kinder(
+        "D5",
+        DSQL,
+        '"clusters": sorted({cluster.arn, *state.peers})}',
+        '"clusters": sorted(state.peers)}',
+        f"{FIDELITY}::test_dsql_lists_the_cluster_itself_among_its_clusters",
+    ),
+    kinder(
+        "D7",
+        DSQL,
+        '            self._set(cluster, "UPDATING", self.update_seconds, "ACTIVE")',
+        "            pass",
+        f"{FIDELITY}::test_dsql_update_leaves_the_cluster_updating_for_a_while",
+    ),
+    kinder(
+        "D8",
+        DSQL,
+        "        if state.status in BUSY:",
+        "        if False:",
+        f"{FIDELITY}::test_dsql_refuses_any_change_while_one_is_in_progress",
+    ),
+    kinder(
+        "D9",
+        DSQL,
+        "        if cluster.deletion_protection_enabled:",
+        "        if False:",
+        f"{FIDELITY}::test_dsql_refuses_to_delete_a_protected_cluster_like_aws",
+    ),
+    kinder(
+        "D10",
+        DSQL,
+        "        if alive and self._peered(cluster.arn):",
+        "        if False:",
+        f"{FIDELITY}::test_dsql_delete_of_one_peer_waits_in_pending_delete_for_the_other",
+    ),
+    kinder(
+        "D11",
+        DSQL,
+        "        if state.status in LEAVING:",
+        "        if False:",
+        f"{FIDELITY}::test_dsql_refuses_to_change_a_cluster_whose_delete_was_requested",
+    ),
+    kinder(
+        "D12",
+        DSQL,
+        "            if leaving:",
+        "            if False:",
+        f"{FIDELITY}::test_dsql_refuses_to_change_a_cluster_whose_peer_is_pending_delete",
+        "tests/deploy/test_dsql.py::test_destroy_turns_protection_off_on_both_before_deleting_either",
+    ),
+    kinder(
+        "D13",
+        DSQL,
+        "            if not _same_set(region, witness):",
+        "            if False:",
+        f"{FIDELITY}::test_dsql_rejects_a_witness_outside_the_region_set",
+    ),
+    kinder(
+        "D14",
+        DSQL,
+        "            if self._cluster(peer) is None:",
+        "            if False:",
+        f"{FIDELITY}::test_dsql_rejects_a_peer_that_does_not_exist",
+    ),
+    kinder(
+        "D15",
+        DSQL,
+        "                if c.arn not in self.states or now - self.states[c.arn].created >= self.listing_seconds",
+        "                if True",
+        f"{FIDELITY}::test_dsql_lists_a_new_cluster_only_after_a_while_and_its_token_returns_it",
+    ),
+    kinder(
+        "L1",
+        LAMBDA,
+        '        self._mark_busy(fn, "create")',
+        "        pass",
+        f"{FIDELITY}::test_a_new_function_is_pending_and_refuses_updates_until_active",
+    ),
+    kinder(
+        "L2",
+        LAMBDA,
+        """        original(backend, function_name, qualifier, body)
+        with self.lock:
+            self._store_logging(fn, body.get("LoggingConfig"))
+        self._mark_busy(fn, "update")""",
+        """        original(backend, function_name, qualifier, body)
+        with self.lock:
+            self._store_logging(fn, body.get("LoggingConfig"))""",
+        f"{FIDELITY}::test_a_new_function_is_pending_and_refuses_updates_until_active",
+    ),
+    kinder(
+        "L3",
+        LAMBDA,
+        "        if reserved:",
+        "        if False:",
+        f"{FIDELITY}::test_lambda_rejects_reserved_environment_keys",
+    ),
+    kinder(
+        "L4",
+        LAMBDA,
+        "        if runtime is not None and runtime not in RUNTIMES:",
+        "        if False:",
+        f"{FIDELITY}::test_lambda_rejects_a_runtime_it_does_not_offer",
+    ),
+    kinder(
+        "L5",
+        LAMBDA,
+        '        if sid and any(s.get("Sid") == sid for s in fn.policy.statements):',
+        "        if False:",
+        f"{FIDELITY}::test_lambda_refuses_a_duplicate_permission_statement_id",
+    ),
+    kinder(
+        "L6",
+        LAMBDA,
+        '        if destination and destination.split(":")[2] == "sqs":',
+        "        if False:",
+        f"{FIDELITY}::test_on_failure_destination_needs_the_role_to_allow_sending",
+    ),
+    kinder(
+        "L7",
+        LAMBDA,
+        '        code.pop("Tags", None)',
+        "        pass",
+        f"{FIDELITY}::test_get_function_returns_no_tags_but_list_tags_does",
+    ),
+    kinder(
+        "L8",
+        LAMBDA,
+        '                config["LoggingConfig"] = dict(self.logging[fn.function_arn])',
+        "                pass",
+        f"{FIDELITY}::test_lambda_keeps_the_logging_config",
+    ),
+    kinder(
+        "L9",
+        EVENTS,
+        "        attempts = 1 + _max_retries(fn)",
+        "        attempts = 1",
+        f"{FIDELITY}::test_a_function_that_raises_is_retried_then_its_event_goes_to_the_on_failure_queue",
+    ),
+    kinder(
+        "I1",
+        "taskmgmt_deploy/emulator/iam.py",
+        "        return self._settled(self.role_created, role_arn)",
+        "        return True",
+        f"{FIDELITY}::test_a_new_role_cannot_be_assumed_until_it_propagates",
+        "tests/deploy/test_lifecycle.py::test_deploy_absorbs_iam_propagation_with_a_dense_retry",
+    ),
+    kinder(
+        "I2",
+        "taskmgmt_deploy/emulator/iam.py",
+        "        return self._settled(self.policy_changed, role_arn)",
+        "        return True",
+        f"{FIDELITY}::test_on_failure_destination_needs_the_role_to_allow_sending",
+    ),
+    kinder(
+        "I3",
+        "taskmgmt_deploy/emulator/iam.py",
+        "        if policy.attachment_count > 0:",
+        "        if False:",
+        f"{FIDELITY}::test_iam_refuses_to_delete_an_attached_policy",
+    ),
+    kinder(
+        "E1",
+        EVENTS,
+        '        if rule.state == "DISABLED" or self._propagating(rule)',
+        "        if self._propagating(rule)",
+        f"{FIDELITY}::test_a_disabled_rule_delivers_nothing",
+    ),
+    kinder(
+        "E2",
+        EVENTS,
+        "        return changed is not None and self.clock.now() - changed < self.rule_propagation",
+        "        return False",
+        f"{FIDELITY}::test_a_rule_just_put_or_enabled_matches_no_event_yet",
+        "tests/unit/test_smoke.py::test_a_lost_event_is_sent_again_until_the_task_appears",
+    ),
+    kinder(
+        "E3",
+        EVENTS,
+        "        if fn is None or not _permits(fn, rule.arn):",
+        "        if fn is None:",
+        f"{FIDELITY}::test_events_without_permission_for_their_rule_end_in_the_target_dlq",
+    ),
+    kinder(
+        "E4",
+        EVENTS,
+        "            if dead_letters and _queue_permits(dead_letters, rule.arn):",
+        "            if dead_letters:",
+        f"{FIDELITY}::test_a_dead_letter_queue_receives_nothing_unless_its_policy_lets_the_rule_send",
+    ),
+    kinder(
+        "E5",
+        EVENTS,
+        "        if bus is not None and bus.rules:",
+        "        if False:",
+        f"{FIDELITY}::test_a_bus_with_rules_cannot_be_deleted",
+    ),
+    kinder(
+        "C1",
+        "taskmgmt_deploy/emulator/cloudwatch.py",
+        "        return cloudwatch_backends[backend.account_id][self.HOME]",
+        "        return backend",
+        f"{FIDELITY}::test_dashboards_are_global",
+    ),
+    kinder(
+        "C2",
+        "taskmgmt_deploy/emulator/cloudwatch.py",
+        "        if problems:",
+        "        if False:",
+        f"{FIDELITY}::test_alarm_parameters_are_validated",
+    ),
+    kinder(
+        "G1",
+        "taskmgmt_deploy/emulator/logs.py",
+        "        if int(retention_in_days) not in RETENTION_DAYS:",
+        "        if False:",
+        f"{FIDELITY}::test_log_retention_must_be_an_allowed_value",
+    ),
+    kinder(
+        "S1",
+        "taskmgmt_deploy/emulator/sqs.py",
+        "        if when is not None and self.clock.now() - when < QUEUE_NAME_REUSE_SECONDS:",
+        "        if False:",
+        f"{FIDELITY}::test_a_deleted_queue_name_cannot_be_reused_for_60_seconds",
+    ),
+    kinder(
+        "Q1",
+        GUARD,
+        "        if self.mutated > ROW_LIMIT:",
+        "        if False:",
+        f"{LIMITS}::test_the_guard_fails_a_transaction_over_3000_rows_and_54000_is_final",
+        f"{LIMITS}::test_a_task_with_5000_history_rows_is_deleted_in_batches_and_nothing_is_left",
+    ),
+    kinder(
+        "Q3",
+        GUARD,
+        "            raise psycopg.errors.ProgramLimitExceeded(message)",
+        "            raise psycopg.errors.SerializationFailure(message)",
+        f"{LIMITS}::test_the_guard_fails_a_transaction_over_3000_rows_and_54000_is_final",
+    ),
+    kinder(
+        "Q4",
+        GUARD,
+        "            self.adapters.register_loader(name, TextLoader)",
+        "            pass",
+        f"{LIMITS}::test_the_stand_in_driver_returns_json_as_text",
+    ),
+    kinder(
+        "Q6",
+        STAND_IN,
+        "        if job.polls_left > 0:",
+        "        if False:",
+        f"{MIGRATIONS}::test_each_index_job_is_polled_in_short_statements_until_it_completes",
+    ),
+    kinder(
+        "Q7",
+        STAND_IN,
+        '        if "wait_for_job" in text:',
+        "        if False:",
+        f"{MIGRATIONS}::test_the_stand_in_refuses_a_wait_inside_a_statement",
+    ),
+    kinder(
+        "Q8",
+        STAND_IN,
+        '        if kinds.count("ddl") > 1 or ("ddl" in kinds and "dml" in kinds):',
+        "        if False:",
+        f"{MIGRATIONS}::test_the_stand_in_refuses_two_ddl_statements_or_ddl_with_dml_in_one_transaction",
+    ),
+    kinder(
+        "Q9",
+        STAND_IN,
+        '        if text.startswith("CREATE") and self.stand_in.conflicts:',
+        "        if False:",
+        f"{MIGRATIONS}::test_dsql_conflicts_during_migration_are_retried",
+    ),
+]
+
+# Rows with nothing to make kinder, and why. (Q2 and Q11 have no stand-in behaviour either:
+# their code mutants above show that the rows' tests bite.)
+NOTHING_TO_MAKE_KINDER = {
+    "D6": "the botocore model's UpdateClusterOutput has only those four fields, so the client drops anything "
+    "more an emulator could answer; its status UPDATING is D7's, made kinder there",
+}
+
+MUTATIONS = CODE + EMULATOR
