@@ -30,7 +30,7 @@ from taskmgmt_deploy.emulator.server import free_port, wait_until_answering
 from taskmgmt_deploy.stack.config import load_settings
 from taskmgmt_deploy.usecases import factory
 
-READS = ("Get", "List", "Describe", "Head")
+READS = ("Get", "List", "Describe", "Head", "Simulate")
 _current = threading.local()
 
 
