@@ -47,7 +47,7 @@ LEAVING = frozenset({"PENDING_DELETE", "DELETING", "DELETED"})  # its delete was
 SETTLED = frozenset({"ACTIVE", "IDLE", "INACTIVE"})
 POLICY_LIMIT = 20480  # characters of a cluster policy
 # What DSQL may check with the caller's own credentials when it is given a customer managed key:
-# the API reference does not say, so the emulator takes the broad reading (see row K3).
+# the API reference does not say, so the emulator takes the broad reading (see row K2).
 KMS_ON_BEHALF = ("kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey")
 
 

@@ -11,7 +11,7 @@ resource are allowed on "*", each listed with its reason in STAR. Tags sent with
 are authorized as a tagging action too (CreateQueue with tags needs sqs:TagQueue), so each
 create's tagging action is granted beside it. Where AWS checks a permission with the
 caller's credentials inside another call (the KMS key DSQL is given), the grant is limited
-to that service with kms:ViaService.
+to that service with kms:ViaService. The policy is checked by parliament (tests/deploy/test_policy.py).
 """
 
 from __future__ import annotations
@@ -199,22 +199,20 @@ def deployer_policy(stack: StackConfig, account: str, partition: str = "aws") ->
 
 def _key_statements(stack: StackConfig, names: _Names) -> list[dict[str, Any]]:
     """The customer key: read it (resolve the alias, check its policy in preflight), and let DSQL
-    use it with the caller's credentials."""
+    use it with the caller's credentials. An alias names its key only at run time, so an
+    alias-configured key is any key of the two regions (kms:ResourceAliases would narrow that,
+    but parliament, the policy linter, does not know it for these actions); using one is
+    possible only through DSQL, on clusters only this environment's tags let the caller create."""
     key = str(stack.kms_key)
-    if key.startswith("alias/"):
-        keys = names.each("kms", "key/*")
-        which: dict[str, Any] = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": key}}
-    else:
-        keys = names.each("kms", f"key/{key}")
-        which = {}
+    keys = names.each("kms", "key/*" if key.startswith("alias/") else f"key/{key}")
     via = {"StringEquals": {"kms:ViaService": [f"dsql.{r}.amazonaws.com" for r in stack.regions]}}
     return [
-        _statement("ReadTheCustomerKey", ["kms:DescribeKey", "kms:GetKeyPolicy"], keys, which or None),
+        _statement("ReadTheCustomerKey", ["kms:DescribeKey", "kms:GetKeyPolicy"], keys),
         _statement(
             "LetDsqlUseTheCustomerKey",
             ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
             keys,
-            {**which, **via},
+            via,
         ),
     ]
 

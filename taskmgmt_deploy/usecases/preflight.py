@@ -218,13 +218,14 @@ class _Checks:
 
 
 def _principal_arn(caller: str) -> str | None:
-    """The IAM principal SimulatePrincipalPolicy takes for the caller (a role has no path here)."""
+    """The IAM principal SimulatePrincipalPolicy takes for the caller (a role has no path here;
+    a user is always named in IAM's form, whatever service the identity's ARN names)."""
     parts = caller.split(":", 5)
     resource = parts[5]
     if resource.startswith("assumed-role/"):
         return f"arn:{parts[1]}:iam::{parts[4]}:role/{resource.split('/')[1]}"
     if resource.startswith("user/"):
-        return caller
+        return f"arn:{parts[1]}:iam::{parts[4]}:{resource}"
     return None
 
 

@@ -168,7 +168,7 @@ def test_alarms_reach_a_topic_only_if_its_policy_lets_cloudwatch_publish_for_the
     ids=["other-region", "other-account", "not-an-arn"],
 )
 def test_alarm_actions_are_topics_of_the_alarms_own_account_and_region(aws, action):
-    """Row C3."""
+    """Row C10."""
     with pytest.raises(ClientError) as exc:
         alarm_on(action)
     assert code(exc) == "ValidationError"
@@ -222,7 +222,7 @@ def dsql_reads(*names: str, expression: str = "MAX([a, b])", **extra) -> list[di
     ],
 )
 def test_metric_math_and_percentile_alarms_are_validated(aws, wrong):
-    """Row C4."""
+    """Row C11."""
     cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
     good = {"AlarmName": "ok", "EvaluationPeriods": 1, "Threshold": 1, "ComparisonOperator": "GreaterThanThreshold"}
     cloudwatch.put_metric_alarm(**good, Metrics=dsql_reads("ResourceId", "ClusterId"))
@@ -235,7 +235,7 @@ def test_metric_math_and_percentile_alarms_are_validated(aws, wrong):
 
 
 def test_a_new_alarm_has_insufficient_data_and_an_updated_one_keeps_its_state(aws):
-    """Row C5."""
+    """Row C12."""
     topic = topic_for_alarms()
     cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
     alarm_on(topic)
@@ -246,7 +246,7 @@ def test_a_new_alarm_has_insufficient_data_and_an_updated_one_keeps_its_state(aw
 
 
 def test_evaluating_metric_data_changes_states_and_runs_the_actions(aws):
-    """Row C6: M of N periods, TreatMissingData, a percentile, and MAX([...]) over two reads."""
+    """Row C13: M of N periods, TreatMissingData, a percentile, and MAX([...]) over two reads."""
     topic = topic_for_alarms()
     cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
     now = datetime.now(UTC).replace(microsecond=0)
@@ -330,7 +330,7 @@ def test_dsql_takes_only_a_usable_customer_key_of_its_region_and_reports_its_arn
 
 
 def test_a_log_group_takes_a_key_by_arn_whose_policy_lets_logs_use_it(aws):
-    """Row G2."""
+    """Row G10."""
     logs = boto3.client("logs", region_name="us-east-1")
     usable = customer_key("us-east-1", "logs.us-east-1.amazonaws.com")
     for wrong in (
@@ -379,7 +379,7 @@ def connect_policy(arn: str, **extra) -> str:
 
 
 def test_a_cluster_policy_is_refused_until_the_cluster_is_active(aws, clock):
-    """Row D15."""
+    """Row D20."""
     first, second = peered_pair(aws, clock)
     east = boto3.client("dsql", region_name="us-east-1")
     with pytest.raises(ClientError) as exc:  # PENDING_SETUP until peered
@@ -423,7 +423,7 @@ def test_a_cluster_policy_is_refused_until_the_cluster_is_active(aws, clock):
     ids=["not-json", "no-version", "other-service", "other-resource", "lockout", "too-long"],
 )
 def test_a_cluster_policy_is_validated(aws, clock, policy):
-    """Row D16."""
+    """Row D21."""
     dsql = boto3.client("dsql", region_name="us-east-1")
     cluster = dsql.create_cluster(deletionProtectionEnabled=False)
     clock.advance(aws.settings.dsql_activation)
@@ -449,7 +449,7 @@ def test_a_cluster_policy_is_validated(aws, clock, policy):
 
 
 def test_the_multi_region_cluster_quota_is_enforced_per_region(aws, clock):
-    """Row D17, and A2: Service Quotas reports the quota DSQL enforces."""
+    """Row D22, and A2: Service Quotas reports the quota DSQL enforces."""
     east = boto3.client("dsql", region_name="us-east-1")
     for _ in range(aws.settings.dsql_multi_region_clusters):
         east.create_cluster(deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": "us-east-2"})
@@ -466,7 +466,7 @@ def test_the_multi_region_cluster_quota_is_enforced_per_region(aws, clock):
 
 
 def test_lambda_keeps_100_of_the_account_concurrency_unreserved(aws, clock):
-    """Rows L10 and L11."""
+    """Rows L20 and L21."""
     from tests.emulator.test_fidelity import make_function
 
     make_function(clock, "one")
@@ -486,7 +486,7 @@ def test_lambda_keeps_100_of_the_account_concurrency_unreserved(aws, clock):
 
 
 def test_simulate_principal_policy_evaluates_the_principals_own_policies(aws):
-    """Row I4."""
+    """Row I10."""
     iam = boto3.client("iam", region_name="us-east-1")
     user = iam.create_user(UserName="deployer")["User"]["Arn"]
     group = iam.create_group(GroupName="ops")["Group"]["GroupName"]
