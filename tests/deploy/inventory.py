@@ -117,8 +117,11 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
     return {key: sorted(values) for key, values in found.items()}
 
 
-def expected(stack: str = "task-mgmt-dev") -> dict[str, list[Any]]:
-    """What one deployment of the stack consists of."""
+def expected(
+    stack: str = "task-mgmt-dev", email: str | None = None, cluster_policy: bool = False, reserved: int | None = None
+) -> dict[str, list[Any]]:
+    """What one deployment of the stack consists of, with the options given (ALARM_EMAIL,
+    DSQL_CLUSTER_POLICY, LAMBDA_RESERVED_CONCURRENCY; KMS_KEY adds no resource)."""
     fn, bus, rule = f"{stack}-task-processor", f"{stack}-task-events", f"{stack}-task-processing"
     queues = (f"{stack}-task-events-dlq", f"{stack}-task-processor-failures")
     alarms = (
@@ -154,9 +157,13 @@ def expected(stack: str = "task-mgmt-dev") -> dict[str, list[Any]]:
         "log_groups": [(r, f"/aws/lambda/{fn}") for r in REGIONS],
         "alarms": [(r, a) for r in REGIONS for a in alarms] + cluster_alarms,
         "topics": [(r, f"{stack}-alarms") for r in REGIONS],
-        "subscriptions": [],
-        "cluster_policies": [],
-        "reserved_concurrency": [],
+        "subscriptions": [(r, f"{stack}-alarms", "email", email) for r in REGIONS if email],
+        "cluster_policies": [
+            (r, f"dsql_cluster:{side}@{r}") for r, side in zip(REGIONS, ("primary", "secondary"), strict=True)
+        ]
+        if cluster_policy
+        else [],
+        "reserved_concurrency": [(r, fn, reserved) for r in REGIONS if reserved],
     }
     return {key: sorted(values) for key, values in data.items()}
 
