@@ -8,13 +8,17 @@ import threading
 from typing import Any
 
 from moto.core.responses import ActionResult
-from moto.iam.exceptions import DeleteConflictException, NoSuchEntity
+from moto.iam.exceptions import DeleteConflictException, IAMException, NoSuchEntity
 from moto.iam.models import IAMBackend, iam_backends
 from moto.iam.responses import IamResponse
 
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.patching import Patches
 from taskmgmt_deploy.emulator.policy import Principal, Request, allowed, decide
+
+
+class AccessDenied(IAMException):
+    code = "AccessDenied"
 
 
 class IamFidelity:
@@ -75,6 +79,13 @@ class IamFidelity:
         nothing of permissions boundaries, SCPs or session policies, which can only deny more."""
         iam = iam_backends[response.current_account]["global"]
         arn = response._get_param("PolicySourceArn")
+        caller = iam.get_user_from_access_key_id(response.get_access_key())
+        if caller is not None:  # a user moto made: it calls with its own permissions (row I11)
+            asked = Request("iam:SimulatePrincipalPolicy", arn, Principal(arn=caller.arn, account=caller.account_id))
+            if decide(principal_documents(iam, caller.arn) or [], asked) != "allowed":
+                raise AccessDenied(
+                    f"User: {caller.arn} is not authorized to perform: iam:SimulatePrincipalPolicy on resource: {arn}"
+                )
         documents = principal_documents(iam, arn)
         if documents is None:
             raise NoSuchEntity(f"The principal {arn} does not exist.")

@@ -508,6 +508,31 @@ def test_simulate_principal_policy_evaluates_the_principals_own_policies(aws):
     assert code(exc) == "NoSuchEntity"
 
 
+def test_a_user_simulates_only_with_its_own_permission_to(aws):
+    """Row I11."""
+    iam = boto3.client("iam", region_name="us-east-1")
+    user = iam.create_user(UserName="ci")["User"]["Arn"]
+    key = iam.create_access_key(UserName="ci")["AccessKey"]
+    as_ci = boto3.client(
+        "iam",
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    with pytest.raises(ClientError) as exc:
+        as_ci.simulate_principal_policy(PolicySourceArn=user, ActionNames=["sqs:CreateQueue"])
+    assert code(exc) == "AccessDenied"
+    may = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "iam:SimulatePrincipalPolicy", "Resource": user}],
+    }
+    iam.put_user_policy(UserName="ci", PolicyName="simulate", PolicyDocument=json.dumps(may))
+    (result,) = as_ci.simulate_principal_policy(PolicySourceArn=user, ActionNames=["sqs:CreateQueue"])[
+        "EvaluationResults"
+    ]
+    assert result["EvalDecision"] == "implicitDeny"
+
+
 def test_regions_that_need_opting_in_are_disabled(aws):
     """Row A1."""
     account = boto3.client("account", region_name="us-east-1")
