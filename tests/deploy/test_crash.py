@@ -24,8 +24,12 @@ from taskmgmt_deploy.usecases import factory
 from tests.conftest import READ_PREFIXES
 from tests.deploy.inventory import empty, expected, inventory
 
-STEPS = 48
+STEPS = 56
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# Every option on, so that a kill can land in each kind of step: the alarm email's
+# subscriptions, the customer key's lookups, the reserved concurrency, the cluster policies.
+OPTIONS = ("--alarm-email", "ops@example.com", "--kms-key", "alias/taskmgmt", "--reserved-concurrency", "5")
+OPTIONS += ("--cluster-policy",)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,28 @@ def endpoint(server: tuple[str, Any], monkeypatch: pytest.MonkeyPatch, runtime: 
     # a fresh account: moto's reset resets the fidelity layer's state with moto's
     urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST")).read()
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    customer_keys(url)
     yield url
+
+
+def customer_keys(url: str) -> None:
+    """alias/taskmgmt in both regions, usable by CloudWatch and CloudWatch Logs."""
+    import boto3
+
+    for region in ("us-east-1", "us-west-2"):
+        kms = boto3.client("kms", region_name=region, endpoint_url=url, **CREDENTIALS)
+        services = ["cloudwatch.amazonaws.com", f"logs.{region}.amazonaws.com"]
+        statements = [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*"},
+            {"Effect": "Allow", "Principal": {"Service": services}, "Action": "kms:*"},
+        ]
+        policy = {"Version": "2012-10-17", "Statement": [{**s, "Resource": "*"} for s in statements]}
+        key = kms.create_key(Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName="alias/taskmgmt", TargetKeyId=key)
+
+
+def with_options() -> dict[str, list[Any]]:
+    return expected(email="ops@example.com", cluster_policy=True, reserved=5)
 
 
 def live(endpoint: str) -> dict[str, list[Any]]:
@@ -125,23 +150,23 @@ def test_deploy_killed_after_any_step_converges_without_duplicates(endpoint, cli
         data = manifest(tmp_path)
         return sum(r["state"] == "ready" for r in data["resources"]) if data else 0
 
-    status = in_child(["deploy", "--yes", "--max-workers", "1"], kill_after(ready, k))
+    status = in_child(["deploy", "--yes", "--max-workers", "1", *OPTIONS], kill_after(ready, k))
     if os.WIFSIGNALED(status):
         assert os.WTERMSIG(status) == signal.SIGKILL
         assert ready() >= k
-        assert "no longer running" in cli("deploy", "--yes").err  # the dead run's lock is named...
+        assert "no longer running" in cli("deploy", "--yes", *OPTIONS).err  # the dead run's lock is named...
     else:  # k was past the last AWS mutation: the deploy finished
         assert os.WEXITSTATUS(status) == 0
     assert cli("unlock", "--yes").code == 0  # ...and cleared, as a user would after a crash
-    again = cli("deploy", "--yes")
+    again = cli("deploy", "--yes", *OPTIONS)
     assert again.code == 0, again.err
-    assert live(endpoint) == expected()
+    assert live(endpoint) == with_options()
     assert all(r["state"] == "ready" for r in manifest(tmp_path)["resources"])
 
 
 @pytest.mark.parametrize("k", range(0, STEPS + 1, 1))
 def test_destroy_killed_after_any_step_still_removes_everything(endpoint, cli, tmp_path, k):
-    assert cli("deploy", "--yes").code == 0
+    assert cli("deploy", "--yes", *OPTIONS).code == 0
 
     def deleted() -> int:
         data = manifest(tmp_path)
