@@ -108,6 +108,7 @@ def test_the_alarm_email_is_pending_until_confirmed_and_a_new_one_replaces_it(aw
 
 
 def test_each_cluster_and_the_function_are_watched_with_the_dashboards_thresholds(aws, runtime, cli):
+    """Rows M1 and M2 of docs/pessimistic-emulation.md: the metric names and dimensions."""
     assert cli("deploy", "--yes", "--lambda-timeout", "30").code == 0
     widgets = json.loads(
         boto3.client("cloudwatch", region_name="us-east-1").get_dashboard(DashboardName=f"{STACK}-dashboard")[

@@ -246,7 +246,8 @@ def test_a_new_alarm_has_insufficient_data_and_an_updated_one_keeps_its_state(aw
 
 
 def test_evaluating_metric_data_changes_states_and_runs_the_actions(aws):
-    """Row C13: M of N periods, TreatMissingData, a percentile, and MAX([...]) over two reads."""
+    """Row C13: M of N periods, TreatMissingData, a percentile, and MAX([...]) over two reads;
+    the DSQL metric found under either dimension name (M1) and Lambda's p99 Duration (M2)."""
     topic = topic_for_alarms()
     cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
     now = datetime.now(UTC).replace(microsecond=0)
