@@ -61,11 +61,13 @@ def preflight(
     iam:SimulatePrincipalPolicy, whether it may do what `taskmgmt policy` lists.
     Exit 0 only if every check passes. Deploy runs it first on AWS.
     """
-    from taskmgmt_deploy.usecases.factory import RUNTIME, aws_clients
+    from taskmgmt_deploy.usecases.factory import RUNTIME, aws_clients, caller_account
     from taskmgmt_deploy.usecases.preflight import preflight as run_preflight
 
     settings = settings_from(flags)
-    checks = run_preflight(settings.stack, aws_clients(settings, RUNTIME))
+    aws = aws_clients(settings, RUNTIME)
+    caller_account(aws)  # no credentials at all is a user error (exit 2), as for every command
+    checks = run_preflight(settings.stack, aws)
     passed = all(c.ok for c in checks)
     if as_json:
         console.json(

@@ -165,3 +165,12 @@ def test_the_checks_read_in_parallel(aws, runtime, cli, monkeypatch):
     assert sorted(seen[1:9]) == sorted(
         ["GetRegionOptStatus"] * 3 + ["ListClusters"] * 2 + ["GetAccountSettings"] * 2 + ["SimulatePrincipalPolicy"]
     )
+
+
+def test_no_credentials_is_one_line_and_exit_2(cli, monkeypatch):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = cli("preflight")
+    assert result.code == 2 and result.out == ""
+    assert len(result.err.strip().splitlines()) == 1 and "no AWS credentials found" in result.err
