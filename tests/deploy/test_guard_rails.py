@@ -157,12 +157,27 @@ def test_hardening_options_are_applied_drift_checked_and_removed(aws, runtime, c
     lam.put_function_concurrency(FunctionName=f"{STACK}-task-processor", ReservedConcurrentExecutions=9)
     east = boto3.client("dsql", region_name="us-east-1")
     east.delete_cluster_policy(identifier=east.list_clusters()["clusters"][0]["identifier"])
+    west = boto3.client("dsql", region_name="us-west-2")
+    (cluster,) = west.list_clusters()["clusters"]
+    widened = cluster_policy(cluster["arn"], f"arn:aws:iam::{ACCOUNT}:role/someone-else")
+    west.put_cluster_policy(identifier=cluster["identifier"], policy=json.dumps(widened))
     code, found = statuses(cli)
     assert code == 1
     drifted = {k for k, r in found.items() if r["health"] != "ok"}
-    assert drifted == {"lambda_concurrency:task-processor@us-west-2", "dsql_cluster_policy:primary@us-east-1"}
+    assert drifted == {
+        "lambda_concurrency:task-processor@us-west-2",
+        "dsql_cluster_policy:primary@us-east-1",
+        "dsql_cluster_policy:secondary@us-west-2",
+    }
+    aws.dsql.requests.clear()
     assert cli("deploy", "--yes", *HARDENING).code == 0
     assert inventory() == expected(cluster_policy=True, reserved=5)
+    puts = [(r.region, r.change) for r in aws.dsql.requests if r.operation == "PutClusterPolicy" and r.error is None]
+    # the changed policy is replaced naming the version read (expectedPolicyVersion); the deleted one is put anew
+    assert sorted(puts) == [("us-east-1", ""), ("us-west-2", "expectedPolicyVersion")]
+    assert json.loads(west.get_cluster_policy(identifier=cluster["identifier"])["policy"]) == cluster_policy(
+        cluster["arn"], ROLE
+    )
 
     # Turned off: what the options added goes; the clusters keep the key they were created with.
     assert cli("deploy", "--yes", "--kms-key", "alias/taskmgmt").code == 0
@@ -200,3 +215,10 @@ def test_a_bad_option_value_is_one_line_and_exit_2(cli, command, flag, value, me
     assert result.code == 2
     assert message in result.err and len(result.err.strip().splitlines()) == 1, result.err
     assert "Traceback" not in result.err
+
+
+def test_a_bad_cluster_policy_setting_is_one_line_and_exit_2(cli, monkeypatch):
+    monkeypatch.setenv("DSQL_CLUSTER_POLICY", "maybe")
+    result = cli("deploy", "--plan")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    assert "DSQL_CLUSTER_POLICY" in result.err and "true or false" in result.err
