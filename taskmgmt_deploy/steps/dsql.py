@@ -322,7 +322,8 @@ def _turn_protection_off(dsql: Any, identifier: str, ctx: StepContext) -> None:
         cluster = _not_leaving(dsql, identifier)
         if cluster is not None and cluster.get("deletionProtectionEnabled"):
             ctx.progress(f"turning deletion protection off on {identifier}")
-            dsql.update_cluster(identifier=identifier, deletionProtectionEnabled=False)
+            # A delete of the pair run elsewhere (a parallel sweep) may remove it between the read and the update.
+            absent_is_done(lambda: dsql.update_cluster(identifier=identifier, deletionProtectionEnabled=False))
 
     call_with_retry(attempt, is_dsql_conflict_not_protection, "dsql_conflict", ctx.clock, ctx.progress)
 

@@ -207,7 +207,34 @@ def test_both_clusters_of_a_pair_deleted_at_once_are_deleted_once(aws, runtime, 
         delete(SECONDARY),
     ]
     assert {call[:3] for call in made if call[0] == "UpdateCluster"} == {unprotect(PRIMARY), unprotect(SECONDARY)}
-    assert {call[3] for call in made if len(call) == 4} <= {"ConflictException"}  # the loser of a race, retried
+    # The loser of a race is refused (retried) or finds the cluster already gone (done); nothing else fails.
+    assert {call[3] for call in made if len(call) == 4} <= {"ConflictException", "ResourceNotFoundException"}
+
+
+def test_a_cluster_deleted_between_the_read_and_the_unprotect_is_done(runtime):
+    """The race above made deterministic: the parallel delete of the pair wins between our read and our update."""
+    from botocore.exceptions import ClientError
+
+    from taskmgmt_deploy.core.context import StepContext
+    from taskmgmt_deploy.steps.dsql import delete_clusters
+
+    class VanishingCluster:
+        def __init__(self) -> None:
+            self.gone = False
+
+        def get_cluster(self, identifier: str) -> dict[str, Any]:
+            if self.gone:
+                raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "GetCluster")
+            return {"identifier": identifier, "status": "ACTIVE", "deletionProtectionEnabled": True}
+
+        def update_cluster(self, **_: Any) -> None:
+            self.gone = True
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "UpdateCluster")
+
+        def delete_cluster(self, **_: Any) -> None:
+            raise AssertionError("a cluster already gone is not deleted again")
+
+    delete_clusters([(VanishingCluster(), "abc")], StepContext(clock=runtime.clock, force=True))
 
 
 def test_destroy_turns_protection_off_only_where_it_is_on(aws, runtime, cli, clock):
