@@ -74,18 +74,10 @@ def endpoint(server: tuple[str, Any], monkeypatch: pytest.MonkeyPatch, runtime: 
 
 def customer_keys(url: str) -> None:
     """alias/taskmgmt in both regions, usable by CloudWatch and CloudWatch Logs."""
-    import boto3
+    from tests.deploy.test_guard_rails import customer_key
 
     for region in ("us-east-1", "us-west-2"):
-        kms = boto3.client("kms", region_name=region, endpoint_url=url, **CREDENTIALS)
-        services = ["cloudwatch.amazonaws.com", f"logs.{region}.amazonaws.com"]
-        statements = [
-            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*"},
-            {"Effect": "Allow", "Principal": {"Service": services}, "Action": "kms:*"},
-        ]
-        policy = {"Version": "2012-10-17", "Statement": [{**s, "Resource": "*"} for s in statements]}
-        key = kms.create_key(Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
-        kms.create_alias(AliasName="alias/taskmgmt", TargetKeyId=key)
+        customer_key(region, endpoint_url=url, **CREDENTIALS)
 
 
 def with_options() -> dict[str, list[Any]]:

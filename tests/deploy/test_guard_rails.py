@@ -25,10 +25,10 @@ def topic(region: str) -> str:
     return f"arn:aws:sns:{region}:{ACCOUNT}:{STACK}-alarms"
 
 
-def customer_key(region: str, alias: str = "alias/taskmgmt") -> str:
+def customer_key(region: str, alias: str = "alias/taskmgmt", **client: Any) -> str:
     """A customer managed key whose policy lets CloudWatch (alarms to an encrypted topic) and
-    CloudWatch Logs (an encrypted log group) use it."""
-    kms = boto3.client("kms", region_name=region)
+    CloudWatch Logs (an encrypted log group) use it; `client` reaches an emulator server."""
+    kms = boto3.client("kms", region_name=region, **client)
     services = ["cloudwatch.amazonaws.com", f"logs.{region}.amazonaws.com"]
     policy = {
         "Version": "2012-10-17",

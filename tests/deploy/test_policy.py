@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from taskmgmt_deploy.emulator.policy import Principal, Request, allowed, decide
 from tests.deploy.authorization import ACCOUNT, Call, requests
+from tests.deploy.test_guard_rails import customer_key
 
 STACK = "task-mgmt-dev"
 OPTIONS = (
@@ -26,7 +26,6 @@ OPTIONS = (
     "5",
     "--cluster-policy",
 )
-KEY_USERS = ("cloudwatch.amazonaws.com", "logs.{region}.amazonaws.com")
 
 
 class Recorder:
@@ -107,22 +106,7 @@ def recorded(emulator: Any, runtime: Any, monkeypatch: pytest.MonkeyPatch) -> Re
 def customer_keys(endpoint: str) -> None:
     """alias/taskmgmt in both regions, usable by CloudWatch and CloudWatch Logs."""
     for region in ("us-east-1", "us-west-2"):
-        kms = boto3.client("kms", region_name=region, endpoint_url=endpoint)
-        services = [s.format(region=region) for s in KEY_USERS]
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-                    "Action": "kms:*",
-                    "Resource": "*",
-                },
-                {"Effect": "Allow", "Principal": {"Service": services}, "Action": "kms:*", "Resource": "*"},
-            ],
-        }
-        key = kms.create_key(Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
-        kms.create_alias(AliasName="alias/taskmgmt", TargetKeyId=key)
+        customer_key(region, endpoint_url=endpoint)
 
 
 def lifecycle(cli: Any) -> dict[str, Any]:
