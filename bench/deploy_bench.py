@@ -1,4 +1,4 @@
-"""Deploy benchmark: fresh deploy, no-change redeploy, status and destroy, timed.
+"""Deploy benchmark: preflight, fresh deploy, no-change redeploy, status and destroy, timed.
 
 Runs against moto's server (made AWS-like by the fidelity layer, on the real clock) with a
 latency added to every AWS call and DSQL clusters that take a while to become ACTIVE. For
@@ -30,7 +30,7 @@ from taskmgmt_deploy.emulator.server import free_port, wait_until_answering
 from taskmgmt_deploy.stack.config import load_settings
 from taskmgmt_deploy.usecases import factory
 
-READS = ("Get", "List", "Describe", "Head")
+READS = ("Get", "List", "Describe", "Head", "Simulate")
 _current = threading.local()
 
 
@@ -226,7 +226,8 @@ def run_all(emulator: Emulator, delays: Delays, workers: int, workdir: Path) -> 
     calls: list[tuple[str, str, str, str]] = []
     lock = threading.Lock()
     instrument(calls, lock)
-    runs = []
+    runs = [timed_preflight(settings, calls, delays, "preflight, first in the process")]
+    runs.append(timed_preflight(settings, calls, delays, "preflight"))
     for operation in ("fresh deploy", "no-change redeploy", "status", "destroy"):
         calls.clear()
         existing = operation in ("status", "destroy")
@@ -252,6 +253,26 @@ def run_all(emulator: Emulator, delays: Delays, workers: int, workdir: Path) -> 
             run.bound = reads
         runs.append(run)
     return runs
+
+
+def timed_preflight(settings: Any, calls: list[tuple[str, str, str, str]], delays: Delays, name: str) -> Run:
+    """What deploy runs first on AWS: reads only, the checks in parallel after the credentials.
+    Its bound is the longest check's sequential calls after the identity's. The first run in a
+    process also loads botocore's service models (and wakes the emulator's backends)."""
+    from taskmgmt_deploy.usecases.preflight import preflight
+
+    calls.clear()
+    start = time.perf_counter()
+    preflight(settings.stack, factory.aws_clients(settings))
+    run = Run(name, time.perf_counter() - start, list(calls))
+    run.read_chain = PREFLIGHT_CHAIN
+    run.bound = run.read_chain * delays.latency
+    return run
+
+
+# identity; then the longest check: the DSQL quota (ListClusters, then Service Quotas) or the
+# permissions (one simulation alone, then the rest at once)
+PREFLIGHT_CHAIN = 3
 
 
 def table(runs: list[Run], serial: list[Run] | None, delays: Delays) -> tuple[str, list[str]]:
@@ -280,6 +301,8 @@ def targets(runs: list[Run], serial: list[Run] | None, delays: Delays) -> list[s
     by_name = {run.operation: run for run in runs}
     fresh, redeploy, status = by_name["fresh deploy"], by_name["no-change redeploy"], by_name["status"]
     checks = [
+        ("preflight under a second", by_name["preflight"].wall < 1.0),
+        ("preflight makes no mutating call", by_name["preflight"].mutating == 0),
         ("fresh deploy within 1.3x its critical path", fresh.wall <= 1.3 * fresh.bound),
         ("no-change redeploy makes no mutating call", redeploy.mutating == 0),
         (

@@ -39,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     hot = handler["contention"]
     budget = 3 * latency * redeploy["read_chain"]
     most_reads = redeploy["resources"] + 3
+    preflight, first = runs["preflight"], runs["preflight, first in the process"]
     rows = [
+        (
+            "preflight wall time",
+            f"{preflight['wall']:.2f} s ({preflight['reads']} reads, {preflight['mutating']} mutating; "
+            f"{first['wall']:.2f} s first in the process, loading botocore's models)",
+            "< 1 s, no mutating call",
+            preflight["wall"] < 1.0 and preflight["mutating"] == 0,
+        ),
         (
             "fresh deploy wall time",
             f"{fresh['wall']:.1f} s",

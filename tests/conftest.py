@@ -19,7 +19,7 @@ from taskmgmt_deploy.stack.config import DEFAULTS
 from taskmgmt_deploy.steps.packaging import Target
 from taskmgmt_deploy.usecases import factory
 
-READ_PREFIXES = ("Get", "List", "Describe", "Head")
+READ_PREFIXES = ("Get", "List", "Describe", "Head", "Simulate")
 
 
 class FakeClock:

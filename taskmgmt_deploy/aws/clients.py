@@ -37,6 +37,8 @@ class AwsClients:
         )
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self._identity: dict[str, str] | None = None
+        self._identity_lock = threading.Lock()
 
     def get(self, service: str, region: str | None = None) -> Any:
         region = self.home_region if (region is None or service in GLOBAL_SERVICES) else region
@@ -57,5 +59,18 @@ class AwsClients:
         for service, region in pairs:
             self.get(service, region)
 
+    def identity(self) -> dict[str, str]:
+        """GetCallerIdentity's answer (Account, Arn, UserId), asked once."""
+        with self._identity_lock:
+            if self._identity is None:
+                answer = self.get("sts").get_caller_identity()
+                self._identity = {k: str(answer[k]) for k in ("Account", "Arn", "UserId")}
+            return dict(self._identity)
+
     def account_id(self) -> str:
-        return str(self.get("sts").get_caller_identity()["Account"])
+        return self.identity()["Account"]
+
+    def arn(self, service: str, region: str, resource: str) -> str:
+        """The ARN of one of this account's resources whose ARN AWS derives from its name."""
+        partition = self.identity()["Arn"].split(":")[1]
+        return f"arn:{partition}:{service}:{region}:{self.account_id()}:{resource}"

@@ -12,6 +12,7 @@ NOT_FOUND_CODES = frozenset(
         "AWS.SimpleQueueService.NonExistentQueue",
         "QueueDoesNotExist",
         "NotFoundException",
+        "NotFound",  # SNS
     }
 )
 ALREADY_EXISTS_CODES = frozenset(

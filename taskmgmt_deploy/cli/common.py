@@ -58,6 +58,22 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "log_retention_days": ("LOG_RETENTION_DAYS", ("--log-retention-days",), "Log retention in days. \\[default: 7]"),
     "lambda_memory": ("LAMBDA_MEMORY_SIZE", ("--lambda-memory",), "Function memory in MB, 128-10240. \\[default: 512]"),
     "lambda_timeout": ("LAMBDA_TIMEOUT", ("--lambda-timeout",), "Function timeout in seconds, 1-900. \\[default: 60]"),
+    "alarm_email": (
+        "ALARM_EMAIL",
+        ("--alarm-email",),
+        "Email address the alarms notify (it must confirm the subscription). \\[default: none]",
+    ),
+    "kms_key": (
+        "KMS_KEY",
+        ("--kms-key",),
+        "Customer managed KMS key for the clusters, alarm topics and log groups: alias/NAME in both "
+        "regions, or a multi-Region key id mrk-... \\[default: AWS owned keys]",
+    ),
+    "reserved_concurrency": (
+        "LAMBDA_RESERVED_CONCURRENCY",
+        ("--reserved-concurrency",),
+        "Concurrency reserved for the function in each region, 1-100000. \\[default: none]",
+    ),
     "profile": ("AWS_PROFILE", ("--profile",), "AWS profile, as with the AWS CLI."),
     "endpoint_url": ("AWS_ENDPOINT_URL", ("--endpoint-url",), "Send every AWS call here (an emulator)."),
     "state_dir": ("TASKMGMT_STATE_DIR", ("--state-dir",), "Where manifests and locks live. \\[default: ./.taskmgmt]"),
@@ -93,6 +109,15 @@ def _common_parameters() -> list[inspect.Parameter]:
             show_default=False,
             help="DSQL deletion protection. \\[default: on for prod and staging]",
         ),
+        _config_option(
+            "cluster_policy",
+            bool | None,
+            None,
+            "--cluster-policy/--no-cluster-policy",
+            show_default=False,
+            help="A DSQL resource policy: only the function role may connect, only this account as admin. "
+            "\\[default: off]",
+        ),
     ]
 
 
@@ -105,8 +130,9 @@ def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
         flags: dict[str, str | None] = {key: kwargs.pop(name) for name, (key, _, _) in _OPTIONS.items()}
-        protection = kwargs.pop("deletion_protection")
-        flags["DELETION_PROTECTION"] = None if protection is None else str(protection).lower()
+        for name, key in (("deletion_protection", "DELETION_PROTECTION"), ("cluster_policy", "DSQL_CLUSTER_POLICY")):
+            value = kwargs.pop(name)
+            flags[key] = None if value is None else str(value).lower()
         flags["SANDBOX"] = "true" if kwargs.pop("sandbox") else None
         return fn(flags=flags, **kwargs)
 
@@ -161,8 +187,8 @@ def interruptible() -> Iterator[threading.Event]:
 def summary(changes: list[tuple[Resource, Change]]) -> str:
     counts = {action: sum(1 for _, c in changes if c.action is action) for action in Action}
     return ", ".join(
-        f"{counts[a]} to {a.value}" if a in (Action.CREATE, Action.UPDATE) else f"{counts[a]} {a.value}"
-        for a in (Action.CREATE, Action.UPDATE, Action.NOOP, Action.SKIP)
+        f"{counts[a]} to {a.value}" if a in (Action.CREATE, Action.UPDATE, Action.DELETE) else f"{counts[a]} {a.value}"
+        for a in (Action.CREATE, Action.UPDATE, Action.DELETE, Action.NOOP, Action.SKIP)
         if counts[a]
     )
 

@@ -23,7 +23,9 @@ _ACTION_STYLE = {
     Action.UPDATE: "yellow",
     Action.NOOP: "dim",
     Action.SKIP: "dim",
+    Action.DELETE: "red",
 }
+_CHECK_STYLE = {"ok": "green", "skip": "dim", "FAIL": "red"}
 _HEALTH_STYLE = {
     Health.OK: "green",
     Health.MISSING: "red",
@@ -90,6 +92,11 @@ class Console:
         self._say(f"  failed    {key}: {one_line(error)}", "red")
 
     # -- data (stdout) ----------------------------------------------------------------
+    def check(self, outcome: str, text: str) -> None:
+        """One line of a check list: ok, skip or FAIL."""
+        with self._lock:
+            self.out.print(f"{outcome:<5} {text}", style=_CHECK_STYLE.get(outcome, "red"))
+
     def json(self, data: Any) -> None:
         with self._lock:
             sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -11,6 +11,9 @@ from taskmgmt_deploy.cli import (
     local,  # noqa: F401
     stack,  # noqa: F401 - registers the commands, in this order
 )
+
+# isort: split
+from taskmgmt_deploy.cli import ci  # noqa: F401 - policy and preflight: after the stack's commands
 from taskmgmt_deploy.cli.common import app, console
 from taskmgmt_deploy.errors import TaskmgmtError, one_line
 

@@ -26,15 +26,21 @@ from taskmgmt_deploy.stack.config import Settings
 def deploy(
     plan: Annotated[bool, typer.Option("--plan", help="Only show what would change; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking for confirmation.")] = False,
+    skip_preflight: Annotated[
+        bool, typer.Option("--skip-preflight", help="Deploy without running `taskmgmt preflight` first.")
+    ] = False,
     *,
     flags: dict[str, str | None],
 ) -> None:
     """Create or update the whole stack in both regions, then print its outputs.
 
+    On AWS it runs `taskmgmt preflight` first and stops, creating nothing, if a check fails.
     Idempotent: an up-to-date stack makes no change. An interrupted deploy resumes where it
     stopped. Example: taskmgmt deploy --env dev --yes
     """
+    from taskmgmt_deploy.cli.ci import show_checks
     from taskmgmt_deploy.usecases.deploy import deploy as deploy_stack
+    from taskmgmt_deploy.usecases.deploy import preflight_applies
     from taskmgmt_deploy.usecases.factory import open_stack
     from taskmgmt_deploy.usecases.outputs import stack_outputs
 
@@ -49,7 +55,8 @@ def deploy(
         interruptible() as cancel,
         open_stack(settings, console, command="deploy", lock=True, existing=False, cancel=cancel) as stack,
     ):
-        changes = deploy_stack(stack, confirm=None if yes else confirm_changes)
+        checks = show_checks if preflight_applies(settings) and not skip_preflight else None
+        changes = deploy_stack(stack, confirm=None if yes else confirm_changes, checks=checks)
         console.success(f"deployed {settings.stack.stack_name}: {summary(changes)}")
         console.key_values(stack_outputs(stack.manifest))
     if settings.sandbox:  # the sandbox proves itself after every deploy

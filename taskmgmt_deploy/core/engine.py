@@ -112,14 +112,30 @@ class Engine:
     # -- public operations ------------------------------------------------------
     def plan(self, resources: list[Resource]) -> list[tuple[Resource, Change]]:
         observed = self._read_all([(r, self.manifest.get(r.key)) for r in resources])
-        return self._walk(resources, observed, PlanOnlyExecutor())
+        return self._walk(resources, observed, PlanOnlyExecutor()) + self._removals(resources)
 
     def deploy(self, resources: list[Resource], confirm: Confirm | None = None) -> list[tuple[Resource, Change]]:
+        """Create and update what the configuration has; then delete what only the manifest has
+        (an option turned off), after everything that may have used it was updated."""
         observed = self._read_all([(r, self.manifest.get(r.key)) for r in resources])
-        preview = self._walk(resources, observed, PlanOnlyExecutor(), report=False)
+        preview = self._walk(resources, observed, PlanOnlyExecutor(), report=False) + self._removals(resources)
         if confirm and any(c.mutates for _, c in preview) and not confirm(preview):
             raise Aborted("deploy cancelled; nothing was changed")
-        return self._walk(resources, observed, ApplyExecutor())
+        changes = self._walk(resources, observed, ApplyExecutor())
+        removals = self._removals(resources)
+        if removals:
+            stale = {res.key: self.manifest.get(res.key) for res, _ in removals}
+            teardown = Teardown(self.steps, self.manifest, self.reporter, self._scheduler("delete"), None)
+            teardown.delete({key: rec for key, rec in stale.items() if rec is not None}, force=False)
+        return changes + removals
+
+    def _removals(self, resources: list[Resource]) -> list[tuple[Resource, Change]]:
+        wanted = {r.key for r in resources}
+        return [
+            (resource_of(rec), Change(Action.DELETE, ("no longer in the configuration",)))
+            for rec in self.manifest
+            if rec.key not in wanted
+        ]
 
     def status(self, resources: list[Resource]) -> list[Status]:
         items = self._known_items(resources)
@@ -128,7 +144,13 @@ class Engine:
             res.key: (observed[res.key].outputs if observed.get(res.key) else (rec.outputs if rec else {}))
             for res, rec in items
         }
-        return [self._status_of(res, rec, observed.get(res.key), outputs) for res, rec in in_topo_order(items)]
+        wanted = {r.key for r in resources}
+        return [
+            self._status_of(res, rec, observed.get(res.key), outputs)
+            if res.key in wanted
+            else self._stale_status(res, observed.get(res.key), outputs)
+            for res, rec in in_topo_order(items)
+        ]
 
     def destroy(self, resources: list[Resource], force: bool = False) -> DestroyReport:
         items = self._known_items(resources)
@@ -247,6 +269,15 @@ class Engine:
         if trouble:
             return Status(res.key, res.kind, res.region, ident, state, Health.UNHEALTHY, (trouble,))
         return Status(res.key, res.kind, res.region, ident, state, Health.OK)
+
+    @staticmethod
+    def _stale_status(res: Resource, observed: Observed | None, outputs: Mapping[str, Mapping[str, Any]]) -> Status:
+        """A recorded resource the configuration no longer has (a deploy that removed it failed)."""
+        ident = str(outputs[res.key].get("id") or "-")
+        if observed is None:
+            return Status(res.key, res.kind, res.region, ident, "absent", Health.DRIFTED, ("gone; deploy forgets it",))
+        reason = "no longer in the configuration: deploy deletes it"
+        return Status(res.key, res.kind, res.region, ident, observed.state or "present", Health.DRIFTED, (reason,))
 
     # -- helpers ------------------------------------------------------------------
     def _step(self, kind: str) -> Step:

@@ -107,6 +107,7 @@ class Action(enum.Enum):
     UPDATE = "update"
     NOOP = "unchanged"
     SKIP = "skip"
+    DELETE = "delete"  # recorded, but no longer in the configuration
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class Change:
 
     @property
     def mutates(self) -> bool:
-        return self.action in (Action.CREATE, Action.UPDATE)
+        return self.action in (Action.CREATE, Action.UPDATE, Action.DELETE)
 
 
 @dataclass(frozen=True)

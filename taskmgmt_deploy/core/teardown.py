@@ -40,8 +40,7 @@ class Teardown:
     ) -> DestroyReport:
         targets = self._targets(items, observed)
         self._guard(targets, observed, force)
-        report = DestroyReport()
-        self._delete_walk(targets, force, report)
+        report = self.delete(targets, force)
         self._sweep(force, report)
         if not report.left and not self.manifest.records:
             self.manifest.delete_file()
@@ -71,6 +70,12 @@ class Teardown:
                 "; ".join(refusals) + ". Nothing was changed. "
                 "Run `taskmgmt destroy --force` to turn protection off and delete"
             )
+
+    def delete(self, targets: dict[str, Record], force: bool) -> DestroyReport:
+        """Delete these records' resources, dependents first (deploy removes what it no longer has)."""
+        report = DestroyReport()
+        self._delete_walk(targets, force, report)
+        return report
 
     def _delete_walk(self, targets: dict[str, Record], force: bool, report: DestroyReport) -> None:
         """The deploy order backwards: each target after every target that depends on it."""

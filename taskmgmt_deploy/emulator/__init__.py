@@ -7,7 +7,8 @@ and the tool has to work under it. docs/pessimistic-emulation.md lists every suc
 the AWS behaviour, the documentation page it is read from, what the emulator does, and the
 test that fails if the emulator becomes kinder.
 
-One module per emulated service (dsql, iam, awslambda, events, cloudwatch, logs, sqs), installed
+One module per emulated service (dsql, iam, awslambda, events, cloudwatch, logs, sqs, sns, kms,
+account), with alarms.py (alarm evaluation) and policy.py (IAM policy evaluation) beside them, installed
 together by fidelity.Fidelity through patching.Patches; server.py runs it as a server (the
 sandbox, the deploy benchmark, the tests). Used in-process by the tests too.
 moto is pinned (pyproject.toml) because this patches its internals. Nothing is imported here, so

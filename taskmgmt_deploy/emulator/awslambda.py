@@ -51,6 +51,7 @@ RUNTIMES = frozenset(
     }
 )
 ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
+UNRESERVED_MINIMUM = 100
 
 
 @dataclass
@@ -86,10 +87,12 @@ class LambdaFidelity:
         settle_seconds: float,
         lock: threading.RLock,
         invoker: Invoker | None,
+        concurrency_limit: int = 1000,
     ):
         self.clock = clock
         self.iam = iam
         self.settle = settle_seconds
+        self.concurrency_limit = concurrency_limit
         self.lock = lock
         self.invoker = invoker
         self.reset()
@@ -226,6 +229,36 @@ class LambdaFidelity:
         fn.event_invoke_config = []  # a put replaces; moto appends
         return original(backend, function_name, config)
 
+    def put_function_concurrency(self, original: Any, backend: LambdaBackend, function_name: str, reserved: str) -> Any:
+        """Lambda keeps at least 100 of the account's concurrency unreserved."""
+        fn = backend.get_function(function_name)
+        others = sum(int(f.reserved_concurrency or 0) for f in backend.list_functions() if f is not fn)
+        if self.concurrency_limit - others - int(reserved) < UNRESERVED_MINIMUM:
+            raise InvalidParameterValueException(
+                "Specified ReservedConcurrentExecutions for function decreases account's "
+                f"UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MINIMUM}]."
+            )
+        return original(backend, function_name, reserved)
+
+    def get_account_settings(self, response: Any) -> tuple[int, dict[str, str], str]:
+        """GetAccountSettings, which moto lacks: the limit, less what functions reserve."""
+        functions = list(response.backend.list_functions())
+        reserved = sum(int(f.reserved_concurrency or 0) for f in functions)
+        settings = {
+            "AccountLimit": {
+                "TotalCodeSize": 80530636800,
+                "CodeSizeUnzipped": 262144000,
+                "CodeSizeZipped": 52428800,
+                "ConcurrentExecutions": self.concurrency_limit,
+                "UnreservedConcurrentExecutions": self.concurrency_limit - reserved,
+            },
+            "AccountUsage": {
+                "TotalCodeSize": sum(int(f.code_size or 0) for f in functions),
+                "FunctionCount": len(functions),
+            },
+        }
+        return 200, {}, json.dumps(settings)
+
     def invoke(
         self,
         original: Any,
@@ -257,9 +290,15 @@ class LambdaFidelity:
             "update_function_code",
             "add_permission",
             "put_function_event_invoke_config",
+            "put_function_concurrency",
             "invoke",
         ):
             patches.around(LambdaBackend, name, getattr(self, name))
+        from moto.awslambda import urls
+        from moto.awslambda.responses import LambdaResponse
+
+        patches.route(urls.url_paths, r"{0}/(?P<api_version>[^/]+)/account-settings/?$", LambdaResponse.dispatch)
+        patches.operation(LambdaResponse, "GetAccountSettings", self.get_account_settings)
         patches.around(LambdaFunction, "get_configuration", self.get_configuration)
         patches.around(LambdaFunction, "get_code", self.get_code)
         from moto.awslambda_simple.models import LambdaSimpleBackend

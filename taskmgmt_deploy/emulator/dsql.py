@@ -21,6 +21,7 @@ so tests can say which calls a run made.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ from moto.dsql.exceptions import ConflictException, ResourceNotFoundException, V
 from moto.dsql.models import AuroraDSQLBackend, Cluster, dsql_backends
 
 from taskmgmt_deploy.core.clock import Clock
+from taskmgmt_deploy.emulator.kms import find_key, usable_by
 from taskmgmt_deploy.emulator.patching import Patches
+from taskmgmt_deploy.emulator.policy import EXPLICIT_DENY, Principal, Request, decide, statements
 
 # AWS's own table, kept apart from taskmgmt's (stack/regions.py) on purpose: the emulator plays
 # AWS, so a mistake in the tool's table must not be mirrored here.
@@ -43,6 +46,15 @@ AWS_REGION_SETS = (
 SERVING = frozenset({"ACTIVE", "IDLE", "INACTIVE", "UPDATING"})  # an activated cluster has an endpoint
 BUSY = frozenset({"CREATING", "UPDATING"})  # a change is in progress
 LEAVING = frozenset({"PENDING_DELETE", "DELETING", "DELETED"})  # its delete was requested
+SETTLED = frozenset({"ACTIVE", "IDLE", "INACTIVE"})
+POLICY_LIMIT = 20480  # characters of a cluster policy
+# What DSQL may check with the caller's own credentials when it is given a customer managed key:
+# the API reference does not say, so the emulator takes the broad reading (see row K2).
+KMS_ON_BEHALF = ("kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey")
+
+
+class ServiceQuotaExceededException(ServiceException):
+    code = "ServiceQuotaExceededException"
 
 
 def _same_set(*regions: str) -> bool:
@@ -59,6 +71,15 @@ class _State:
     endpoint: str | None = None  # what GetCluster reports once the cluster has been ACTIVE
     activated: bool = False
     created: float = 0.0  # when CreateCluster made it (ListClusters shows it `listing_seconds` later)
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """A permission AWS checks with the caller's credentials inside one of its calls."""
+
+    action: str
+    resource: str
+    via: str  # kms:ViaService
 
 
 @dataclass(frozen=True)
@@ -82,8 +103,10 @@ class DsqlFidelity:
         update_seconds: float,
         listing_seconds: float,
         lock: threading.RLock,
+        multi_region_quota: int = 5,
     ):
         self.clock = clock
+        self.multi_region_quota = multi_region_quota
         self.activation_seconds = activation_seconds
         self.deletion_seconds = deletion_seconds
         self.update_seconds = update_seconds
@@ -95,6 +118,7 @@ class DsqlFidelity:
         """Forget every cluster's state and every request (moto's reset forgets the clusters)."""
         self.states: dict[str, _State] = {}  # by cluster ARN
         self.requests: list[DsqlRequest] = []
+        self.authorizations: list[Authorization] = []
 
     # -- model ------------------------------------------------------------------------
     def _cluster(self, arn: str) -> Cluster | None:
@@ -199,10 +223,16 @@ class DsqlFidelity:
     def _create(self, original: Any, backend: AuroraDSQLBackend, *args: Any, **kwargs: Any) -> Cluster:
         properties = kwargs.get("multi_region_properties")
         self._validate_properties(backend.region_name, properties)
+        key = self._customer_key(backend, kwargs.get("kms_encryption_key"))
         known = set(backend.clusters)
+        token = kwargs.get("client_token")
+        retried = token is not None and any(c.client_token == token for c in backend.clusters.values())
+        if properties and properties.get("witnessRegion") and not retried:
+            self._check_quota(backend)
         cluster = original(backend, *args, **kwargs)
         if cluster.identifier in known:  # same client token: the same cluster
             return cluster
+        _encrypt_with(cluster, key)
         cluster._transitions = []  # statuses are ours from now on
         state = _State(
             status="CREATING",
@@ -224,6 +254,30 @@ class DsqlFidelity:
             cluster._status = "UPDATING"
         return cluster
 
+    def _check_quota(self, backend: AuroraDSQLBackend) -> None:
+        """Multi-Region clusters per account and region (adjustable, 5 by default)."""
+        live = [
+            c
+            for c in backend.clusters.values()
+            if c.arn in self.states and self.states[c.arn].witness and self.states[c.arn].status not in LEAVING
+        ]
+        if len(live) >= self.multi_region_quota:
+            raise ServiceQuotaExceededException("ServiceQuotaExceededException", "You have reached the cluster limit.")
+
+    def _customer_key(self, backend: AuroraDSQLBackend, key_id: str | None) -> str | None:
+        """The ARN of the customer managed key DSQL is given, checked; its use is authorized with
+        the caller's credentials through DSQL (recorded in `authorizations`)."""
+        if key_id is None or key_id == "AWS_OWNED_KMS_KEY":
+            return None
+        account, region = backend.account_id, backend.region_name
+        problem = usable_by(account, region, key_id, "dsql.amazonaws.com", ())
+        if problem:
+            raise ValidationException(problem)
+        key = find_key(account, region, key_id)
+        assert key is not None
+        self.authorizations += [Authorization(a, key.arn, f"dsql.{region}.amazonaws.com") for a in KMS_ON_BEHALF]
+        return str(key.arn)
+
     def _activate_if_peered(self, arn: str) -> None:
         if not self._peered(arn):
             return
@@ -237,6 +291,8 @@ class DsqlFidelity:
         asked = [] if protection is None else [f"deletionProtectionEnabled={protection}"]
         if kwargs.get("multi_region_properties") is not None:
             asked.append("multiRegionProperties")
+        if kwargs.get("kms_encryption_key") is not None:
+            asked.append("kmsEncryptionKey")
         change = ", ".join(asked)
         with self.lock:
             return self._logged(
@@ -262,14 +318,17 @@ class DsqlFidelity:
                 )
         if properties is not None:
             self._validate_properties(backend.region_name, properties)
+        key = self._customer_key(backend, kwargs.get("kms_encryption_key"))
         cluster = original(backend, identifier, *args, **kwargs)
+        _encrypt_with(cluster, key)
         if state is None:
             return cluster
+        changes = kwargs.get("deletion_protection_enabled") is not None or kwargs.get("kms_encryption_key") is not None
         if properties is not None:
             state.peers = [p for p in properties.get("clusters") or [] if p != cluster.arn]
             state.witness = properties.get("witnessRegion", state.witness)
             self._activate_if_peered(cluster.arn)
-        elif kwargs.get("deletion_protection_enabled") is not None and state.status == "ACTIVE":
+        elif changes and state.status == "ACTIVE":
             self._set(cluster, "UPDATING", self.update_seconds, "ACTIVE")
         self._show(cluster, state)
         return cluster
@@ -310,6 +369,26 @@ class DsqlFidelity:
                     self._set(other, "DELETING", self.deletion_seconds, "DELETED")
         return cluster
 
+    def put_policy(
+        self, original: Any, backend: AuroraDSQLBackend, identifier: str, policy: str, expected: str | None
+    ) -> str:
+        change = "expectedPolicyVersion" if expected else ""
+        with self.lock:
+            try:
+                cluster = self.get(self._original_get, backend, identifier)
+                state = self.states.get(cluster.arn)
+                if state is not None and state.status not in SETTLED:
+                    raise ConflictException(
+                        f"PutClusterPolicy: cluster {identifier} is {state.status}.", identifier, "cluster"
+                    )
+                _check_policy(cluster, policy)
+                version = original(backend, identifier, policy, expected)
+            except ServiceException as exc:
+                self.requests.append(DsqlRequest("PutClusterPolicy", backend.region_name, identifier, change, exc.code))
+                raise
+            self.requests.append(DsqlRequest("PutClusterPolicy", backend.region_name, identifier, change))
+            return str(version)
+
     def get(self, original: Any, backend: AuroraDSQLBackend, identifier: str) -> Cluster:
         with self.lock:
             cluster = backend.clusters.get(identifier)
@@ -344,5 +423,48 @@ class DsqlFidelity:
             ("delete_cluster", self.delete),
             ("get_cluster", self.get),
             ("list_clusters", self.list_clusters),
+            ("put_cluster_policy", self.put_policy),
         ):
             patches.around(AuroraDSQLBackend, name, method)
+
+
+def _encrypt_with(cluster: Cluster, key_arn: str | None) -> None:
+    """GetCluster names the key by its ARN, however the request named it (moto echoes the request)."""
+    if key_arn is not None:
+        cluster.encryption_details = {
+            "encryptionStatus": "ENABLED",
+            "encryptionType": "CUSTOMER_MANAGED_KMS_KEY",
+            "kmsKeyArn": key_arn,
+        }
+
+
+def _check_policy(cluster: Cluster, text: str) -> None:
+    """What AWS refuses in a cluster policy, read pessimistically: not JSON, too long, no
+    Version or Statement, a statement without a principal, an action outside dsql:, a resource
+    other than the cluster, or a policy that denies this account's root managing the policy
+    (https://docs.aws.amazon.com/aurora-dsql/latest/APIReference/API_PutClusterPolicy.html)."""
+    if len(text) > POLICY_LIMIT:
+        raise ValidationException(f"The policy is longer than {POLICY_LIMIT} characters.")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ValidationException("The policy is not valid JSON.") from None
+    if document.get("Version") != "2012-10-17" or not document.get("Statement"):
+        raise ValidationException("The policy needs Version 2012-10-17 and at least one Statement.")
+    for statement in statements(document):
+        actions = statement.get("Action")
+        actions = [actions] if isinstance(actions, str) else actions or []
+        resources = statement.get("Resource")
+        resources = [resources] if isinstance(resources, str) else resources or []
+        if "Principal" not in statement or not actions:
+            raise ValidationException("Each statement needs a Principal and an Action.")
+        if not all(a.lower().startswith("dsql:") for a in actions):
+            raise ValidationException(f"A cluster policy may only name dsql: actions, not {actions}.")
+        if any(r not in (cluster.arn, "*") for r in resources):
+            raise ValidationException(f"A cluster policy's Resource must be the cluster {cluster.arn}.")
+    root = Principal(arn=f"arn:aws:iam::{cluster.account_id}:root", account=cluster.account_id)
+    for action in ("dsql:PutClusterPolicy", "dsql:GetClusterPolicy", "dsql:DeleteClusterPolicy"):
+        if decide([document], Request(action, cluster.arn, root)) == EXPLICIT_DENY:
+            raise ValidationException(
+                f"The policy would deny {action} to this account: set bypassPolicyLockoutSafetyCheck to put it."
+            )

@@ -10,13 +10,16 @@ from moto.core.responses import BaseResponse
 from moto.moto_api._internal.models import MotoAPIBackend
 
 from taskmgmt_deploy.core.clock import Clock, SystemClock
+from taskmgmt_deploy.emulator.account import AccountFidelity
 from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFidelity
 from taskmgmt_deploy.emulator.cloudwatch import CloudWatchFidelity
-from taskmgmt_deploy.emulator.dsql import DsqlFidelity
+from taskmgmt_deploy.emulator.dsql import Authorization, DsqlFidelity
 from taskmgmt_deploy.emulator.events import Delivery, EventsFidelity
 from taskmgmt_deploy.emulator.iam import IamFidelity
+from taskmgmt_deploy.emulator.kms import KmsFidelity
 from taskmgmt_deploy.emulator.logs import LogsFidelity
 from taskmgmt_deploy.emulator.patching import Patches
+from taskmgmt_deploy.emulator.sns import Notification, SnsFidelity
 from taskmgmt_deploy.emulator.sqs import SqsFidelity
 
 
@@ -33,6 +36,8 @@ class FidelitySettings:
     event_rule_propagation: float = 5.0  # a rule just put or enabled matches no event yet
     asynchronous_events: bool = False  # deliver EventBridge->Lambda in the background, as AWS does
     call_latency: float = 0.0  # added to every call, as the round trip to AWS (the deploy benchmark)
+    dsql_multi_region_clusters: int = 5  # the quota per account and region
+    lambda_concurrency: int = 1000  # the account's concurrency per region
 
 
 class Part(Protocol):
@@ -51,18 +56,39 @@ class Fidelity:
         self.settings = settings or FidelitySettings()
         lock = threading.RLock()
         s = self.settings
-        self.dsql = DsqlFidelity(self.clock, s.dsql_activation, s.dsql_deletion, s.dsql_update, s.dsql_listing, lock)
+        self.dsql = DsqlFidelity(
+            self.clock,
+            s.dsql_activation,
+            s.dsql_deletion,
+            s.dsql_update,
+            s.dsql_listing,
+            lock,
+            s.dsql_multi_region_clusters,
+        )
         self.iam = IamFidelity(self.clock, s.iam_propagation, lock)
-        self.awslambda = LambdaFidelity(self.clock, self.iam, s.lambda_settle, lock, invoker)
+        self.awslambda = LambdaFidelity(self.clock, self.iam, s.lambda_settle, lock, invoker, s.lambda_concurrency)
         self.events = EventsFidelity(self.clock, s.event_rule_propagation, lock, invoker, s.asynchronous_events)
         self.sqs = SqsFidelity(self.clock, lock)
-        self._parts: list[Part] = [self.dsql, self.iam, self.awslambda, self.events, self.sqs]
-        self._parts += [CloudWatchFidelity(), LogsFidelity()]
+        self.sns = SnsFidelity(lock)
+        self.cloudwatch = CloudWatchFidelity(self.sns, lock)
+        self.account = AccountFidelity(s.dsql_multi_region_clusters)
+        self._parts: list[Part] = [self.dsql, self.iam, self.awslambda, self.events, self.sqs, self.sns]
+        self._parts += [self.cloudwatch, self.account, KmsFidelity(), LogsFidelity()]
         self._patches = Patches()
 
     @property
     def deliveries(self) -> list[Delivery]:
         return self.events.deliveries
+
+    @property
+    def notifications(self) -> list[Notification]:
+        """Alarm state changes sent to SNS topics: delivered (to whom) or dropped (why)."""
+        return self.sns.notifications
+
+    @property
+    def authorizations(self) -> list[Authorization]:
+        """Permissions AWS checked with the caller's credentials inside its calls."""
+        return self.dsql.authorizations
 
     def reset(self) -> None:
         """Forget what every part keeps; moto's own reset (POST /moto-api/reset) calls this too."""
@@ -96,4 +122,4 @@ class Fidelity:
         self.uninstall()
 
 
-__all__ = ["Delivery", "Fidelity", "FidelitySettings", "Invocation", "Invoker"]
+__all__ = ["Authorization", "Delivery", "Fidelity", "FidelitySettings", "Invocation", "Invoker", "Notification"]

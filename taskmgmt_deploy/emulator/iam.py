@@ -4,16 +4,21 @@ still attached cannot be deleted. Also the policy evaluation the other services 
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import threading
 from typing import Any
 
-from moto.iam.exceptions import DeleteConflictException
+from moto.core.responses import ActionResult
+from moto.iam.exceptions import DeleteConflictException, IAMException, NoSuchEntity
 from moto.iam.models import IAMBackend, iam_backends
+from moto.iam.responses import IamResponse
 
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.patching import Patches
+from taskmgmt_deploy.emulator.policy import Principal, Request, allowed, decide
+
+
+class AccessDenied(IAMException):
+    code = "AccessDenied"
 
 
 class IamFidelity:
@@ -67,9 +72,70 @@ class IamFidelity:
             raise DeleteConflictException("Cannot delete a policy attached to entities.")
         return original(backend, policy_arn)
 
+    @staticmethod
+    def simulate_principal_policy(response: Any) -> ActionResult:
+        """SimulatePrincipalPolicy, which moto lacks: the principal's own policies (inline, managed,
+        and its groups'), each action on each resource, with the context entries given. It knows
+        nothing of permissions boundaries, SCPs or session policies, which can only deny more."""
+        iam = iam_backends[response.current_account]["global"]
+        arn = response._get_param("PolicySourceArn")
+        caller = iam.get_user_from_access_key_id(response.get_access_key())
+        if caller is not None:  # a user moto made: it calls with its own permissions (row I11)
+            asked = Request("iam:SimulatePrincipalPolicy", arn, Principal(arn=caller.arn, account=caller.account_id))
+            if decide(principal_documents(iam, caller.arn) or [], asked) != "allowed":
+                raise AccessDenied(
+                    f"User: {caller.arn} is not authorized to perform: iam:SimulatePrincipalPolicy on resource: {arn}"
+                )
+        documents = principal_documents(iam, arn)
+        if documents is None:
+            raise NoSuchEntity(f"The principal {arn} does not exist.")
+        context = {
+            entry["ContextKeyName"]: entry["ContextKeyValues"]
+            if entry.get("ContextKeyType", "").endswith("List")
+            else entry["ContextKeyValues"][0]
+            for entry in response._get_param("ContextEntries", [])
+        }
+        principal = Principal(arn=arn, account=arn.split(":")[4])
+        results = [
+            {
+                "EvalActionName": action,
+                "EvalResourceName": resource,
+                "EvalDecision": decide(documents, Request(action, resource, principal, context)),
+                "MatchedStatements": [],
+                "MissingContextValues": [],
+            }
+            for action in response._get_param("ActionNames", [])
+            for resource in response._get_param("ResourceArns", []) or ["*"]
+        ]
+        return ActionResult({"EvaluationResults": results, "IsTruncated": False})
+
     def install(self, patches: Patches) -> None:
         for name in ("create_role", "put_role_policy", "delete_policy"):
             patches.around(IAMBackend, name, getattr(self, name))
+        patches.operation(IamResponse, "SimulatePrincipalPolicy", self.simulate_principal_policy)
+
+
+def principal_documents(iam: IAMBackend, arn: str) -> list[Any] | None:
+    """Every policy document of the user or role `arn`, or None when there is no such principal."""
+    kind, _, name = arn.split(":", 5)[-1].partition("/")
+    name = name.rsplit("/", 1)[-1]
+    if kind == "role":
+        found = next((r for r in iam.roles.values() if r.arn == arn), None)
+        holders = [found] if found else []
+    elif kind == "user" and name in iam.users and iam.users[name].arn == arn:
+        holders = [iam.users[name], *iam.get_groups_for_user(name)]
+    else:
+        return None
+    if not holders:
+        return None
+    return [
+        document
+        for holder in holders
+        for document in [
+            *holder.policies.values(),
+            *(p.default_version.document for p in holder.managed_policies.values()),
+        ]
+    ]
 
 
 def allows(
@@ -79,41 +145,8 @@ def allows(
     service: str | None = None,
     source_arn: str | None = None,
 ) -> bool:
-    """Whether an Allow statement of the policy grants `action` on `resource`; for a resource
-    policy, to the `service` principal calling on behalf of `source_arn`. A statement with a
-    condition this does not evaluate never grants anything."""
-    if isinstance(document, str):
-        document = json.loads(document) if document else {}
-    statements = document.get("Statement", [])
-    for statement in statements if isinstance(statements, list) else [statements]:
-        if (
-            statement.get("Effect") == "Allow"
-            and _matches(action, statement.get("Action"))
-            and _matches(resource, statement.get("Resource"))
-            and (service is None or _names_service(statement.get("Principal"), service))
-            and _conditions_hold(statement.get("Condition") or {}, source_arn)
-        ):
-            return True
-    return False
-
-
-def _matches(value: str, patterns: str | list[str] | None) -> bool:
-    patterns = [patterns] if isinstance(patterns, str) else patterns or []
-    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
-
-
-def _names_service(principal: Any, service: str) -> bool:
-    if principal == "*":
-        return True
-    named = principal.get("Service") if isinstance(principal, dict) else principal
-    return _matches(service, named) if named else False
-
-
-def _conditions_hold(conditions: dict[str, Any], source_arn: str | None) -> bool:
-    for operator, tests in conditions.items():
-        for key, wanted in (tests if isinstance(tests, dict) else {}).items():
-            if operator not in ("ArnEquals", "ArnLike") or key.lower() != "aws:sourcearn" or source_arn is None:
-                return False
-            if not _matches(source_arn, wanted):
-                return False
-    return True
+    """Whether the policy allows `action` on `resource`; for a resource policy, to the `service`
+    principal calling on behalf of `source_arn` (emulator/policy.py decides)."""
+    principal = Principal(service=service) if service else None
+    context = {"aws:SourceArn": source_arn} if source_arn else {}
+    return allowed([document], Request(action, resource, principal, context))

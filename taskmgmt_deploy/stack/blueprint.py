@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskmgmt_deploy.core.models import Ref, Resource, resource_key
+from taskmgmt_deploy.stack import alarms
 from taskmgmt_deploy.stack.config import StackConfig
 
 # The function's contract with lambda/ (pinned by tests/unit/test_contract.py).
@@ -30,6 +31,7 @@ PACKAGE = resource_key("lambda_package", "task-processor", None)
 ROLE = resource_key("iam_role", "task-processor", None)
 POLICY = resource_key("iam_role_policy", "task-processor", None)
 PEERING = resource_key("dsql_peering", "clusters", None)
+KMS_KEY = "kms_key:customer-key@{region}"
 
 
 def function_name(stack: StackConfig) -> str:
@@ -40,17 +42,58 @@ def role_name(stack: StackConfig) -> str:
     return stack.name("task-processor-role")
 
 
+def side(stack: StackConfig, region: str) -> str:
+    """Which cluster lives in the region."""
+    return "primary" if region == stack.primary_region else "secondary"
+
+
 def cluster_key(stack: StackConfig, region: str) -> str:
-    side = "primary" if region == stack.primary_region else "secondary"
-    return resource_key("dsql_cluster", side, region)
+    return resource_key("dsql_cluster", side(stack, region), region)
 
 
 def build(stack: StackConfig) -> list[Resource]:
-    resources = [_package(), _role(stack), *_clusters(stack)]
+    resources = [_package(), *_kms_keys(stack), _role(stack), *_clusters(stack)]
     for region in stack.regions:
         resources += _regional(stack, region)
-    resources += [_policy(stack), _dashboard(stack), _schema(stack)]
+    resources += [_policy(stack), _dashboard(stack), *_cluster_policies(stack), _schema(stack)]
     return resources
+
+
+def _kms_keys(stack: StackConfig) -> list[Resource]:
+    """The customer managed key, looked up in each region (KMS keys are regional). It is the
+    user's: taskmgmt reads it and never changes or deletes it."""
+    if not stack.kms_key:
+        return []
+    return [
+        _res(stack, "kms_key", "customer-key", region, stack.kms_key, {"key_id": stack.kms_key}, tagged=False)
+        for region in stack.regions
+    ]
+
+
+def _kms(stack: StackConfig, region: str) -> dict[str, Any]:
+    """The spec field of a resource encrypted with the customer key; nothing when none is configured."""
+    return {"kms_key_arn": Ref(KMS_KEY.format(region=region), "arn")} if stack.kms_key else {}
+
+
+def _cluster_policies(stack: StackConfig) -> list[Resource]:
+    """Who may connect to each cluster, put once both are ACTIVE (DSQL_CLUSTER_POLICY)."""
+    if not stack.cluster_policy:
+        return []
+    policies = []
+    for region in stack.regions:
+        cluster = cluster_key(stack, region)
+        policies.append(
+            _res(
+                stack,
+                "dsql_cluster_policy",
+                side(stack, region),
+                region,
+                stack.name(side(stack, region)),
+                {"cluster_id": Ref(cluster, "id"), "cluster_arn": Ref(cluster, "arn"), "role_arn": Ref(ROLE, "arn")},
+                after=(PEERING,),
+            )
+        )
+    return policies
 
 
 def _schema(stack: StackConfig) -> Resource:
@@ -114,14 +157,21 @@ def _clusters(stack: StackConfig) -> list[Resource]:
     primary_key = cluster_key(stack, stack.primary_region)
     secondary_key = cluster_key(stack, stack.secondary_region)
     common = {"witness_region": stack.witness_region, "deletion_protection": stack.deletion_protection}
-    primary = _res(stack, "dsql_cluster", "primary", stack.primary_region, stack.name("primary"), common)
+    primary = _res(
+        stack,
+        "dsql_cluster",
+        "primary",
+        stack.primary_region,
+        stack.name("primary"),
+        {**common, **_kms(stack, stack.primary_region)},
+    )
     secondary = _res(
         stack,
         "dsql_cluster",
         "secondary",
         stack.secondary_region,
         stack.name("secondary"),
-        {**common, "peer_arn": Ref(primary_key, "arn")},
+        {**common, "peer_arn": Ref(primary_key, "arn"), **_kms(stack, stack.secondary_region)},
     )
     peering = _res(
         stack,
@@ -165,6 +215,7 @@ def _regional(stack: StackConfig, region: str) -> list[Resource]:
         }.items()
     }
     resources = [
+        *_notifications(stack, region),
         _res(stack, "sqs_queue", "events-dlq", region, dlq, {"attributes": QUEUE_ATTRIBUTES}),
         _res(stack, "sqs_queue", "failed-invocations", region, failures, {"attributes": QUEUE_ATTRIBUTES}),
         _res(stack, "event_bus", "task-events", region, bus),
@@ -174,7 +225,7 @@ def _regional(stack: StackConfig, region: str) -> list[Resource]:
             "task-processor",
             region,
             f"/aws/lambda/{fn}",
-            {"retention_days": stack.log_retention_days},
+            {"retention_days": stack.log_retention_days, **_kms(stack, region)},
         ),
         _function(stack, region, k["logs"], bus),
         _res(
@@ -245,7 +296,20 @@ def _regional(stack: StackConfig, region: str) -> list[Resource]:
             tagged=False,
         ),
     ]
-    return resources + _alarms(stack, region, fn, bus, rule, dlq, failures)
+    if stack.reserved_concurrency:
+        resources.append(
+            _res(
+                stack,
+                "lambda_concurrency",
+                "task-processor",
+                region,
+                fn,
+                {"function_name": fn, "reserved": stack.reserved_concurrency},
+                after=(k["fn"],),
+                tagged=False,
+            )
+        )
+    return resources + _alarms(stack, region)
 
 
 def _function(stack: StackConfig, region: str, logs_key: str, bus: str) -> Resource:
@@ -337,113 +401,49 @@ def _policy(stack: StackConfig) -> Resource:
     )
 
 
-def _alarm(
-    stack: StackConfig,
-    region: str,
-    logical: str,
-    name: str,
-    description: str,
-    namespace: str,
-    metric: str,
-    dimensions: dict[str, str],
-    statistic: str,
-    threshold: float,
-    periods: int = 1,
-) -> Resource:
-    alarm = {
-        "AlarmDescription": description,
-        "ActionsEnabled": True,
-        "Namespace": namespace,
-        "MetricName": metric,
-        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
-        "Statistic": statistic,
-        "Period": 300,
-        "EvaluationPeriods": periods,
-        "DatapointsToAlarm": periods,
-        "Threshold": float(threshold),
-        "ComparisonOperator": "GreaterThanThreshold",
-        "TreatMissingData": "notBreaching",
-    }
-    return _res(stack, "metric_alarm", logical, region, name, {"alarm": alarm})
-
-
-def _alarms(stack: StackConfig, region: str, fn: str, bus: str, rule: str, dlq: str, failures: str) -> list[Resource]:
-    near_timeout_ms = stack.lambda_timeout * 1000 * 0.8
+def alarm_definitions(stack: StackConfig, region: str, cluster_id: Ref | str) -> list[alarms.AlarmDef]:
+    """The function's, the delivery path's and the region's cluster's alarms."""
+    fn = function_name(stack)
+    bus, rule = stack.name("task-events"), stack.name("task-processing")
+    dlq, failures = stack.name("task-events-dlq"), stack.name("task-processor-failures")
     return [
-        _alarm(
-            stack,
-            region,
-            "function-errors",
-            f"{fn}-errors",
-            "More than 5 function errors in 5 minutes, twice",
-            "AWS/Lambda",
-            "Errors",
-            {"FunctionName": fn},
-            "Sum",
-            5,
-            periods=2,
-        ),
-        _alarm(
-            stack,
-            region,
-            "function-throttles",
-            f"{fn}-throttles",
-            "The function was throttled",
-            "AWS/Lambda",
-            "Throttles",
-            {"FunctionName": fn},
-            "Sum",
-            0,
-        ),
-        _alarm(
-            stack,
-            region,
-            "function-duration",
-            f"{fn}-duration",
-            "An invocation took over 80% of the timeout",
-            "AWS/Lambda",
-            "Duration",
-            {"FunctionName": fn},
-            "Maximum",
-            near_timeout_ms,
-        ),
-        _alarm(
-            stack,
-            region,
-            "events-dlq-messages",
-            f"{dlq}-messages",
-            "Events EventBridge could not deliver",
-            "AWS/SQS",
-            "ApproximateNumberOfMessagesVisible",
-            {"QueueName": dlq},
-            "Maximum",
-            0,
-        ),
-        _alarm(
-            stack,
-            region,
-            "failed-invocations-messages",
-            f"{failures}-messages",
-            "Events the function failed on after its retries",
-            "AWS/SQS",
-            "ApproximateNumberOfMessagesVisible",
-            {"QueueName": failures},
-            "Maximum",
-            0,
-        ),
-        _alarm(
-            stack,
-            region,
-            "rule-failed-invocations",
-            f"{rule}-failed-invocations",
-            "EventBridge failed to invoke the function",
-            "AWS/Events",
-            "FailedInvocations",
-            {"EventBusName": bus, "RuleName": rule},
-            "Sum",
-            0,
-        ),
+        *alarms.function_alarms(stack, fn),
+        *alarms.delivery_alarms(bus, rule, dlq, failures),
+        *alarms.dsql_alarms(stack.name(side(stack, region)), cluster_id),
     ]
+
+
+def _alarms(stack: StackConfig, region: str) -> list[Resource]:
+    """Each alarm notifies the region's topic."""
+    topic = Ref(_key("sns_topic", "alarms", region), "arn")
+    defs = alarm_definitions(stack, region, Ref(cluster_key(stack, region), "id"))
+    return [
+        _res(stack, "metric_alarm", a.logical, region, a.name, {"alarm": alarms.put_metric_alarm_fields(a, topic)})
+        for a in defs
+    ]
+
+
+def _notifications(stack: StackConfig, region: str) -> list[Resource]:
+    """The region's alarm topic, encrypted with the customer key if one is configured, and the
+    email subscription if one is configured."""
+    topic = _res(stack, "sns_topic", "alarms", region, stack.name("alarms"), _kms(stack, region))
+    if not stack.alarm_email:
+        return [topic]
+    subscription = _res(
+        stack,
+        "sns_subscription",
+        "alarm-email",
+        region,
+        stack.alarm_email,
+        {
+            "topic_arn": Ref(topic.key, "arn"),
+            "topic_name": topic.name,
+            "protocol": "email",
+            "endpoint": stack.alarm_email,
+        },
+        tagged=False,
+    )
+    return [topic, subscription]
 
 
 def _dashboard(stack: StackConfig) -> Resource:

@@ -53,6 +53,10 @@ DEFAULTS: dict[str, str | None] = {
     "LAMBDA_MEMORY_SIZE": "512",
     "LAMBDA_TIMEOUT": "60",
     "DELETION_PROTECTION": None,
+    "ALARM_EMAIL": None,
+    "KMS_KEY": None,
+    "LAMBDA_RESERVED_CONCURRENCY": None,
+    "DSQL_CLUSTER_POLICY": None,
     "TASKMGMT_STATE_DIR": ".taskmgmt",
     "TASKMGMT_MAX_WORKERS": "8",
     "AWS_PROFILE": None,
@@ -62,6 +66,9 @@ DEFAULTS: dict[str, str | None] = {
 
 _ENV_RE = re.compile(r"^[a-z0-9-]{1,16}$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_KMS_ALIAS_RE = re.compile(r"^alias/[a-zA-Z0-9/_-]{1,250}$")
+_KMS_MRK_RE = re.compile(r"^mrk-[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,11 @@ class StackConfig:
     lambda_memory: int
     lambda_timeout: int
     deletion_protection: bool
+    # Optional hardening; None (or False) changes nothing.
+    alarm_email: str | None = None
+    kms_key: str | None = None  # an alias or multi-Region key id, resolved in each region
+    reserved_concurrency: int | None = None
+    cluster_policy: bool = False
 
     @property
     def regions(self) -> tuple[str, str]:
@@ -169,6 +181,14 @@ def _stack_config(values: Mapping[str, str | None]) -> StackConfig:
         lambda_memory=_int_in_range(values, "LAMBDA_MEMORY_SIZE", 128, 10240),
         lambda_timeout=_int_in_range(values, "LAMBDA_TIMEOUT", 1, 900),
         deletion_protection=_deletion_protection(values, env),
+        alarm_email=_alarm_email(values),
+        kms_key=_kms_key(values),
+        reserved_concurrency=(
+            None
+            if values["LAMBDA_RESERVED_CONCURRENCY"] is None
+            else _int_in_range(values, "LAMBDA_RESERVED_CONCURRENCY", 1, 100_000)
+        ),
+        cluster_policy=_flag(values, "DSQL_CLUSTER_POLICY", default=False),
     )
 
 
@@ -226,15 +246,48 @@ def _int_in_range(values: Mapping[str, str | None], key: str, low: int, high: in
 
 
 def _deletion_protection(values: Mapping[str, str | None], env: str) -> bool:
-    raw = values["DELETION_PROTECTION"]
+    return _flag(values, "DELETION_PROTECTION", default=env in PROTECTED_ENVIRONMENTS)
+
+
+def _flag(values: Mapping[str, str | None], key: str, default: bool) -> bool:
+    raw = values[key]
     if raw is None:
-        return env in PROTECTED_ENVIRONMENTS
+        return default
     lowered = raw.lower()
     if lowered in ("true", "1", "yes", "on"):
         return True
     if lowered in ("false", "0", "no", "off"):
         return False
-    raise ConfigError("DELETION_PROTECTION", raw, "must be true or false")
+    raise ConfigError(key, raw, "must be true or false")
+
+
+def _alarm_email(values: Mapping[str, str | None]) -> str | None:
+    raw = values["ALARM_EMAIL"]
+    if raw is not None and (len(raw) > 254 or not _EMAIL_RE.match(raw)):
+        raise ConfigError("ALARM_EMAIL", raw, "must be one email address, such as ops@example.com")
+    return raw
+
+
+def _kms_key(values: Mapping[str, str | None]) -> str | None:
+    """An alias or a multi-Region key id: a key id or ARN names one region, and the stack has two."""
+    raw = values["KMS_KEY"]
+    if raw is None:
+        return None
+    if raw.startswith("alias/aws/"):
+        raise ConfigError(
+            "KMS_KEY",
+            raw,
+            "is an AWS managed key: CloudWatch alarms cannot publish to a topic encrypted with it "
+            "(every alarm would be silenced); give a customer managed key",
+        )
+    if not (_KMS_ALIAS_RE.match(raw) or _KMS_MRK_RE.match(raw)):
+        raise ConfigError(
+            "KMS_KEY",
+            raw,
+            "must be an alias (alias/NAME) that exists in both regions, or a multi-Region key id "
+            "(mrk-...) replicated to both: KMS keys are regional and the stack spans two regions",
+        )
+    return raw
 
 
 def _endpoint_url(values: Mapping[str, str | None]) -> str | None:

@@ -1,4 +1,5 @@
-"""The CloudWatch dashboard body: Lambda, EventBridge, queues and DSQL for both regions.
+"""The CloudWatch dashboard body: Lambda, EventBridge, queues and DSQL for both regions,
+with the alarms' thresholds drawn on the metrics they watch (stack/alarms.py).
 
 DSQL widgets use SEARCH expressions on the cluster id rather than a fixed dimension: the
 documentation and AWS's own walkthroughs disagree on the dimension's name (ResourceId or
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from taskmgmt_deploy.core.models import Ref, Template
+from taskmgmt_deploy.stack import alarms
 from taskmgmt_deploy.stack.config import StackConfig
 
 WIDTH, HEIGHT = 8, 6
@@ -46,6 +48,7 @@ def dashboard_body(stack: StackConfig, cluster_ids: Mapping[str, Ref]) -> dict[s
                     ["AWS/Lambda", "Duration", "FunctionName", fn, {"stat": "p50", "label": "p50"}],
                     ["AWS/Lambda", "Duration", "FunctionName", fn, {"stat": "p99", "label": "p99"}],
                 ],
+                thresholds={"p99 alarm": alarms.duration_threshold_ms(stack)},
             ),
             _metrics(
                 WIDTH * 2,
@@ -73,7 +76,8 @@ def dashboard_body(stack: StackConfig, cluster_ids: Mapping[str, Ref]) -> dict[s
                 f"DSQL transactions {region}",
                 region,
                 cluster_ids[region],
-                [("TotalTransactions", "Sum"), ("OccConflicts", "Sum")],
+                [("TotalTransactions", "Sum"), ("OccConflicts", "Sum"), ("QueryTimeouts", "Sum")],
+                thresholds={"OCC conflicts alarm": alarms.OCC_CONFLICTS_PER_PERIOD},
             ),
             _dsql(
                 WIDTH * 2,
@@ -82,22 +86,45 @@ def dashboard_body(stack: StackConfig, cluster_ids: Mapping[str, Ref]) -> dict[s
                 region,
                 cluster_ids[region],
                 [("CommitLatency", "Average")],
+                thresholds={"commit latency alarm": alarms.COMMIT_LATENCY_MS},
             ),
         ]
     return {"widgets": widgets}
 
 
-def _metrics(x: int, y: int, title: str, region: str, stat: str, metrics: list[list[Any]]) -> dict[str, Any]:
-    return _widget(
-        x, y, {"title": title, "region": region, "stat": stat, "period": 300, "view": "timeSeries", "metrics": metrics}
-    )
+def _metrics(
+    x: int,
+    y: int,
+    title: str,
+    region: str,
+    stat: str,
+    metrics: list[list[Any]],
+    thresholds: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    properties = {"title": title, "region": region, "stat": stat, "period": 300, "view": "timeSeries"}
+    return _widget(x, y, {**properties, "metrics": metrics, **_annotations(thresholds)})
+
+
+def _annotations(thresholds: Mapping[str, float] | None) -> dict[str, Any]:
+    """Horizontal lines at the alarms' thresholds."""
+    if not thresholds:
+        return {}
+    return {"annotations": {"horizontal": [{"label": k, "value": float(v)} for k, v in thresholds.items()]}}
 
 
 def _widget(x: int, y: int, properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "metric", "x": x, "y": y, "width": WIDTH, "height": HEIGHT, "properties": properties}
 
 
-def _dsql(x: int, y: int, title: str, region: str, cluster_id: Ref, series: list[tuple[str, str]]) -> dict[str, Any]:
+def _dsql(
+    x: int,
+    y: int,
+    title: str,
+    region: str,
+    cluster_id: Ref,
+    series: list[tuple[str, str]],
+    thresholds: Mapping[str, float],
+) -> dict[str, Any]:
     metrics = [
         [
             {
@@ -112,4 +139,5 @@ def _dsql(x: int, y: int, title: str, region: str, cluster_id: Ref, series: list
         for i, (name, stat) in enumerate(series)
     ]
     # no widget-wide "stat": each SEARCH expression carries its own
-    return _widget(x, y, {"title": title, "region": region, "period": 300, "view": "timeSeries", "metrics": metrics})
+    properties = {"title": title, "region": region, "period": 300, "view": "timeSeries", "metrics": metrics}
+    return _widget(x, y, {**properties, **_annotations(thresholds)})

@@ -30,3 +30,8 @@ def default_witness(primary: str, secondary: str) -> str | None:
     regions = region_set(primary) or ()
     remaining = [r for r in regions if r not in (primary, secondary)]
     return remaining[0] if remaining else None
+
+
+# Lambda offers arm64 (Graviton) functions in every region of the sets above
+# (https://docs.aws.amazon.com/lambda/latest/dg/foundation-arch.html); there is no API to ask.
+LAMBDA_ARM64 = frozenset(MULTI_REGION)

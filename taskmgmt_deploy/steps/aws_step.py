@@ -45,3 +45,8 @@ def tag_dict(tags: Iterable[Mapping[str, str]] | None, key: str = "Key", value: 
 def managed_tags(live_tags: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
     """The live tags restricted to the keys we manage (others' tags are not drift)."""
     return {k: live_tags[k] for k in wanted if k in live_tags}
+
+
+def present(spec: Mapping[str, Any], *fields: str) -> dict[str, Any]:
+    """Those of `fields` the spec has: an optional setting is managed only when it is configured."""
+    return {f: spec[f] for f in fields if f in spec}

@@ -16,6 +16,8 @@ ALARM_FIELDS = (
     "MetricName",
     "Dimensions",
     "Statistic",
+    "ExtendedStatistic",
+    "Metrics",
     "Period",
     "EvaluationPeriods",
     "DatapointsToAlarm",
@@ -24,6 +26,8 @@ ALARM_FIELDS = (
     "TreatMissingData",
     "AlarmDescription",
     "ActionsEnabled",
+    "AlarmActions",
+    "OKActions",
 )
 
 
@@ -46,9 +50,7 @@ class MetricAlarmStep(AwsStep):
         return [_alarm_observed(res.name, found.get(res.name)) for res, _ in items]
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
-        alarm = {f: spec["alarm"].get(f) for f in ALARM_FIELDS}
-        alarm["Dimensions"] = sorted(alarm["Dimensions"] or [], key=lambda d: d["Name"])
-        return {"alarm": alarm}
+        return {"alarm": _comparable(spec["alarm"])}
 
     def apply(
         self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
@@ -65,13 +67,44 @@ class MetricAlarmStep(AwsStep):
 def _alarm_observed(name: str, alarm: Mapping[str, Any] | None) -> Observed | None:
     if alarm is None:
         return None
-    live = {f: alarm.get(f) for f in ALARM_FIELDS}
-    live["Dimensions"] = sorted(live["Dimensions"] or [], key=lambda d: d["Name"])
     return Observed(
         outputs={"id": name, "arn": alarm["AlarmArn"], "name": name},
-        live={"alarm": live},
+        live={"alarm": _comparable(alarm)},
         state=str(alarm.get("StateValue")),
     )
+
+
+def _comparable(alarm: Mapping[str, Any]) -> dict[str, Any]:
+    """The managed fields, with what AWS may report in another order or leave out as defaults."""
+    fields = {f: alarm.get(f) for f in ALARM_FIELDS}
+    fields["Dimensions"] = _dimensions(fields["Dimensions"])
+    fields["Metrics"] = [_query(q) for q in fields["Metrics"] or []]
+    for actions in ("AlarmActions", "OKActions"):
+        fields[actions] = list(fields[actions] or [])
+    return fields
+
+
+def _dimensions(dimensions: Any) -> list[dict[str, Any]]:
+    return sorted(dimensions or [], key=lambda d: d["Name"])
+
+
+def _query(query: Mapping[str, Any]) -> dict[str, Any]:
+    """One metric-math query; ReturnData defaults to true, as the API documents."""
+    stat = query.get("MetricStat")
+    if stat:
+        metric = stat["Metric"]
+        stat = {
+            "Metric": {**metric, "Dimensions": _dimensions(metric.get("Dimensions"))},
+            "Period": stat.get("Period"),
+            "Stat": stat.get("Stat"),
+        }
+    return {
+        "Id": query["Id"],
+        "MetricStat": stat,
+        "Expression": query.get("Expression"),
+        "Label": query.get("Label"),
+        "ReturnData": query.get("ReturnData", True),
+    }
 
 
 class DashboardStep(AwsStep):

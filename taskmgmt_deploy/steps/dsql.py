@@ -29,7 +29,7 @@ from taskmgmt_deploy.aws.waiting import poll
 from taskmgmt_deploy.core.context import StepContext
 from taskmgmt_deploy.core.models import Change, Observed, Record, Ref, Resource
 from taskmgmt_deploy.errors import ProtectedError, TaskmgmtError
-from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none
+from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, present
 
 HEALTHY = frozenset({"ACTIVE", "IDLE", "INACTIVE"})
 GOING = frozenset({"DELETING", "DELETED", "PENDING_DELETE"})  # its delete was requested
@@ -53,7 +53,7 @@ class DsqlClusterStep(AwsStep):
         return None if cluster is None else cluster_observed(cluster)
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return {"deletion_protection": spec["deletion_protection"]}
+        return {"deletion_protection": spec["deletion_protection"], **present(spec, "kms_key_arn")}
 
     def apply(
         self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
@@ -64,8 +64,13 @@ class DsqlClusterStep(AwsStep):
             # links it, and its id, ARN and endpoint are known now.
             return cluster_outputs(self._create(dsql, spec, ctx))
         identifier = observed.outputs["id"]
+        changes: dict[str, Any] = {}
+        if "deletion_protection" in change.diff:
+            changes["deletionProtectionEnabled"] = spec["deletion_protection"]
+        if "kms_key_arn" in change.diff:
+            changes["kmsEncryptionKey"] = spec["kms_key_arn"]
         call_with_retry(
-            lambda: dsql.update_cluster(identifier=identifier, deletionProtectionEnabled=spec["deletion_protection"]),
+            lambda: dsql.update_cluster(identifier=identifier, **changes),
             is_dsql_conflict,
             "dsql_conflict",
             ctx.clock,
@@ -92,6 +97,8 @@ class DsqlClusterStep(AwsStep):
             "tags": dict(spec["tags"]),
             "multiRegionProperties": properties,
         }
+        if spec.get("kms_key_arn"):
+            kwargs["kmsEncryptionKey"] = spec["kms_key_arn"]
         if ctx.token:  # the same token after a crash returns the same cluster, not a second one
             kwargs["clientToken"] = ctx.token
         return dsql.create_cluster(**kwargs)
@@ -118,6 +125,8 @@ class DsqlClusterStep(AwsStep):
             return "not peered yet (PENDING_SETUP): run deploy to finish peering"
         if status in GOING:
             return f"cluster is being deleted ({status})"
+        if observed.live.get("encryption_status") == "KMS_KEY_INACCESSIBLE":
+            return "its KMS key is inaccessible (disabled, deleted, or its policy changed): the data cannot be read"
         return None
 
 
@@ -230,12 +239,15 @@ def cluster_outputs(cluster: Mapping[str, Any]) -> dict[str, Any]:
 
 def cluster_observed(cluster: Mapping[str, Any]) -> Observed:
     properties = cluster.get("multiRegionProperties") or {}
+    encryption = cluster.get("encryptionDetails") or {}
     return Observed(
         outputs=cluster_outputs(cluster),
         live={
             "deletion_protection": bool(cluster.get("deletionProtectionEnabled")),
             "witness_region": properties.get("witnessRegion"),
             "peers": peers_of(cluster),
+            "kms_key_arn": encryption.get("kmsKeyArn"),
+            "encryption_status": encryption.get("encryptionStatus"),
         },
         state=cluster["status"],
     )

@@ -312,3 +312,46 @@ def _statement_live(statement: Mapping[str, Any]) -> dict[str, Any]:
 
 def _permission_outputs(sid: str, function: str | None) -> dict[str, Any]:
     return {"id": sid, "name": sid, "function_name": function}
+
+
+class LambdaConcurrencyStep(AwsStep):
+    """Concurrency reserved for the function (LAMBDA_RESERVED_CONCURRENCY): Lambda keeps at least
+    100 of the account's concurrency unreserved and refuses a reservation that would leave less."""
+
+    kind = "lambda_concurrency"
+
+    def read(self, res: Resource, record: Record | None) -> Observed | None:
+        function = res.spec.get("function_name") or (record.outputs.get("function_name") if record else None)
+        lam = self.aws.get("lambda", res.region)
+        found = absent_is_none(lambda: lam.get_function_concurrency(FunctionName=function)) if function else None
+        reserved = (found or {}).get("ReservedConcurrentExecutions")
+        if reserved is None:
+            return None
+        return Observed(
+            outputs=_concurrency_outputs(function), live={"reserved": reserved}, state=f"{reserved} reserved"
+        )
+
+    def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"reserved": spec["reserved"]}
+
+    def apply(
+        self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
+    ) -> dict[str, Any]:
+        lam = self.aws.get("lambda", res.region)
+        call_when_ready(
+            lambda: lam.put_function_concurrency(
+                FunctionName=spec["function_name"], ReservedConcurrentExecutions=spec["reserved"]
+            ),
+            ctx,
+        )
+        return _concurrency_outputs(spec["function_name"])
+
+    def delete(self, record: Record, ctx: StepContext) -> None:
+        function = record.outputs.get("function_name")
+        if function:
+            lam = self.aws.get("lambda", record.region)
+            absent_is_done(lambda: call_when_ready(lambda: lam.delete_function_concurrency(FunctionName=function), ctx))
+
+
+def _concurrency_outputs(function: str | None) -> dict[str, Any]:
+    return {"id": function, "function_name": function}

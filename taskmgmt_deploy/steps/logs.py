@@ -1,5 +1,5 @@
 """The function's log group, created before the function so Lambda never has to (the role
-is not allowed to create log groups), with retention and tags."""
+is not allowed to create log groups), with retention, tags and, when KMS_KEY is set, the key."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from taskmgmt_deploy.aws.errors import is_already_exists
 from taskmgmt_deploy.core.context import StepContext
 from taskmgmt_deploy.core.models import Change, Observed, Record, Resource
-from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done
+from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, present
 
 
 class LogGroupStep(AwsStep):
@@ -21,25 +21,30 @@ class LogGroupStep(AwsStep):
         group = find_log_group(self.aws.get("logs", res.region), res.name)
         if group is None:
             return None
-        return Observed(
-            outputs=_outputs(group),
-            live={"retention_days": group.get("retentionInDays")},
-            state=f"{group.get('storedBytes', 0)} bytes",
-        )
+        live = {"retention_days": group.get("retentionInDays")}
+        if "kms_key_arn" in res.spec:
+            live["kms_key_arn"] = group.get("kmsKeyId")
+        return Observed(outputs=_outputs(group), live=live, state=f"{group.get('storedBytes', 0)} bytes")
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return {"retention_days": spec["retention_days"]}
+        return {"retention_days": spec["retention_days"], **present(spec, "kms_key_arn")}
 
     def apply(
         self, res: Resource, spec: Mapping[str, Any], change: Change, observed: Observed | None, ctx: StepContext
     ) -> dict[str, Any]:
         logs = self.aws.get("logs", res.region)
+        key = spec.get("kms_key_arn")
         if observed is None:
             try:
-                logs.create_log_group(logGroupName=res.name, tags=dict(spec["tags"]))
+                logs.create_log_group(
+                    logGroupName=res.name, tags=dict(spec["tags"]), **({"kmsKeyId": key} if key else {})
+                )
             except ClientError as exc:
                 if not is_already_exists(exc):
                     raise
+                observed = self.read(res, None)
+        if key and observed is not None and observed.live.get("kms_key_arn") != key:
+            logs.associate_kms_key(logGroupName=res.name, kmsKeyId=key)
         logs.put_retention_policy(logGroupName=res.name, retentionInDays=spec["retention_days"])
         group = find_log_group(logs, res.name)
         if group is None:

@@ -40,13 +40,21 @@ from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import Settings, StackConfig
 from taskmgmt_deploy.steps.cloudwatch import DashboardStep, MetricAlarmStep
 from taskmgmt_deploy.steps.dsql import DsqlClusterStep, DsqlPeeringStep
+from taskmgmt_deploy.steps.dsql_policy import DsqlClusterPolicyStep
 from taskmgmt_deploy.steps.events import EventBusStep, EventRuleStep, EventTargetStep
 from taskmgmt_deploy.steps.iam import IamRolePolicyStep, IamRoleStep
-from taskmgmt_deploy.steps.lambda_fn import LambdaFunctionStep, LambdaInvokeConfigStep, LambdaPermissionStep
+from taskmgmt_deploy.steps.kms import KmsKeyStep
+from taskmgmt_deploy.steps.lambda_fn import (
+    LambdaConcurrencyStep,
+    LambdaFunctionStep,
+    LambdaInvokeConfigStep,
+    LambdaPermissionStep,
+)
 from taskmgmt_deploy.steps.logs import LogGroupStep
 from taskmgmt_deploy.steps.package import LambdaPackageStep
 from taskmgmt_deploy.steps.packaging import LAMBDA_ARM64, Installer, PackageBuilder, Target, pip_install, this_machine
 from taskmgmt_deploy.steps.schema import DbSchemaStep, SchemaTarget
+from taskmgmt_deploy.steps.sns import SnsSubscriptionStep, SnsTopicStep
 from taskmgmt_deploy.steps.sqs import SqsQueuePolicyStep, SqsQueueStep
 
 # config key -> StackConfig field that cannot change under an existing deployment
@@ -110,8 +118,10 @@ def make_steps(aws: AwsClients, builder: PackageBuilder, schema: SchemaTarget) -
         DbSchemaStep(schema),
         IamRoleStep(aws),
         IamRolePolicyStep(aws),
+        KmsKeyStep(aws),
         DsqlClusterStep(aws),
         DsqlPeeringStep(aws),
+        DsqlClusterPolicyStep(aws),
         SqsQueueStep(aws),
         SqsQueuePolicyStep(aws),
         EventBusStep(aws),
@@ -121,6 +131,9 @@ def make_steps(aws: AwsClients, builder: PackageBuilder, schema: SchemaTarget) -
         LambdaFunctionStep(aws),
         LambdaInvokeConfigStep(aws),
         LambdaPermissionStep(aws),
+        LambdaConcurrencyStep(aws),
+        SnsTopicStep(aws),
+        SnsSubscriptionStep(aws),
         MetricAlarmStep(aws),
         DashboardStep(aws),
     ]
@@ -195,7 +208,7 @@ def check_compatible(manifest: Manifest, stack: StackConfig) -> None:
 
 
 def clients_for(stack: StackConfig) -> list[tuple[str, str | None]]:
-    regional = ("dsql", "sqs", "events", "logs", "lambda", "cloudwatch")
+    regional = ("dsql", "sqs", "events", "logs", "lambda", "cloudwatch", "sns") + (("kms",) if stack.kms_key else ())
     return [("iam", None)] + [(service, region) for region in stack.regions for service in regional]
 
 

@@ -35,6 +35,10 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
             "log_groups",
             "alarms",
             "dashboards",
+            "topics",
+            "subscriptions",
+            "cluster_policies",
+            "reserved_concurrency",
         )
     }
     iam = client("iam")
@@ -58,7 +62,13 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
             except dsql.exceptions.ResourceNotFoundException:
                 continue
             if (cluster.get("tags") or {}).get("taskmgmt:env") == stack.rsplit("-", 1)[-1]:
-                found["clusters"].append((region, cluster["tags"].get("taskmgmt:key"), cluster["status"]))
+                key = cluster["tags"].get("taskmgmt:key")
+                found["clusters"].append((region, key, cluster["status"]))
+                try:
+                    dsql.get_cluster_policy(identifier=cluster["identifier"])
+                    found["cluster_policies"].append((region, key))
+                except dsql.exceptions.ResourceNotFoundException:
+                    pass
         lam = client("lambda", region)
         for fn in lam.list_functions()["Functions"]:
             found["functions"].append((region, fn["FunctionName"]))
@@ -69,6 +79,16 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
             found["permissions"] += [(region, fn["FunctionName"], s["Sid"]) for s in statements]
             configs = lam.list_function_event_invoke_configs(FunctionName=fn["FunctionName"])
             found["invoke_configs"] += [(region, fn["FunctionName"]) for _ in configs["FunctionEventInvokeConfigs"]]
+            reserved = lam.get_function_concurrency(FunctionName=fn["FunctionName"]).get("ReservedConcurrentExecutions")
+            if reserved is not None:
+                found["reserved_concurrency"].append((region, fn["FunctionName"], reserved))
+        sns = client("sns", region)
+        for topic in sns.list_topics()["Topics"]:
+            found["topics"].append((region, topic["TopicArn"].rsplit(":", 1)[-1]))
+        for sub in sns.list_subscriptions()["Subscriptions"]:
+            found["subscriptions"].append(
+                (region, sub["TopicArn"].rsplit(":", 1)[-1], sub["Protocol"], sub["Endpoint"])
+            )
         events = client("events", region)
         for bus in events.list_event_buses()["EventBuses"]:  # the default bus's rules too: none expected
             if bus["Name"] != "default":
@@ -97,8 +117,11 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
     return {key: sorted(values) for key, values in found.items()}
 
 
-def expected(stack: str = "task-mgmt-dev") -> dict[str, list[Any]]:
-    """What one deployment of the stack consists of."""
+def expected(
+    stack: str = "task-mgmt-dev", email: str | None = None, cluster_policy: bool = False, reserved: int | None = None
+) -> dict[str, list[Any]]:
+    """What one deployment of the stack consists of, with the options given (ALARM_EMAIL,
+    DSQL_CLUSTER_POLICY, LAMBDA_RESERVED_CONCURRENCY; KMS_KEY adds no resource)."""
     fn, bus, rule = f"{stack}-task-processor", f"{stack}-task-events", f"{stack}-task-processing"
     queues = (f"{stack}-task-events-dlq", f"{stack}-task-processor-failures")
     alarms = (
@@ -109,6 +132,11 @@ def expected(stack: str = "task-mgmt-dev") -> dict[str, list[Any]]:
         f"{queues[1]}-messages",
         f"{rule}-failed-invocations",
     )
+    cluster_alarms = [
+        (region, f"{stack}-{side}-{metric}")
+        for region, side in zip(REGIONS, ("primary", "secondary"), strict=True)
+        for metric in ("occ-conflicts", "commit-latency", "query-timeouts")
+    ]
     data: dict[str, list[Any]] = {
         "roles": [f"{stack}-task-processor-role"],
         "inline_policies": [f"{stack}-task-processor-policy"],
@@ -127,7 +155,15 @@ def expected(stack: str = "task-mgmt-dev") -> dict[str, list[Any]]:
         "queues": [(r, q) for r in REGIONS for q in queues],
         "queue_policies": [(r, queues[0]) for r in REGIONS],
         "log_groups": [(r, f"/aws/lambda/{fn}") for r in REGIONS],
-        "alarms": [(r, a) for r in REGIONS for a in alarms],
+        "alarms": [(r, a) for r in REGIONS for a in alarms] + cluster_alarms,
+        "topics": [(r, f"{stack}-alarms") for r in REGIONS],
+        "subscriptions": [(r, f"{stack}-alarms", "email", email) for r in REGIONS if email],
+        "cluster_policies": [
+            (r, f"dsql_cluster:{side}@{r}") for r, side in zip(REGIONS, ("primary", "secondary"), strict=True)
+        ]
+        if cluster_policy
+        else [],
+        "reserved_concurrency": [(r, fn, reserved) for r in REGIONS if reserved],
     }
     return {key: sorted(values) for key, values in data.items()}
 

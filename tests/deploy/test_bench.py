@@ -8,6 +8,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 ROWS = (
+    "preflight wall time",
     "fresh deploy wall time",
     "fresh deploy vs --max-workers 1",
     "no-change redeploy mutating calls",

@@ -16,12 +16,12 @@ STACK = "task-mgmt-dev"
 def test_deploy_status_destroy_leaves_nothing(aws, runtime, cli, tmp_path):
     deployed = cli("deploy", "--yes")
     assert deployed.code == 0, deployed.err
-    assert "deployed task-mgmt-dev: 40 to create" in deployed.err
+    assert "deployed task-mgmt-dev: 48 to create" in deployed.err
 
     manifest = json.loads((tmp_path / ".taskmgmt" / "dev.json").read_text())
     assert {r["state"] for r in manifest["resources"]} == {"ready"}
     assert manifest["account_id"] == "123456789012"
-    assert len(manifest["resources"]) == 40
+    assert len(manifest["resources"]) == 48
 
     status = cli("status", "--json")
     assert status.code == 0, status.out + status.err
@@ -68,20 +68,21 @@ def test_dsql_pair_passes_through_pending_setup_and_is_peered(aws, runtime, cli)
 def test_redeploy_of_an_up_to_date_stack_makes_no_mutating_call(aws, runtime, cli, calls):
     assert cli("deploy", "--yes").code == 0
     calls.clear()
-    again = cli("deploy", "--yes")
+    again = cli("deploy", "--yes", "--skip-preflight")  # the preflight's reads are counted in test_preflight.py
     assert again.code == 0, again.err
     assert calls.mutating() == []
-    assert "40 unchanged" in again.err
-    # One read per resource that lives in AWS (37: not the package, plus the peering's
-    # second cluster), and one for the account.
-    assert len(calls.reads()) <= 39 + 3
+    assert "48 unchanged" in again.err
+    # One read per resource that lives in AWS (46: not the package or the schema), except the
+    # alarms (one DescribeAlarms per region: 30), plus the peering's second cluster, each
+    # function's ListTags and each topic's tags and subscriptions (37), and one for the account.
+    assert len(calls.reads()) <= 38 + 3
 
 
 def test_plan_makes_no_mutating_call_and_names_each_change(aws, runtime, cli, calls):
     fresh = cli("deploy", "--plan")
     assert fresh.code == 0, fresh.err
     assert calls.mutating() == []
-    assert fresh.out.count("create") >= 40
+    assert fresh.out.count("create") >= 48
     assert cli("deploy", "--yes").code == 0
     calls.clear()
     changed = cli("deploy", "--plan", "--lambda-memory", "1024")
@@ -97,8 +98,9 @@ def test_config_change_updates_only_what_differs(aws, runtime, cli, calls):
     result = cli("deploy", "--yes", "--lambda-timeout", "120", "--log-retention-days", "30")
     assert result.code == 0, result.err
     mutated = {op for _, op in calls.mutating()}
-    # timeout -> function config and the duration alarm's threshold; retention -> log groups
-    assert mutated == {"UpdateFunctionConfiguration", "PutMetricAlarm", "PutRetentionPolicy"}
+    # timeout -> function config, the duration alarm's threshold and the dashboard's line at it;
+    # retention -> log groups
+    assert mutated == {"UpdateFunctionConfiguration", "PutMetricAlarm", "PutRetentionPolicy", "PutDashboard"}
     cw = boto3.client("cloudwatch", region_name="us-west-2")
     alarm = cw.describe_alarms(AlarmNames=[f"{STACK}-task-processor-duration"])["MetricAlarms"][0]
     assert alarm["Threshold"] == 96000.0

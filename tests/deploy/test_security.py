@@ -206,3 +206,94 @@ def connect_with_short_timeout(connect):
         return connect()
     finally:
         psycopg.connect = original
+
+
+@pytest.fixture
+def hardened(aws, runtime, cli):
+    """Deployed with every option: the alarm email, the customer key, the cluster policies."""
+    from tests.deploy.test_guard_rails import customer_key
+
+    keys = {region: customer_key(region) for region in ("us-east-1", "us-west-2")}
+    options = ("--alarm-email", "ops@example.com", "--kms-key", "alias/taskmgmt", "--cluster-policy")
+    result = cli("deploy", "--yes", *options)
+    assert result.code == 0, result.err
+    return keys
+
+
+def publishes(policy: Any, topic: str, principal: Any, source: str, account: str = "123456789012") -> bool:
+    from taskmgmt_deploy.emulator.policy import Request, allowed
+
+    context = {"aws:SourceArn": source, "aws:SourceAccount": account}
+    return allowed([policy], Request("sns:Publish", topic, principal, context))
+
+
+def connects(policy: Any, cluster: str, action: str, arn: str) -> str:
+    from taskmgmt_deploy.emulator.policy import Principal, Request, decide
+
+    account = arn.split(":")[4]
+    context = {"aws:PrincipalArn": arn, "aws:PrincipalAccount": account}
+    return decide([policy], Request(action, cluster, Principal(arn=arn, account=account), context))
+
+
+def test_alarm_topics_take_only_this_accounts_alarms_of_their_region(hardened):
+    from taskmgmt_deploy.emulator.policy import Principal
+
+    cloudwatch = Principal(service="cloudwatch.amazonaws.com")
+    for region in ("us-east-1", "us-west-2"):
+        arn = f"arn:aws:sns:{region}:123456789012:{STACK}-alarms"
+        policy = json.loads(
+            boto3.client("sns", region_name=region).get_topic_attributes(TopicArn=arn)["Attributes"]["Policy"]
+        )
+        (statement,) = statements(policy)
+        assert statement["Effect"] == "Allow" and statement["Action"] == "sns:Publish" and statement["Resource"] == arn
+
+        ours = f"arn:aws:cloudwatch:{region}:123456789012:alarm:{STACK}-task-processor-errors"
+        assert publishes(policy, arn, cloudwatch, ours)
+        assert not publishes(policy, arn, cloudwatch, ours.replace("123456789012", "210987654321"), "210987654321")
+        assert not publishes(policy, arn, cloudwatch, ours.replace(region, "eu-west-1"))
+        assert not publishes(policy, arn, Principal(service="events.amazonaws.com"), ours)
+        someone = Principal(arn="arn:aws:iam::123456789012:user/someone", account="123456789012")
+        assert not publishes(policy, arn, someone, ours)
+        subscription = boto3.client("sns", region_name=region).list_subscriptions_by_topic(TopicArn=arn)
+        assert [(s["Protocol"], s["Endpoint"]) for s in subscription["Subscriptions"]] == [("email", "ops@example.com")]
+
+
+def test_cluster_policies_let_only_the_function_role_connect_and_this_account_administer(hardened):
+    role = f"arn:aws:iam::123456789012:role/{STACK}-task-processor-role"
+    for region in ("us-east-1", "us-west-2"):
+        dsql = boto3.client("dsql", region_name=region)
+        (cluster,) = dsql.list_clusters()["clusters"]
+        policy = json.loads(dsql.get_cluster_policy(identifier=cluster["identifier"])["policy"])
+
+        assert connects(policy, cluster["arn"], "dsql:DbConnect", role) == "allowed"
+        assert (
+            connects(policy, cluster["arn"], "dsql:DbConnect", "arn:aws:iam::123456789012:role/other") == "explicitDeny"
+        )
+        assert connects(policy, cluster["arn"], "dsql:DbConnect", "arn:aws:iam::210987654321:role/x") == "explicitDeny"
+        # Admin: never from another account; within this one, as its IAM policies allow.
+        assert (
+            connects(policy, cluster["arn"], "dsql:DbConnectAdmin", "arn:aws:iam::210987654321:role/x")
+            == "explicitDeny"
+        )
+        assert (
+            connects(policy, cluster["arn"], "dsql:DbConnectAdmin", "arn:aws:iam::123456789012:role/ci")
+            == "implicitDeny"
+        )
+        assert len(json.dumps(policy)) <= 20480
+
+
+def test_the_customer_key_is_used_only_through_dsql_and_never_by_the_function(hardened, aws, cli):
+    """The key grants: DSQL uses the key with the deployer's credentials (kms:ViaService), the
+    topics and log groups with the key policy's grants to CloudWatch and Logs; the function's
+    role needs no KMS permission."""
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = f"{STACK}-task-processor-role"
+    document = iam.get_role_policy(RoleName=role, PolicyName=f"{STACK}-task-processor-policy")["PolicyDocument"]
+    assert not any(a.startswith("kms:") for s in statements(document) for a in as_list(s["Action"]))
+    used = {(a.resource, a.via) for a in aws.authorizations}
+    assert used == {(hardened[r], f"dsql.{r}.amazonaws.com") for r in ("us-east-1", "us-west-2")}
+    policy = json.loads(cli("policy", "--json", "--kms-key", "alias/taskmgmt").out)
+    for statement in policy["Statement"]:
+        if any(a in ("kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKey") for a in statement["Action"]):
+            via = statement["Condition"]["StringEquals"]["kms:ViaService"]
+            assert via == ["dsql.us-east-1.amazonaws.com", "dsql.us-west-2.amazonaws.com"]

@@ -140,7 +140,7 @@ def test_sandbox_end_to_end(workdir: Path):
 
     status = run(workdir, "status", "--sandbox")
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "all 40 resources as deployed" in status.stderr
+    assert "all 48 resources as deployed" in status.stderr
 
     def api(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         event = {"httpMethod": method, "path": path, "body": json.dumps(body) if body else None}

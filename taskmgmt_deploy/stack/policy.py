@@ -1,0 +1,257 @@
+"""The IAM policy the deploying principal needs: deploy, status, destroy, migrate, smoke,
+preflight and `taskmgmt policy` itself, for one environment. Pure: StackConfig and account in,
+policy document out.
+
+Every resource is named by its ARN where the service supports resource-level permissions.
+DSQL clusters have no names (their ids are generated), so changing one is allowed only on
+clusters tagged as this environment's (aws:RequestTag on create, aws:ResourceTag after);
+reading one is not tag-scoped, because a cluster that is gone has no tags, and waiting for
+a delete must see "not found", not "access denied". Actions that cannot be scoped to a
+resource are allowed on "*", each listed with its reason in STAR. Tags sent with a create call
+are authorized as a tagging action too (CreateQueue with tags needs sqs:TagQueue), so each
+create's tagging action is granted beside it. Where AWS checks a permission with the
+caller's credentials inside another call (the KMS key DSQL is given), the grant is limited
+to that service with kms:ViaService. The policy is checked by parliament (tests/deploy/test_policy.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskmgmt_deploy.stack import blueprint
+from taskmgmt_deploy.stack.config import StackConfig
+
+# Actions allowed on "*", and why (no resource-level permissions, or none this tool can name).
+STAR: dict[str, str] = {
+    "dsql:ListClusters": "lists the account's clusters: DSQL has no resource to scope it to",
+    "tag:GetResources": "destroy's sweep for resources tagged as this environment's",
+    "logs:DescribeLogGroups": "finds the log groups by name prefix",
+    "cloudwatch:DescribeAlarms": "reads the alarms by name, a region's in one call",
+    "sns:Unsubscribe": "removes a replaced alarm email subscription: subscriptions are not IAM resources",
+    "lambda:GetAccountSettings": "preflight: the account's unreserved concurrency",
+    "account:GetRegionOptStatus": "preflight: whether each region is enabled",
+    "servicequotas:ListServiceQuotas": "preflight: the DSQL cluster quota",
+}
+
+
+def deployer_policy(stack: StackConfig, account: str, partition: str = "aws") -> dict[str, Any]:
+    names = _Names(stack, account, partition)
+    statements = [
+        _statement("UnscopedReads", sorted(STAR), ["*"]),
+        _statement(
+            "ManageTheFunctionRole",
+            [
+                "iam:GetRole",
+                "iam:CreateRole",
+                "iam:TagRole",
+                "iam:UpdateAssumeRolePolicy",
+                "iam:DeleteRole",
+                "iam:ListRolePolicies",
+                "iam:GetRolePolicy",
+                "iam:PutRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:ListAttachedRolePolicies",
+                "iam:DetachRolePolicy",
+                "iam:ListInstanceProfilesForRole",
+            ],
+            [names.role],
+        ),
+        _statement(
+            "PassTheFunctionRoleToLambdaOnly",
+            ["iam:PassRole"],
+            [names.role],
+            {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
+        ),
+        _statement(
+            "PreflightSimulatesTheCaller",
+            ["iam:SimulatePrincipalPolicy"],
+            [f"arn:{partition}:iam::{account}:role/*", f"arn:{partition}:iam::{account}:user/*"],
+        ),
+        _statement(
+            "ManageTheFunctions",
+            [
+                "lambda:GetFunction",
+                "lambda:GetFunctionConfiguration",
+                "lambda:CreateFunction",
+                "lambda:UpdateFunctionCode",
+                "lambda:UpdateFunctionConfiguration",
+                "lambda:DeleteFunction",
+                "lambda:TagResource",
+                "lambda:ListTags",
+                "lambda:GetFunctionEventInvokeConfig",
+                "lambda:PutFunctionEventInvokeConfig",
+                "lambda:DeleteFunctionEventInvokeConfig",
+                "lambda:AddPermission",
+                "lambda:RemovePermission",
+                "lambda:GetPolicy",
+                "lambda:GetFunctionConcurrency",
+                "lambda:PutFunctionConcurrency",
+                "lambda:DeleteFunctionConcurrency",
+                "lambda:InvokeFunction",
+            ],
+            names.each("lambda", "function:{fn}"),
+        ),
+        _statement(
+            "ManageTheEventBuses",
+            [
+                "events:DescribeEventBus",
+                "events:CreateEventBus",
+                "events:DeleteEventBus",
+                "events:TagResource",
+                "events:PutEvents",
+            ],
+            names.each("events", "event-bus/{bus}"),
+        ),
+        _statement(
+            "ManageTheRules",
+            [
+                "events:PutRule",
+                "events:DescribeRule",
+                "events:DeleteRule",
+                "events:TagResource",
+                "events:PutTargets",
+                "events:ListTargetsByRule",
+                "events:RemoveTargets",
+            ],
+            names.each("events", "rule/{bus}/{rule}"),
+        ),
+        _statement(
+            "ManageTheQueues",
+            [
+                "sqs:GetQueueUrl",
+                "sqs:CreateQueue",
+                "sqs:TagQueue",
+                "sqs:GetQueueAttributes",
+                "sqs:SetQueueAttributes",
+                "sqs:DeleteQueue",
+            ],
+            names.each("sqs", "{dlq}") + names.each("sqs", "{failures}"),
+        ),
+        _statement(
+            "ManageTheLogGroups",
+            [
+                "logs:CreateLogGroup",
+                "logs:DeleteLogGroup",
+                "logs:PutRetentionPolicy",
+                "logs:TagResource",
+                "logs:TagLogGroup",
+                "logs:AssociateKmsKey",
+            ],
+            names.each("logs", "log-group:/aws/lambda/{fn}") + names.each("logs", "log-group:/aws/lambda/{fn}:*"),
+        ),
+        _statement(
+            "ManageTheAlarms",
+            ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource"],
+            [names.arn("cloudwatch", region, f"alarm:{name}") for region, name in names.alarms()],
+        ),
+        _statement(
+            "ManageTheDashboard",
+            ["cloudwatch:GetDashboard", "cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards"],
+            [f"arn:{partition}:cloudwatch::{account}:dashboard/{stack.name('dashboard')}"],
+        ),
+        _statement(
+            "ManageTheAlarmTopics",
+            [
+                "sns:CreateTopic",
+                "sns:GetTopicAttributes",
+                "sns:SetTopicAttributes",
+                "sns:DeleteTopic",
+                "sns:TagResource",
+                "sns:ListTagsForResource",
+                "sns:Subscribe",
+                "sns:ListSubscriptionsByTopic",
+            ],
+            names.each("sns", stack.name("alarms")),
+        ),
+        _statement("ReadClusters", ["dsql:GetCluster", "dsql:GetClusterPolicy"], names.clusters()),
+        _statement(
+            "CreateThisEnvironmentsClusters",
+            ["dsql:CreateCluster", "dsql:TagResource"],
+            names.clusters(),
+            {"StringEquals": {f"aws:RequestTag/{k}": v for k, v in _scope_tags(stack).items()}},
+        ),
+        _statement(
+            "ManageThisEnvironmentsClusters",
+            [
+                "dsql:UpdateCluster",
+                "dsql:DeleteCluster",
+                "dsql:PutClusterPolicy",
+                "dsql:DeleteClusterPolicy",
+                "dsql:DbConnectAdmin",
+            ],
+            names.clusters(),
+            {"StringEquals": {f"aws:ResourceTag/{k}": v for k, v in _scope_tags(stack).items()}},
+        ),
+        # A multi-Region create or peering update is authorized on the new cluster (which has no
+        # tags yet) and on its peer; the witness is authorized in its own region too.
+        _statement("PeerTheClusters", ["dsql:PutMultiRegionProperties", "dsql:AddPeerCluster"], names.clusters()),
+        _statement(
+            "UseTheWitnessRegion",
+            ["dsql:PutWitnessRegion"],
+            names.clusters(stack.witness_region),
+            {"StringEquals": {"dsql:WitnessRegion": stack.witness_region}},
+        ),
+    ]
+    if stack.kms_key:
+        statements += _key_statements(stack, names)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _key_statements(stack: StackConfig, names: _Names) -> list[dict[str, Any]]:
+    """The customer key: read it (resolve the alias, check its policy in preflight), and let DSQL
+    use it with the caller's credentials. An alias names its key only at run time, so an
+    alias-configured key is any key of the two regions (kms:ResourceAliases would narrow that,
+    but parliament, the policy linter, does not know it for these actions); using one is
+    possible only through DSQL, on clusters only this environment's tags let the caller create."""
+    key = str(stack.kms_key)
+    keys = names.each("kms", "key/*" if key.startswith("alias/") else f"key/{key}")
+    via = {"StringEquals": {"kms:ViaService": [f"dsql.{r}.amazonaws.com" for r in stack.regions]}}
+    return [
+        _statement("ReadTheCustomerKey", ["kms:DescribeKey", "kms:GetKeyPolicy"], keys),
+        _statement(
+            "LetDsqlUseTheCustomerKey",
+            ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+            keys,
+            via,
+        ),
+    ]
+
+
+def _scope_tags(stack: StackConfig) -> dict[str, str]:
+    tags = stack.tags()
+    return {k: tags[k] for k in ("taskmgmt:env", "taskmgmt:prefix")}
+
+
+def _statement(sid: str, actions: list[str], resources: list[str], condition: Any = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+class _Names:
+    """The environment's ARNs, from the same names the blueprint gives its resources."""
+
+    def __init__(self, stack: StackConfig, account: str, partition: str):
+        self.stack, self.account, self.partition = stack, account, partition
+        self.values = {
+            "fn": blueprint.function_name(stack),
+            "bus": stack.name("task-events"),
+            "rule": stack.name("task-processing"),
+            "dlq": stack.name("task-events-dlq"),
+            "failures": stack.name("task-processor-failures"),
+        }
+        self.role = f"arn:{partition}:iam::{account}:role/{blueprint.role_name(stack)}"
+
+    def arn(self, service: str, region: str, resource: str) -> str:
+        return f"arn:{self.partition}:{service}:{region}:{self.account}:{resource}"
+
+    def each(self, service: str, pattern: str) -> list[str]:
+        """The resource in each region of the stack."""
+        return [self.arn(service, region, pattern.format(**self.values)) for region in self.stack.regions]
+
+    def clusters(self, *extra_regions: str) -> list[str]:
+        return [self.arn("dsql", region, "cluster/*") for region in (*self.stack.regions, *extra_regions)]
+
+    def alarms(self) -> list[tuple[str, str]]:
+        return [(r, a.name) for r in self.stack.regions for a in blueprint.alarm_definitions(self.stack, r, "-")]
