@@ -86,10 +86,13 @@ def invoke(
 ) -> None:
     """Invoke the deployed function and print its response.
 
+    Exit 0 when the function answered (an HTTP answer below 400, or an event applied or
+    recognised as a duplicate); 1 when it raised, answered 4xx/5xx or dropped the event.
+
     Example: taskmgmt invoke --payload '{"httpMethod": "GET", "path": "/tasks"}'
     """
     from taskmgmt_deploy.usecases.factory import open_stack
-    from taskmgmt_deploy.usecases.functions import Functions
+    from taskmgmt_deploy.usecases.functions import Functions, invoke_failure
 
     body = _payload(payload)
     settings = settings_from(flags)
@@ -100,8 +103,9 @@ def invoke(
         console.json(json.loads(raw))
     except ValueError:
         sys.stdout.write(raw.decode(errors="replace") + "\n")
-    if error:
-        console.error(f"the function failed ({error})")
+    failure = invoke_failure(raw, error)
+    if failure:
+        console.error(failure)
         raise typer.Exit(1)
 
 

@@ -55,3 +55,30 @@ class Functions:
             raise FunctionError(f"the function in {region} failed: {raw.decode(errors='replace')[:300]}")
         response = json.loads(raw)
         return int(response["statusCode"]), json.loads(response["body"]) if response.get("body") else None
+
+
+def invoke_failure(payload: bytes, function_error: str | None) -> str | None:
+    """Why an invocation failed, in one line, or None when the function ran and answered: an
+    HTTP answer below 400, or an event applied or recognised as a duplicate."""
+    if function_error:
+        return f"the function failed ({function_error})"
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    status = answer.get("statusCode")
+    if isinstance(status, int) and status >= 400:
+        return f"the function answered {status}{_error_of(answer.get('body'))}"
+    if answer.get("status") == "dropped":
+        return f"the function dropped the event: {answer.get('reason')}"
+    return None
+
+
+def _error_of(body: Any) -> str:
+    try:
+        error = json.loads(body)
+        return f" ({error['error']}: {error['message']})"
+    except (TypeError, ValueError, KeyError):
+        return ""
