@@ -1,5 +1,5 @@
-"""SQS as AWS documents it: a queue name is not reusable for a while after its queue was deleted
-(docs/pessimistic-emulation.md, section S)."""
+"""SQS as AWS documents it: a queue name is not reusable for a while after its queue was deleted,
+and a queue's URL names its Region (docs/pessimistic-emulation.md, section S)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from moto.sqs.exceptions import SQSException
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import Queue, SQSBackend
 
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.patching import Patches
@@ -42,6 +42,13 @@ class SqsFidelity:
             )
         return original(backend, name, *args, **kwargs)
 
+    @staticmethod
+    def queue_url(original: Any, queue: Queue, request_url: Any) -> str:
+        """AWS's form, whatever endpoint was called: moto's server answers with its own host,
+        the same for every Region, so two Regions' queues of one name would share a URL."""
+        return f"https://sqs.{queue.region}.amazonaws.com/{queue.account_id}/{queue.name}"
+
     def install(self, patches: Patches) -> None:
+        patches.around(Queue, "url", self.queue_url)
         patches.around(SQSBackend, "delete_queue", self.delete_queue)
         patches.around(SQSBackend, "create_queue", self.create_queue)

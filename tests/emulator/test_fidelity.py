@@ -654,3 +654,29 @@ def test_a_deleted_queue_name_cannot_be_reused_for_60_seconds(aws, clock):
     assert "QueueDeletedRecently" in code(exc)
     clock.advance(61)
     assert sqs.create_queue(QueueName="q")["QueueUrl"] == url
+
+
+def test_a_queue_url_names_its_region_whatever_endpoint_was_called():
+    """Row S2 of docs/pessimistic-emulation.md: moto's server answers with its own host, the
+    same for every Region; AWS's URL names the Region, so two Regions' queues never share one."""
+    from taskmgmt_deploy.emulator.fidelity import FidelitySettings
+    from taskmgmt_deploy.emulator.server import start_server
+
+    emulator = start_server(FidelitySettings())
+    try:
+        urls = {}
+        for region in ("us-east-1", "us-west-2"):
+            sqs = boto3.client(
+                "sqs",
+                region_name=region,
+                endpoint_url=emulator.url,
+                aws_access_key_id="x",
+                aws_secret_access_key="x",
+            )
+            urls[region] = sqs.create_queue(QueueName="q")["QueueUrl"]
+            sqs.send_message(QueueUrl=urls[region], MessageBody=region)  # the URL works through the endpoint
+            received = sqs.receive_message(QueueUrl=urls[region])["Messages"]
+            assert [m["Body"] for m in received] == [region]
+    finally:
+        emulator.stop()
+    assert urls == {region: f"https://sqs.{region}.amazonaws.com/123456789012/q" for region in urls}
