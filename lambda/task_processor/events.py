@@ -23,7 +23,6 @@ from task_processor.app import AlreadyApplied, TaskApp
 from task_processor.contract import DETAIL_TYPES, EVENT_SOURCE
 from task_processor.errors import BadRequest, LimitExceeded, NotFound, Unavailable, VersionConflict
 
-
 # the namespace of the ids of tasks created by events: uuid5(EVENT_TASKS, event id)
 EVENT_TASKS = uuid.UUID("5b0c8d52-3f7e-4c1a-9a57-2d1e6f0b8c41")
 

@@ -97,7 +97,7 @@ def invoke(
     body = _payload(payload)
     settings = settings_from(flags)
     with open_stack(settings, console, command="invoke", lock=False, existing=True) as stack:
-        functions = Functions(stack.aws, stack.manifest)
+        functions = Functions(stack.aws, stack.manifest, deploy_command(settings))
         raw, error = functions.invoke_raw(region or functions.regions[0], body)
     try:
         console.json(json.loads(raw))
@@ -107,6 +107,11 @@ def invoke(
     if failure:
         console.error(failure)
         raise typer.Exit(1)
+
+
+def deploy_command(settings) -> str:
+    """The command that deploys this environment, for hints."""
+    return "taskmgmt deploy" + (" --sandbox" if settings.sandbox else "") + f" --env {settings.stack.env}"
 
 
 def _payload(text: str) -> bytes:
@@ -163,24 +168,33 @@ def serve(
     region: Annotated[
         str | None, typer.Option("--region", help="Which region's function. \\[default: the primary]")
     ] = None,
+    cors_origin: Annotated[
+        str,
+        typer.Option("--cors-origin", help="The origin browsers may call it from (Access-Control-Allow-Origin)."),
+    ] = "*",
     *,
     flags: dict[str, str | None],
 ) -> None:
     """Serve the task API on http://127.0.0.1:PORT by invoking the deployed function.
 
+    Every answer is JSON and carries CORS headers; OPTIONS answers a browser's preflight. It
+    listens on loopback only, so any origin (`*`) may call it by default.
+
     Example: taskmgmt serve --sandbox --port 8080, then curl localhost:8080/tasks
     """
     from taskmgmt_deploy.usecases.factory import open_stack
     from taskmgmt_deploy.usecases.functions import Functions
-    from taskmgmt_deploy.usecases.serve import make_server
+    from taskmgmt_deploy.usecases.serve import is_origin, make_server
 
+    if not is_origin(cors_origin):
+        raise UserError(f"--cors-origin {cors_origin!r} is invalid: give * or an origin such as http://localhost:3000")
     settings = settings_from(flags)
     with open_stack(settings, console, command="serve", lock=False, existing=True) as stack:
-        functions = Functions(stack.aws, stack.manifest)
+        functions = Functions(stack.aws, stack.manifest, deploy_command(settings))
         target = region or functions.regions[0]
         functions.name(target)
         try:
-            server = make_server(port, lambda body: functions.invoke_raw(target, body), console.info)
+            server = make_server(port, lambda body: functions.invoke_raw(target, body), console.info, cors_origin)
         except OSError as exc:
             raise UserError(f"--port {port} is invalid: {exc.strerror}; choose another with --port") from None
         console.success(f"serving the task API of {target} on http://127.0.0.1:{server.server_port} (Ctrl-C stops)")
