@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from taskmgmt_deploy.cli.common import app, console, settings_from, with_settings
+from taskmgmt_deploy.cli.common import app, ask, console, settings_from, with_settings
 from taskmgmt_deploy.errors import UserError
 from taskmgmt_deploy.stack.config import load_settings
 
@@ -47,6 +47,21 @@ def sandbox_start(state_dir: StateDir = None) -> None:
 def sandbox_stop(state_dir: StateDir = None) -> None:
     """Stop exactly the processes `sandbox start` started. Its data stays for the next start."""
     for line in _sandbox(state_dir).stop():
+        console.info(line)
+
+
+@sandbox_app.command("reset")
+def sandbox_reset(
+    state_dir: StateDir = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Stop the sandbox and remove all its data: every environment deployed in it, with its
+    database, manifest and logs. The next deploy starts from nothing."""
+    sandbox = _sandbox(state_dir)
+    question = f"Stop the sandbox and delete all its data ({sandbox.root})?"
+    if not yes and not ask(question, "sandbox reset needs confirmation and there is no terminal to ask: pass --yes"):
+        raise UserError("sandbox reset cancelled; nothing was changed")
+    for line in sandbox.reset():
         console.info(line)
 
 

@@ -12,7 +12,7 @@ from moto.moto_api._internal.models import MotoAPIBackend
 from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFidelity
 from taskmgmt_deploy.emulator.cloudwatch import CloudWatchFidelity
-from taskmgmt_deploy.emulator.dsql import DsqlFidelity
+from taskmgmt_deploy.emulator.dsql import ClusterStorage, DsqlFidelity
 from taskmgmt_deploy.emulator.events import Delivery, EventsFidelity
 from taskmgmt_deploy.emulator.iam import IamFidelity
 from taskmgmt_deploy.emulator.logs import LogsFidelity
@@ -44,13 +44,17 @@ class Part(Protocol):
 
 class Fidelity:
     def __init__(
-        self, clock: Clock | None = None, settings: FidelitySettings | None = None, invoker: Invoker | None = None
+        self,
+        clock: Clock | None = None,
+        settings: FidelitySettings | None = None,
+        invoker: Invoker | None = None,
+        dsql_storage: ClusterStorage | None = None,
     ):
         self.clock = clock or SystemClock()
         self.settings = settings or FidelitySettings()
         lock = threading.RLock()
         s = self.settings
-        self.dsql = DsqlFidelity(self.clock, s.dsql_activation, s.dsql_deletion, s.dsql_update, lock)
+        self.dsql = DsqlFidelity(self.clock, s.dsql_activation, s.dsql_deletion, s.dsql_update, lock, dsql_storage)
         self.iam = IamFidelity(self.clock, s.iam_propagation, lock)
         self.awslambda = LambdaFidelity(self.clock, self.iam, s.lambda_settle, lock, invoker)
         self.events = EventsFidelity(self.clock, s.event_rule_propagation, lock, invoker, s.asynchronous_events)

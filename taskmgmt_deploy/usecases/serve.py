@@ -175,9 +175,9 @@ def make_server(port: int, invoke: Invoke, log: Callable[[str], None], cors_orig
             for key, value in headers.items():
                 if key.lower() != "content-length":
                     self.send_header(key, value)
-            self.send_header("Access-Control-Allow-Origin", cors_origin)
+            self.send_header("access-control-allow-origin", cors_origin)
             if cors_origin != "*":
-                self.send_header("Vary", "Origin")
+                self.send_header("vary", "Origin")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if payload and self.command != "HEAD":
