@@ -4,7 +4,7 @@ On AWS a peered pair of clusters is one database, reached through either cluster
 a new pair starts empty, and deleting the pair deletes its data. The sandbox's emulator does
 the same on its PostgreSQL: a cluster created alone gets a new database, a cluster created
 with a peer joins the peer's, and the database is dropped once every cluster of it is being
-deleted. A directory table in the server's `postgres` database maps each cluster's endpoint
+deleted. A directory table in the admin connection's database maps each cluster's endpoint
 to its database, so that the emulator (which creates and drops them and runs the functions)
 and the CLI (which migrates them), in other processes, find the same one.
 """
@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 DIRECTORY = "taskmgmt_sandbox_clusters"
+_TABLE = sql.Identifier(DIRECTORY)
 APP_USER = "taskmgmt_app"  # the function's role (what DSQL_ENDPOINT's IAM mapping grants on AWS)
 
 
@@ -34,9 +35,7 @@ class ClusterDatabases:
     def _admin(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
         conn.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} (endpoint text PRIMARY KEY, database text NOT NULL)").format(
-                sql.Identifier(DIRECTORY)
-            )
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (endpoint text PRIMARY KEY, database text NOT NULL)").format(_TABLE)
         )
         return conn
 
@@ -44,7 +43,7 @@ class ClusterDatabases:
         """A new cluster: it joins the database of a peer that has one, or gets a new, empty one."""
         with self._lock, self._admin() as conn:
             joined = conn.execute(
-                sql.SQL("SELECT database FROM {} WHERE endpoint = ANY(%s) LIMIT 1").format(sql.Identifier(DIRECTORY)),
+                sql.SQL("SELECT database FROM {} WHERE endpoint = ANY(%s) LIMIT 1").format(_TABLE),
                 [peers],
             ).fetchone()
             database = joined[0] if joined else database_name(endpoint)
@@ -53,7 +52,7 @@ class ClusterDatabases:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
             conn.execute(
                 sql.SQL("INSERT INTO {} (endpoint, database) VALUES (%s, %s) ON CONFLICT (endpoint) DO NOTHING").format(
-                    sql.Identifier(DIRECTORY)
+                    _TABLE
                 ),
                 [endpoint, database],
             )
@@ -64,13 +63,13 @@ class ClusterDatabases:
         with self._lock, self._admin() as conn:
             self._known.pop(endpoint, None)
             row = conn.execute(
-                sql.SQL("DELETE FROM {} WHERE endpoint = %s RETURNING database").format(sql.Identifier(DIRECTORY)),
+                sql.SQL("DELETE FROM {} WHERE endpoint = %s RETURNING database").format(_TABLE),
                 [endpoint],
             ).fetchone()
             if row is None:
                 return
             still_used = conn.execute(
-                sql.SQL("SELECT 1 FROM {} WHERE database = %s").format(sql.Identifier(DIRECTORY)), [row[0]]
+                sql.SQL("SELECT 1 FROM {} WHERE database = %s").format(_TABLE), [row[0]]
             ).fetchone()
             if not still_used:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(row[0])))
@@ -95,9 +94,7 @@ def database_url(admin_url: str, endpoint: str, user: str | None = None) -> str:
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
         exists = conn.execute("SELECT to_regclass(%s)", [DIRECTORY]).fetchone()
         row = (
-            conn.execute(
-                sql.SQL("SELECT database FROM {} WHERE endpoint = %s").format(sql.Identifier(DIRECTORY)), [endpoint]
-            ).fetchone()
+            conn.execute(sql.SQL("SELECT database FROM {} WHERE endpoint = %s").format(_TABLE), [endpoint]).fetchone()
             if exists and exists[0]
             else None
         )
