@@ -25,8 +25,8 @@ class TaskApp:
     def __init__(self, db: Database, notifier: Notifier):
         self.db, self.notifier = db, notifier
 
-    def create(self, task: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
-        created = self._write("task.created", event_id, lambda conn: service.create_task(conn, task))
+    def create(self, task: dict[str, Any], event_id: str | None = None, task_id: str | None = None) -> dict[str, Any]:
+        created = self._write("task.created", event_id, lambda conn: service.create_task(conn, task, task_id))
         observability.count("TasksCreated")
         self.notifier.publish("task.created", created)
         return created

@@ -54,15 +54,20 @@ def _text(value: Any) -> str | None:
     return None if value is None else (value if isinstance(value, str) else json.dumps(value))
 
 
-def create_task(conn: Conn, task: dict[str, Any]) -> dict[str, Any]:
+def create_task(conn: Conn, task: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
+    """Every time the row gets is the transaction's now(): one instant for the whole change."""
     fields = [f for f in INSERTABLE if f in task]
     values = [task[f] for f in fields]
+    placeholders = ["%s"] * len(fields)
+    if task_id is not None:
+        fields.append("id")
+        values.append(task_id)
+        placeholders.append("%s")
     if task.get("status") == "completed":
         fields.append("completed_at")
-        values.append(datetime.now(UTC))
-    placeholders = ", ".join(["%s"] * len(fields))
+        placeholders.append("now()")
     row = conn.execute(
-        f"INSERT INTO tasks ({', '.join(fields)}) VALUES ({placeholders})" + RETURNING, values
+        f"INSERT INTO tasks ({', '.join(fields)}) VALUES ({', '.join(placeholders)})" + RETURNING, values
     ).fetchone()
     return to_json(row)
 
@@ -119,21 +124,23 @@ def list_tasks(
 def update_task(
     conn: Conn, task_id: str, changes: dict[str, Any], updated_by: str, expected_version: int | None
 ) -> tuple[dict[str, Any], bool]:
-    """(task, changed?). Each changed field is recorded; the version goes up by one."""
+    """(task, changed?). Each changed field is recorded; the version goes up by one.
+
+    updated_at, completed_at and the history rows' updated_at all take the transaction's
+    now(), so one change carries one instant."""
     current = get_task(conn, task_id, for_update=True)
     if expected_version is not None and current["version"] != expected_version:
         raise VersionConflict(to_json(current))
     changed = {field: value for field, value in changes.items() if current[field] != value}
     if not changed:
         return to_json(current), False
-    assignments = {**changed}
+    sets = [f"{field} = %s" for field in changed]  # fields from fields.UPDATABLE only
     if "status" in changed:
-        assignments["completed_at"] = datetime.now(UTC) if changed["status"] == "completed" else None
-    sets = ", ".join(f"{field} = %s" for field in assignments)  # fields from fields.UPDATABLE only
+        sets.append("completed_at = " + ("now()" if changed["status"] == "completed" else "NULL"))
     row = conn.execute(
-        f"UPDATE tasks SET {sets}, updated_at = now(), version = version + 1"
+        f"UPDATE tasks SET {', '.join(sets)}, updated_at = now(), version = version + 1"
         " WHERE id = %s AND version = %s" + RETURNING,
-        [*assignments.values(), task_id, current["version"]],
+        [*changed.values(), task_id, current["version"]],
     ).fetchone()
     if row is None:  # changed under us (only possible below REPEATABLE READ): let the caller retry
         raise psycopg.errors.SerializationFailure("task changed concurrently")

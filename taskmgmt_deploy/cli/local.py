@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from taskmgmt_deploy.cli.common import app, console, settings_from, with_settings
+from taskmgmt_deploy.cli.common import app, ask, console, settings_from, with_settings
 from taskmgmt_deploy.errors import UserError
 from taskmgmt_deploy.stack.config import load_settings
 
@@ -50,6 +50,21 @@ def sandbox_stop(state_dir: StateDir = None) -> None:
         console.info(line)
 
 
+@sandbox_app.command("reset")
+def sandbox_reset(
+    state_dir: StateDir = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Stop the sandbox and remove all its data: every environment deployed in it, with its
+    database, manifest and logs. The next deploy starts from nothing."""
+    sandbox = _sandbox(state_dir)
+    question = f"Stop the sandbox and delete all its data ({sandbox.root})?"
+    if not yes and not ask(question, "sandbox reset needs confirmation and there is no terminal to ask: pass --yes"):
+        raise UserError("sandbox reset cancelled; nothing was changed")
+    for line in sandbox.reset():
+        console.info(line)
+
+
 @sandbox_app.command("status")
 def sandbox_status(
     state_dir: StateDir = None, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
@@ -86,23 +101,32 @@ def invoke(
 ) -> None:
     """Invoke the deployed function and print its response.
 
+    Exit 0 when the function answered (an HTTP answer below 400, or an event applied or
+    recognised as a duplicate); 1 when it raised, answered 4xx/5xx or dropped the event.
+
     Example: taskmgmt invoke --payload '{"httpMethod": "GET", "path": "/tasks"}'
     """
     from taskmgmt_deploy.usecases.factory import open_stack
-    from taskmgmt_deploy.usecases.functions import Functions
+    from taskmgmt_deploy.usecases.functions import Functions, invoke_failure
 
     body = _payload(payload)
     settings = settings_from(flags)
     with open_stack(settings, console, command="invoke", lock=False, existing=True) as stack:
-        functions = Functions(stack.aws, stack.manifest)
+        functions = Functions(stack.aws, stack.manifest, deploy_command(settings))
         raw, error = functions.invoke_raw(region or functions.regions[0], body)
     try:
         console.json(json.loads(raw))
     except ValueError:
         sys.stdout.write(raw.decode(errors="replace") + "\n")
-    if error:
-        console.error(f"the function failed ({error})")
+    failure = invoke_failure(raw, error)
+    if failure:
+        console.error(failure)
         raise typer.Exit(1)
+
+
+def deploy_command(settings) -> str:
+    """The command that deploys this environment, for hints."""
+    return "taskmgmt deploy" + (" --sandbox" if settings.sandbox else "") + f" --env {settings.stack.env}"
 
 
 def _payload(text: str) -> bytes:
@@ -159,24 +183,33 @@ def serve(
     region: Annotated[
         str | None, typer.Option("--region", help="Which region's function. \\[default: the primary]")
     ] = None,
+    cors_origin: Annotated[
+        str,
+        typer.Option("--cors-origin", help="The origin browsers may call it from (Access-Control-Allow-Origin)."),
+    ] = "*",
     *,
     flags: dict[str, str | None],
 ) -> None:
     """Serve the task API on http://127.0.0.1:PORT by invoking the deployed function.
 
+    Every answer is JSON and carries CORS headers; OPTIONS answers a browser's preflight. It
+    listens on loopback only, so any origin (`*`) may call it by default.
+
     Example: taskmgmt serve --sandbox --port 8080, then curl localhost:8080/tasks
     """
     from taskmgmt_deploy.usecases.factory import open_stack
     from taskmgmt_deploy.usecases.functions import Functions
-    from taskmgmt_deploy.usecases.serve import make_server
+    from taskmgmt_deploy.usecases.serve import is_origin, make_server
 
+    if not is_origin(cors_origin):
+        raise UserError(f"--cors-origin {cors_origin!r} is invalid: give * or an origin such as http://localhost:3000")
     settings = settings_from(flags)
     with open_stack(settings, console, command="serve", lock=False, existing=True) as stack:
-        functions = Functions(stack.aws, stack.manifest)
+        functions = Functions(stack.aws, stack.manifest, deploy_command(settings))
         target = region or functions.regions[0]
         functions.name(target)
         try:
-            server = make_server(port, lambda body: functions.invoke_raw(target, body), console.info)
+            server = make_server(port, lambda body: functions.invoke_raw(target, body), console.info, cors_origin)
         except OSError as exc:
             raise UserError(f"--port {port} is invalid: {exc.strerror}; choose another with --port") from None
         console.success(f"serving the task API of {target} on http://127.0.0.1:{server.server_port} (Ctrl-C stops)")

@@ -58,7 +58,7 @@ def deploy(
         checks = show_checks if preflight_applies(settings) and not skip_preflight else None
         changes = deploy_stack(stack, confirm=None if yes else confirm_changes, checks=checks)
         console.success(f"deployed {settings.stack.stack_name}: {summary(changes)}")
-        console.key_values(stack_outputs(stack.manifest))
+        console.key_values(stack_outputs(stack.manifest, settings.endpoint_url))
     if settings.sandbox:  # the sandbox proves itself after every deploy
         from taskmgmt_deploy.cli.local import run_smoke
 
@@ -178,7 +178,8 @@ def outputs(
     from taskmgmt_deploy.usecases.factory import require_manifest
     from taskmgmt_deploy.usecases.outputs import stack_outputs
 
-    data = stack_outputs(require_manifest(settings_from(flags)))
+    settings = settings_from(flags)
+    data = stack_outputs(require_manifest(settings), settings.endpoint_url)
     console.json(data) if as_json else console.key_values(data)
 
 

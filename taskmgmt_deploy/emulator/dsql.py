@@ -25,7 +25,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from moto.core.exceptions import ServiceException
 from moto.dsql.exceptions import ConflictException, ResourceNotFoundException, ValidationException
@@ -59,6 +59,14 @@ class ServiceQuotaExceededException(ServiceException):
 
 def _same_set(*regions: str) -> bool:
     return any(all(r in regions_set for r in regions) for regions_set in AWS_REGION_SETS)
+
+
+class ClusterStorage(Protocol):
+    """Where clusters keep their data (the sandbox: a PostgreSQL database per pair)."""
+
+    def created(self, endpoint: str, peers: list[str]) -> None: ...  # peers: the endpoints it was created with
+
+    def deleted(self, endpoint: str) -> None: ...
 
 
 @dataclass
@@ -104,9 +112,11 @@ class DsqlFidelity:
         listing_seconds: float,
         lock: threading.RLock,
         multi_region_quota: int = 5,
+        storage: ClusterStorage | None = None,
     ):
         self.clock = clock
         self.multi_region_quota = multi_region_quota
+        self.storage = storage
         self.activation_seconds = activation_seconds
         self.deletion_seconds = deletion_seconds
         self.update_seconds = update_seconds
@@ -243,6 +253,9 @@ class DsqlFidelity:
             state.witness = properties["witnessRegion"]
             state.peers = [p for p in properties.get("clusters") or [] if p != cluster.arn]
         self.states[cluster.arn] = state
+        if self.storage is not None:  # a cluster created with a peer shares the peer's data
+            peers = [self.states[p].endpoint or "" for p in state.peers if p in self.states]
+            self.storage.created(state.endpoint or "", peers)
         if not state.witness:
             self._set(cluster, "CREATING", self.activation_seconds, "ACTIVE")
             return cluster
@@ -363,10 +376,15 @@ class DsqlFidelity:
             self._set(cluster, "PENDING_DELETE")
         else:
             self._set(cluster, "DELETING", self.deletion_seconds, "DELETED")
+            leaving = [state]
             for peer in state.peers:  # the last one out releases the others
                 other = self._cluster(peer)
                 if other is not None and peer in self.states and self.states[peer].status == "PENDING_DELETE":
                     self._set(other, "DELETING", self.deletion_seconds, "DELETED")
+                    leaving.append(self.states[peer])
+            if self.storage is not None:
+                for gone in leaving:
+                    self.storage.deleted(gone.endpoint or "")
         return cluster
 
     def put_policy(

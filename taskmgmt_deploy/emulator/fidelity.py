@@ -13,7 +13,7 @@ from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.emulator.account import AccountFidelity
 from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFidelity
 from taskmgmt_deploy.emulator.cloudwatch import CloudWatchFidelity
-from taskmgmt_deploy.emulator.dsql import Authorization, DsqlFidelity
+from taskmgmt_deploy.emulator.dsql import Authorization, ClusterStorage, DsqlFidelity
 from taskmgmt_deploy.emulator.events import Delivery, EventsFidelity
 from taskmgmt_deploy.emulator.iam import IamFidelity
 from taskmgmt_deploy.emulator.kms import KmsFidelity
@@ -50,7 +50,11 @@ class Part(Protocol):
 
 class Fidelity:
     def __init__(
-        self, clock: Clock | None = None, settings: FidelitySettings | None = None, invoker: Invoker | None = None
+        self,
+        clock: Clock | None = None,
+        settings: FidelitySettings | None = None,
+        invoker: Invoker | None = None,
+        dsql_storage: ClusterStorage | None = None,
     ):
         self.clock = clock or SystemClock()
         self.settings = settings or FidelitySettings()
@@ -64,6 +68,7 @@ class Fidelity:
             s.dsql_listing,
             lock,
             s.dsql_multi_region_clusters,
+            dsql_storage,
         )
         self.iam = IamFidelity(self.clock, s.iam_propagation, lock)
         self.awslambda = LambdaFidelity(self.clock, self.iam, s.lambda_settle, lock, invoker, s.lambda_concurrency)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from taskmgmt_deploy.core.clock import Clock
+    from taskmgmt_deploy.emulator.dsql import ClusterStorage
     from taskmgmt_deploy.emulator.fidelity import Fidelity, FidelitySettings, Invoker
 
 
@@ -68,6 +69,7 @@ def start_server(
     host: str = "127.0.0.1",
     clock: Clock | None = None,
     invoker: Invoker | None = None,
+    dsql_storage: ClusterStorage | None = None,
 ) -> EmulatorServer:
     """Install the fidelity layer and serve moto on host:port (0: any free port) in a thread."""
     import logging
@@ -81,7 +83,7 @@ def start_server(
     saved = dict(default_user_config["lambda"])
     default_user_config["lambda"]["use_docker"] = False  # the invoker runs functions, or nothing does
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    fidelity = Fidelity(clock, settings, invoker).install()
+    fidelity = Fidelity(clock, settings, invoker, dsql_storage).install()
     server = ThreadedMotoServer(host, port, verbose=False)
     server.start()
     bound_host, bound_port = server.get_host_and_port()

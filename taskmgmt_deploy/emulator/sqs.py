@@ -1,6 +1,7 @@
-"""SQS as AWS documents it: a queue name is not reusable for a while after its queue was deleted
-(docs/pessimistic-emulation.md, section S), and SetQueueAttributes changes only the attributes it
-names (moto also drops the queue's policy when the call does not name it)."""
+"""SQS as AWS documents it: a queue name is not reusable for a while after its queue was deleted,
+a queue's URL names its Region, and SetQueueAttributes changes only the attributes it names (moto
+also drops the queue's policy when the call does not name it) (docs/pessimistic-emulation.md,
+section S)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,14 @@ class SqsFidelity:
             queue.policy = policy
         return result
 
+    @staticmethod
+    def queue_url(original: Any, queue: Queue, request_url: Any) -> str:
+        """AWS's form, whatever endpoint was called: moto's server answers with its own host,
+        the same for every Region, so two Regions' queues of one name would share a URL."""
+        return f"https://sqs.{queue.region}.amazonaws.com/{queue.account_id}/{queue.name}"
+
     def install(self, patches: Patches) -> None:
+        patches.around(Queue, "url", self.queue_url)
         patches.around(SQSBackend, "delete_queue", self.delete_queue)
         patches.around(SQSBackend, "create_queue", self.create_queue)
         patches.around(Queue, "_set_attributes", self.set_attributes)

@@ -4,7 +4,8 @@ Everything lives under {state_dir}/sandbox: the state file naming each process (
 URL, log), PostgreSQL's data, the emulator's unpacked code and function logs, and the
 manifests of sandbox deployments. `start` only starts what is not already running; `stop`
 ends exactly the processes the state file names, after checking each pid still belongs to
-the process that was started (a recycled pid is left alone).
+the process that was started (a recycled pid is left alone); `reset` stops them and
+removes all of it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,12 +92,9 @@ class Sandbox:
 
     @property
     def database_url(self) -> str:
-        """The admin connection (what DSQL's `admin` is on AWS)."""
+        """The PostgreSQL server's admin connection; each cluster pair is a database of it
+        (sandbox/databases.py), found by the cluster's endpoint."""
         return self._require("postgres").url
-
-    def app_database_url(self, port: int) -> str:
-        """What the functions connect as: the least-privileged application role."""
-        return f"postgresql://taskmgmt_app@127.0.0.1:{port}/postgres"
 
     def _require(self, name: str) -> Component:
         component = self.components().get(name)
@@ -134,7 +133,7 @@ class Sandbox:
             if stale and emulator is not None:  # it points at a database that was restarted elsewhere
                 _terminate_group(emulator.pid)
             if emulator is None or stale or not emulator.alive():
-                emulator = self._start_emulator(database.port)
+                emulator = self._start_emulator(database.url)
                 found["emulator"] = emulator
                 self._save(found)
                 done.append(f"started the AWS emulator on {emulator.url} (pid {emulator.pid})")
@@ -155,7 +154,7 @@ class Sandbox:
             utc_now(),
         )
 
-    def _start_emulator(self, database_port: int) -> Component:
+    def _start_emulator(self, postgres_url: str) -> Component:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.logs / "emulator.log"
@@ -168,8 +167,8 @@ class Sandbox:
             str(port),
             "--workdir",
             str(self.workdir),
-            "--database-url",
-            self.app_database_url(database_port),
+            "--postgres-url",
+            postgres_url,
         ]
         with open(log, "a") as output:
             process = subprocess.Popen(
@@ -201,12 +200,27 @@ class Sandbox:
                     try:
                         postgres.stop(self.pgdata)
                     except Exception:  # noqa: BLE001 - pg_ctl failed: end the postmaster ourselves
-                        _terminate(database.pid)
+                        _stop_postmaster(database.pid)
                     said.append(f"stopped PostgreSQL (pid {database.pid})")
                 else:
                     said.append(f"PostgreSQL (pid {database.pid}) was not running")
                 self._save(found)
         return said or ["the sandbox was not running"]
+
+    # -- reset ---------------------------------------------------------------------------
+    def reset(self) -> list[str]:
+        """Stop both processes, then remove everything the sandbox keeps: PostgreSQL's data
+        (every environment's database), the manifests of its deployments, code and logs."""
+        said = self.stop()
+        with self._locked():
+            for child in self.root.iterdir():
+                if child.name == ".lock":
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        return [*said, f"removed all the sandbox's data ({self.root})"]
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -238,11 +252,22 @@ def _terminate_group(pid: int, grace: float = 10.0) -> None:
     _reap(pid)
 
 
-def _terminate(pid: int) -> None:
+def _stop_postmaster(pid: int, grace: float = 30.0) -> None:
+    """SIGINT (PostgreSQL's fast shutdown: sessions are ended), then wait for it to be gone, so
+    that nothing still writes to its data when the caller goes on (reset removes it)."""
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
     except ProcessLookupError:
         return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _reap(pid: int) -> None:

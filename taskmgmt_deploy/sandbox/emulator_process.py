@@ -2,7 +2,9 @@
 
 moto's server with the fidelity layer on the real clock, with short but real delays (IAM
 propagation, Lambda Pending, DSQL activation), so a sandbox deploy takes the same paths
-as one on AWS; Lambda invocations and EventBridge deliveries run the function's code.
+as one on AWS; Lambda invocations and EventBridge deliveries run the function's code. Each
+DSQL cluster pair is a database of the sandbox's PostgreSQL (sandbox/databases.py), which a
+function reaches through the cluster endpoint its configuration names.
 """
 
 from __future__ import annotations
@@ -32,19 +34,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--database-url", required=True, help="what functions use instead of DSQL")
+    parser.add_argument("--postgres-url", required=True, help="the PostgreSQL server standing in for DSQL (admin)")
     args = parser.parse_args(argv)
 
     from taskmgmt_deploy.emulator.fidelity import FidelitySettings
     from taskmgmt_deploy.emulator.server import start_server
+    from taskmgmt_deploy.sandbox.databases import ClusterDatabases
     from taskmgmt_deploy.sandbox.runner import FunctionRunner
 
     url = f"http://{args.host}:{args.port}"
-    runner = FunctionRunner(
-        args.workdir, {**CREDENTIALS, "AWS_ENDPOINT_URL": url, "TASKMGMT_DATABASE_URL": args.database_url}
-    )
+    databases = ClusterDatabases(args.postgres_url)
+    runner = FunctionRunner(args.workdir, {**CREDENTIALS, "AWS_ENDPOINT_URL": url}, databases.url)
     server = start_server(
-        FidelitySettings(**SANDBOX_FIDELITY), port=args.port, host=args.host, clock=SystemClock(), invoker=runner
+        FidelitySettings(**SANDBOX_FIDELITY),
+        port=args.port,
+        host=args.host,
+        clock=SystemClock(),
+        invoker=runner,
+        dsql_storage=databases,
     )
     print(f"sandbox emulator listening on {server.url}", flush=True)
 

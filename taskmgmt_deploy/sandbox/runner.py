@@ -4,7 +4,8 @@ Each code version is unpacked once; invocations go to warm worker processes (a f
 function, like concurrent execution environments) that keep the handler module, and so
 its database connection, between invocations. The worker gets the function's configured
 environment plus what Lambda sets (AWS_REGION...) plus the sandbox's stand-ins: the
-emulator as AWS endpoint and the sandbox PostgreSQL instead of DSQL.
+emulator as AWS endpoint, and instead of the DSQL cluster its configuration names, that
+cluster's database in the sandbox's PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import sys
 import threading
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from taskmgmt_deploy.emulator.awslambda import Invocation
+from taskmgmt_deploy.stack.blueprint import ENV_DSQL_ENDPOINT
+
+ENV_DATABASE_URL = "TASKMGMT_DATABASE_URL"  # the function's PostgreSQL instead of DSQL
 
 WORKER = Path(__file__).with_name("worker.py")
 
@@ -70,9 +74,16 @@ class Worker:
 
 
 class FunctionRunner:
-    def __init__(self, workdir: Path, sandbox_env: Mapping[str, str], workers_per_function: int = 4):
+    def __init__(
+        self,
+        workdir: Path,
+        sandbox_env: Mapping[str, str],
+        database_for: Callable[[str], str] | None = None,
+        workers_per_function: int = 4,
+    ):
         self.workdir = workdir
         self.sandbox_env = dict(sandbox_env)
+        self.database_for = database_for  # a DSQL endpoint -> its PostgreSQL URL
         self.limit = workers_per_function
         self._idle: dict[tuple[str, ...], list[Worker]] = {}
         self._busy: dict[str, int] = {}
@@ -128,7 +139,11 @@ class FunctionRunner:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": f"sandbox/{region}",
         }
-        return {**runtime, **invocation.environment, **self.sandbox_env}
+        env = {**runtime, **invocation.environment, **self.sandbox_env}
+        endpoint = invocation.environment.get(ENV_DSQL_ENDPOINT)
+        if endpoint and self.database_for is not None:
+            env[ENV_DATABASE_URL] = self.database_for(endpoint)
+        return env
 
     def _acquire(self, key: tuple[str, ...], handler: str, code_dir: Path, env: Mapping[str, str], name: str) -> Worker:
         function = key[0]

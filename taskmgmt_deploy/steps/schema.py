@@ -22,16 +22,18 @@ from taskmgmt_deploy.database.sqlfiles import load_migrations
 
 @dataclass(frozen=True)
 class SchemaTarget:
-    """Where the schema goes: a PostgreSQL URL, the DSQL cluster, or nowhere (and why)."""
+    """Where the schema goes: a PostgreSQL URL, the DSQL cluster, the PostgreSQL database
+    standing in for the cluster (the sandbox), or nowhere (and why)."""
 
     migrations: Path
     database_url: str | None = None
     aws: AwsClients | None = None
     skip_reason: str | None = None
+    database_for: Callable[[str], str] | None = None  # a cluster endpoint -> its stand-in's URL
 
     @property
     def dsql(self) -> bool:
-        return self.database_url is None
+        return self.database_url is None and self.database_for is None
 
     def migrator(
         self,
@@ -43,6 +45,9 @@ class SchemaTarget:
     ) -> Migrator:
         if self.database_url:
             connect = connections.from_url(self.database_url)
+        elif self.database_for is not None:
+            assert endpoint
+            connect = connections.from_url(self.database_for(endpoint))
         else:
             assert self.aws is not None and endpoint
             connect = connections.dsql_admin(self.aws.get("dsql", region), endpoint, region)
@@ -66,7 +71,7 @@ class DbSchemaStep(Step):
             return Observed(outputs={}, state="skipped")
         recorded = record.outputs if record else {}
         endpoint = recorded.get("endpoint")
-        if self.target.dsql and not endpoint:
+        if self.target.database_url is None and not endpoint:
             return None  # never applied: the cluster's endpoint is known once it exists
         try:
             state = self.target.migrator(endpoint, res.spec["region"], recorded.get("role_arn")).inspect()

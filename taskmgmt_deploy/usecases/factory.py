@@ -101,6 +101,12 @@ class Stack:
 
 
 def schema_target(settings: Settings, aws: AwsClients | None) -> SchemaTarget:
+    if settings.sandbox and settings.database_url:  # each cluster pair is a database of the sandbox's PostgreSQL
+        from functools import partial
+
+        from taskmgmt_deploy.sandbox.databases import database_url
+
+        return SchemaTarget(sql_dir(), database_for=partial(database_url, settings.database_url))
     if settings.database_url:
         return SchemaTarget(sql_dir(), database_url=settings.database_url)
     if settings.endpoint_url:

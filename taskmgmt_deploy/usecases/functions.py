@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from taskmgmt_deploy.aws.clients import AwsClients
+from taskmgmt_deploy.aws.errors import error_code, error_message, is_not_found
 from taskmgmt_deploy.core.manifest import Manifest
 from taskmgmt_deploy.core.models import resource_key
 from taskmgmt_deploy.errors import TaskmgmtError, UserError
@@ -16,9 +19,14 @@ class FunctionError(TaskmgmtError):
     """The function raised instead of answering."""
 
 
+class FunctionUnavailable(TaskmgmtError):
+    """The function could not be invoked: gone, or AWS (or the sandbox) cannot be reached."""
+
+
 class Functions:
-    def __init__(self, aws: AwsClients, manifest: Manifest):
+    def __init__(self, aws: AwsClients, manifest: Manifest, deploy_command: str = "taskmgmt deploy"):
         self.aws, self.manifest = aws, manifest
+        self.deploy_command = deploy_command  # what the hint says to run when the function is gone
 
     @property
     def regions(self) -> tuple[str, str]:
@@ -36,7 +44,15 @@ class Functions:
         return str(record.name)
 
     def invoke_raw(self, region: str, payload: bytes) -> tuple[bytes, str | None]:
-        answer = self.aws.get("lambda", region).invoke(FunctionName=self.name(region), Payload=payload)
+        name = self.name(region)
+        try:
+            answer = self.aws.get("lambda", region).invoke(FunctionName=name, Payload=payload)
+        except ClientError as exc:
+            reason = f"{error_code(exc)}: {error_message(exc)}"
+            hint = f"; deploy it with `{self.deploy_command}`" if is_not_found(exc) else ""
+            raise FunctionUnavailable(f"the function {name} in {region} cannot be invoked ({reason}){hint}") from None
+        except BotoCoreError as exc:
+            raise FunctionUnavailable(f"the function {name} in {region} cannot be reached: {exc}") from None
         return answer["Payload"].read(), answer.get("FunctionError")
 
     def request(
@@ -55,3 +71,30 @@ class Functions:
             raise FunctionError(f"the function in {region} failed: {raw.decode(errors='replace')[:300]}")
         response = json.loads(raw)
         return int(response["statusCode"]), json.loads(response["body"]) if response.get("body") else None
+
+
+def invoke_failure(payload: bytes, function_error: str | None) -> str | None:
+    """Why an invocation failed, in one line, or None when the function ran and answered: an
+    HTTP answer below 400, or an event applied or recognised as a duplicate."""
+    if function_error:
+        return f"the function failed ({function_error})"
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    status = answer.get("statusCode")
+    if isinstance(status, int) and status >= 400:
+        return f"the function answered {status}{_error_of(answer.get('body'))}"
+    if answer.get("status") == "dropped":
+        return f"the function dropped the event: {answer.get('reason')}"
+    return None
+
+
+def _error_of(body: Any) -> str:
+    try:
+        error = json.loads(body)
+        return f" ({error['error']}: {error['message']})"
+    except (TypeError, ValueError, KeyError):
+        return ""

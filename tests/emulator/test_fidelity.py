@@ -681,3 +681,54 @@ def test_a_deleted_queue_name_cannot_be_reused_for_60_seconds(aws, clock):
     assert "QueueDeletedRecently" in code(exc)
     clock.advance(61)
     assert sqs.create_queue(QueueName="q")["QueueUrl"] == url
+
+
+def test_a_queue_url_names_its_region_whatever_endpoint_was_called():
+    """Row S2 of docs/pessimistic-emulation.md: moto's server answers with its own host, the
+    same for every Region; AWS's URL names the Region, so two Regions' queues never share one."""
+    from taskmgmt_deploy.emulator.fidelity import FidelitySettings
+    from taskmgmt_deploy.emulator.server import start_server
+
+    emulator = start_server(FidelitySettings())
+    try:
+        urls = {}
+        for region in ("us-east-1", "us-west-2"):
+            sqs = boto3.client(
+                "sqs",
+                region_name=region,
+                endpoint_url=emulator.url,
+                aws_access_key_id="x",
+                aws_secret_access_key="x",
+            )
+            urls[region] = sqs.create_queue(QueueName="q")["QueueUrl"]
+            sqs.send_message(QueueUrl=urls[region], MessageBody=region)  # the URL works through the endpoint
+            received = sqs.receive_message(QueueUrl=urls[region])["Messages"]
+            assert [m["Body"] for m in received] == [region]
+    finally:
+        emulator.stop()
+    assert urls == {region: f"https://sqs.{region}.amazonaws.com/123456789012/q" for region in urls}
+
+
+class RecordingStorage:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, list[str]]] = []
+
+    def created(self, endpoint: str, peers: list[str]) -> None:
+        self.calls.append(("created", endpoint, peers))
+
+    def deleted(self, endpoint: str) -> None:
+        self.calls.append(("deleted", endpoint, []))
+
+
+def test_dsql_a_pair_shares_storage_made_with_it_and_released_with_its_last_cluster(aws, clock):
+    """Row Q12 of docs/pessimistic-emulation.md: the second cluster is created with the first and
+    shares its data; the data goes once the last cluster of the pair is being deleted."""
+    storage = RecordingStorage()
+    aws.dsql.storage = storage
+    east, west, a, b = peered_pair(aws, clock)
+    ea, eb = f"{a}.dsql.us-east-1.on.aws", f"{b}.dsql.us-west-2.on.aws"
+    assert storage.calls == [("created", ea, []), ("created", eb, [ea])]
+    east.delete_cluster(identifier=a)
+    assert status(east, a) == "PENDING_DELETE" and len(storage.calls) == 2  # the pair still serves through b
+    west.delete_cluster(identifier=b)
+    assert sorted(storage.calls[2:]) == [("deleted", ea, []), ("deleted", eb, [])]

@@ -283,3 +283,24 @@ def test_a_500_never_carries_internal_details(client: Client, monkeypatch, statu
     status, body, _ = client.request("GET", "/tasks")
     assert status == status_code
     assert body == {"error": "internal_error", "message": "internal error", "request_id": "test-request"}
+
+
+def test_one_change_carries_one_instant(client: Client):
+    """Every timestamp one change writes is the transaction's now(): none is read twice."""
+    created = client.create(status="completed")
+    assert created["completed_at"] == created["updated_at"] == created["created_at"]
+    task = client.create()
+    status, body, _ = client.request(
+        "PATCH", f"/tasks/{task['id']}", {"status": "in-progress", "assigned_to": "bo", "updated_by": "cy"}
+    )
+    assert status == 200
+    status, body, _ = client.request("POST", f"/tasks/{task['id']}/complete", {"completed_by": "bo"})
+    assert status == 200
+    completed = body["task"]
+    assert completed["completed_at"] == completed["updated_at"]
+    _, body, _ = client.request("GET", f"/tasks/{task['id']}")
+    by_instant: dict[str, set[str]] = {}
+    for change in body["history"]:
+        by_instant.setdefault(change["updated_by"], set()).add(change["updated_at"])
+    assert len(by_instant["cy"]) == 1  # the two fields of one PATCH share one instant
+    assert by_instant["bo"] == {completed["updated_at"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import psycopg
@@ -153,3 +154,31 @@ def test_concurrent_deliveries_of_the_same_event_apply_it_once(app_url, bus):
     assert sorted(outcomes) == ["applied"] + ["duplicate"] * 5
     with psycopg.connect(app_url) as conn:
         assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 1
+
+
+def test_an_event_without_an_id_is_applied_with_one_warning(app, client: Client, capsys):
+    """EventBridge always gives an event an id; a direct invoke may not. Applied all the same."""
+    event = task_event("task.created", {"taskData": NEW_TASK})
+    del event["id"]
+    outcome = send_event(app, event)
+    assert outcome["status"] == "applied"
+    assert client.request("GET", f"/tasks/{outcome['taskId']}")[0] == 200
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    warnings = [line["message"] for line in logged if line.get("level") == "WARNING"]
+    assert warnings == ["event without an id: applied, but it cannot be de-duplicated"]
+
+
+@pytest.mark.parametrize("kind", ["task.created", "task.updated", "task.completed"])
+def test_a_duplicate_answers_with_the_task_it_was_applied_to(app, client: Client, kind):
+    task = client.create()
+    detail = {
+        "task.created": {"taskData": NEW_TASK},
+        "task.updated": {"taskId": task["id"], "updates": {"priority": "low"}, "updatedBy": "cy"},
+        "task.completed": {"taskId": task["id"], "completedBy": "bo"},
+    }[kind]
+    event = task_event(kind, detail, event_id=f"twice-{kind}")
+    first = send_event(app, event)
+    again = send_event(app, event)
+    assert first["status"] == "applied" and again["status"] == "duplicate"
+    assert again["taskId"] == first["taskId"]
+    assert client.request("GET", f"/tasks/{again['taskId']}")[0] == 200

@@ -51,7 +51,8 @@ def _listening(port: int) -> bool:
 
 
 def _get_json(url: str, within: float = 30.0) -> dict:
-    """GET once the server answers (it is starting in another process)."""
+    """GET once the server answers (it is starting in another process); an error status's body too."""
+    import urllib.error
     import urllib.request
 
     deadline = time.monotonic() + within
@@ -59,6 +60,8 @@ def _get_json(url: str, within: float = 30.0) -> dict:
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return json.loads(error.read())
         except OSError:
             if time.monotonic() > deadline:
                 raise
@@ -119,6 +122,42 @@ def subscribe_to_notifications(endpoint: str):
     return read
 
 
+def api(cwd: Path, method: str, path: str, body: dict | None = None, env: str = "dev") -> tuple[int, dict]:
+    """A request through `taskmgmt invoke`, whose exit code says whether the answer is a 4xx/5xx."""
+    event = {"httpMethod": method, "path": path, "body": json.dumps(body) if body else None}
+    done = run(cwd, "invoke", "--sandbox", "--env", env, "--payload", json.dumps(event))
+    assert done.stdout, done.stderr
+    response = json.loads(done.stdout)  # printed whatever the answer
+    assert done.returncode == (1 if response["statusCode"] >= 400 else 0), done.stderr
+    return response["statusCode"], json.loads(response["body"]) if response["body"] else {}
+
+
+def titles(cwd: Path, env: str) -> list[str]:
+    code, listed = api(cwd, "GET", "/tasks", env=env)
+    assert code == 200
+    return [t["title"] for t in listed["tasks"]]
+
+
+def reset_leaves_nothing(workdir: Path) -> None:
+    """`sandbox reset` asks first, then ends every process and port and removes all the data."""
+    running = components(workdir)
+    pids = [*sandbox_processes(running["emulator"]["pid"]), running["postgres"]["pid"]]
+    ports = [
+        int(running["emulator"]["url"].rsplit(":", 1)[1]),
+        int(running["postgres"]["url"].split(":")[2].split("/")[0]),
+    ]
+    assert len(pids) > 2  # the function ran in worker processes
+
+    refused = run(workdir, "sandbox", "reset")  # no terminal to confirm on
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    reset = run(workdir, "sandbox", "reset", "--yes")
+    assert reset.returncode == 0, reset.stderr
+    assert "stopped the AWS emulator" in reset.stderr and "stopped PostgreSQL" in reset.stderr
+    assert leftovers(pids, ports) == []
+    assert [p.name for p in (workdir / ".taskmgmt" / "sandbox").iterdir()] == [".lock"]
+    assert run(workdir, "sandbox", "status").returncode == 1
+
+
 @pytest.fixture
 def workdir(tmp_path: Path):
     yield tmp_path
@@ -142,53 +181,54 @@ def test_sandbox_end_to_end(workdir: Path):
     assert status.returncode == 0, status.stdout + status.stderr
     assert "all 48 resources as deployed" in status.stderr
 
-    def api(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        event = {"httpMethod": method, "path": path, "body": json.dumps(body) if body else None}
-        done = run(workdir, "invoke", "--sandbox", "--payload", json.dumps(event))
-        assert done.returncode == 0, done.stderr
-        response = json.loads(done.stdout)
-        return response["statusCode"], json.loads(response["body"]) if response["body"] else {}
-
     notifications = subscribe_to_notifications(components(workdir)["emulator"]["url"])
-    code, created = api("POST", "/tasks", {"title": "Plan the launch", "created_by": "ana"})
+    code, created = api(workdir, "POST", "/tasks", {"title": "Plan the launch", "created_by": "ana"})
     assert code == 201
     task = created["task"]
     details = [json.loads(m["Body"])["detail"] for m in notifications()]
     assert [(d["eventType"], d["taskId"], d["region"]) for d in details] == [("task.created", task["id"], "us-east-1")]
-    code, updated = api("PATCH", f"/tasks/{task['id']}", {"priority": "urgent", "updated_by": "bo", "version": 1})
+    code, updated = api(
+        workdir, "PATCH", f"/tasks/{task['id']}", {"priority": "urgent", "updated_by": "bo", "version": 1}
+    )
     assert code == 200 and updated["task"]["version"] == 2
-    code, conflict = api("PATCH", f"/tasks/{task['id']}", {"priority": "low", "updated_by": "cy", "version": 1})
+    code, conflict = api(
+        workdir, "PATCH", f"/tasks/{task['id']}", {"priority": "low", "updated_by": "cy", "version": 1}
+    )
     assert code == 409 and conflict["current_version"] == 2
+
+    # another environment is another cluster pair: another database, as on AWS
+    other = run(workdir, "deploy", "--sandbox", "--yes", "--env", "other")
+    assert other.returncode == 0, other.stderr
+    assert titles(workdir, "other") == []
+    assert api(workdir, "POST", "/tasks", {"title": "Other work", "created_by": "di"}, env="other")[0] == 201
+    assert titles(workdir, "other") == ["Other work"] and titles(workdir, "dev") == ["Plan the launch"]
 
     port = free_port()
     serving = subprocess.Popen(
         [TASKMGMT, "serve", "--sandbox", "--port", str(port)],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         listed = _get_json(f"http://127.0.0.1:{port}/tasks?limit=5")
         assert [t["id"] for t in listed["tasks"]] == [task["id"]]
+
+        destroyed = run(workdir, "destroy", "--sandbox", "--yes")
+        assert destroyed.returncode == 0, destroyed.stderr
+        gone = _get_json(f"http://127.0.0.1:{port}/tasks")  # the function is gone: a 502 naming why
+        assert gone["error"] == "function_unavailable" and "taskmgmt deploy --sandbox --env dev" in gone["message"]
     finally:
         serving.terminate()
-        serving.wait(timeout=10)
+        _, served_log = serving.communicate(timeout=10)
+    assert "Traceback" not in served_log
 
-    running = components(workdir)
-    pids = [*sandbox_processes(running["emulator"]["pid"]), running["postgres"]["pid"]]
-    ports = [
-        int(running["emulator"]["url"].rsplit(":", 1)[1]),
-        int(running["postgres"]["url"].split(":")[2].split("/")[0]),
-    ]
-    assert len(pids) > 2  # the function ran in worker processes
+    redeployed = run(workdir, "deploy", "--sandbox", "--yes")  # a new pair starts empty
+    assert redeployed.returncode == 0, redeployed.stderr
+    assert titles(workdir, "dev") == [] and titles(workdir, "other") == ["Other work"]
 
-    destroyed = run(workdir, "destroy", "--sandbox", "--yes")
-    assert destroyed.returncode == 0, destroyed.stderr
-    stopped = run(workdir, "sandbox", "stop")
-    assert stopped.returncode == 0
-    assert "stopped the AWS emulator" in stopped.stderr and "stopped PostgreSQL" in stopped.stderr
-    assert leftovers(pids, ports) == []
-    assert run(workdir, "sandbox", "status").returncode == 1
+    reset_leaves_nothing(workdir)
 
 
 def test_start_is_idempotent(workdir: Path):

@@ -168,6 +168,7 @@ def test_help_explains_each_command(cli):
         (("invoke", "--payload", "{not json"), "--payload is invalid: not JSON"),
         (("invoke", "--payload", "@/no/such/file.json"), "--payload '@/no/such/file.json' is invalid"),
         (("serve", "--port", "eighty"), "Invalid value for '--port'"),
+        (("serve", "--cors-origin", "localhost:3000/"), "--cors-origin 'localhost:3000/' is invalid"),
         (("deploy", "--plan", "--sandbox", "--profile", "work"), "--profile and --sandbox conflict"),
     ],
 )

@@ -76,3 +76,19 @@ def test_the_function_imports_only_what_its_package_or_runtime_has():
 
     stdlib = set(sys.stdlib_module_names)
     assert third_party - stdlib == {"psycopg", "boto3"}  # boto3 comes with the Lambda runtime
+
+
+def test_serve_refuses_an_oversized_body_with_the_functions_own_answer(monkeypatch):
+    """One limit, one message: what `taskmgmt serve` answers to a body it will not forward is
+    what the function answers to the same body."""
+    import json
+
+    from taskmgmt_deploy.usecases import serve
+
+    monkeypatch.syspath_prepend(str(lambda_dir()))
+    from task_processor import api
+
+    event = {"httpMethod": "POST", "path": "/tasks", "body": "x" * (serve.MAX_BODY_BYTES + 1)}
+    response = api.handle(event, None, "r")  # refused before the app is used
+    assert api.MAX_BODY_BYTES == serve.MAX_BODY_BYTES
+    assert (response["statusCode"], json.loads(response["body"])) == (413, serve.TOO_LARGE)
