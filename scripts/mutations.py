@@ -161,8 +161,8 @@ CODE = [
         "serve listens on every interface",
         "`taskmgmt serve` exposes the deployed API, with the user's credentials, to the network",
         "taskmgmt_deploy/usecases/serve.py",
-        'ThreadingHTTPServer(("127.0.0.1", port), Handler)',
-        'ThreadingHTTPServer(("0.0.0.0", port), Handler)',
+        'return Server(("127.0.0.1", port), Handler)',
+        'return Server(("0.0.0.0", port), Handler)',
         "tests/unit/test_serve.py::test_the_server_listens_on_loopback_only",
     ),
     one(
