@@ -580,6 +580,21 @@ EMULATOR = [
         f"{FIDELITY}::test_a_deleted_queue_name_cannot_be_reused_for_60_seconds",
     ),
     kinder(
+        "S2",
+        "taskmgmt_deploy/emulator/sqs.py",
+        '        return f"https://sqs.{queue.region}.amazonaws.com/{queue.account_id}/{queue.name}"',
+        "        return original(queue, request_url)",
+        f"{FIDELITY}::test_a_queue_url_names_its_region_whatever_endpoint_was_called",
+    ),
+    kinder(
+        "Q12",
+        DSQL,
+        "                for gone in leaving:",
+        "                for gone in []:",
+        f"{FIDELITY}::test_dsql_a_pair_shares_storage_made_with_it_and_released_with_its_last_cluster",
+        "tests/sandbox/test_databases.py::test_each_pair_is_its_own_database_made_and_dropped_with_its_clusters",
+    ),
+    kinder(
         "Q1",
         GUARD,
         "        if self.mutated > ROW_LIMIT:",
