@@ -25,6 +25,9 @@ from taskmgmt_deploy.stack.config import StackConfig
 STAR: dict[str, str] = {
     "dsql:ListClusters": "lists the account's clusters: DSQL has no resource to scope it to",
     "tag:GetResources": "destroy's sweep for resources tagged as this environment's",
+    "events:ListEventBuses": "destroy's sweep: the buses named like the environment's (a List action, no resource)",
+    "events:ListRules": "destroy's sweep: the rules named like the environment's (a List action, no resource)",
+    "iam:ListRoles": "destroy's sweep: the roles named like the environment's (a List action, no resource)",
     "logs:DescribeLogGroups": "finds the log groups by name prefix",
     "cloudwatch:DescribeAlarms": "reads the alarms by name, a region's in one call",
     "sns:Unsubscribe": "removes a replaced alarm email subscription: subscriptions are not IAM resources",
@@ -55,6 +58,21 @@ def deployer_policy(stack: StackConfig, account: str, partition: str = "aws") ->
                 "iam:ListInstanceProfilesForRole",
             ],
             [names.role],
+        ),
+        # Destroy's sweep removes what a lost manifest no longer names: anything tagged as this
+        # environment's and named with its prefix (the tags are checked by the tool before it deletes).
+        _statement(
+            "SweepRemovesTheEnvironmentsStrayRoles",
+            [
+                "iam:ListRoleTags",
+                "iam:ListRolePolicies",
+                "iam:DeleteRolePolicy",
+                "iam:ListAttachedRolePolicies",
+                "iam:DetachRolePolicy",
+                "iam:ListInstanceProfilesForRole",
+                "iam:DeleteRole",
+            ],
+            [names.role_pattern],
         ),
         _statement(
             "PassTheFunctionRoleToLambdaOnly",
@@ -114,6 +132,11 @@ def deployer_policy(stack: StackConfig, account: str, partition: str = "aws") ->
                 "events:RemoveTargets",
             ],
             names.each("events", "rule/{bus}/{rule}"),
+        ),
+        _statement(
+            "SweepRemovesTheEnvironmentsStrayRules",
+            ["events:ListTagsForResource", "events:ListTargetsByRule", "events:RemoveTargets", "events:DeleteRule"],
+            names.each("events", "rule/{prefix}*") + names.each("events", "rule/{prefix}*/{prefix}*"),
         ),
         _statement(
             "ManageTheQueues",
@@ -240,8 +263,10 @@ class _Names:
             "rule": stack.name("task-processing"),
             "dlq": stack.name("task-events-dlq"),
             "failures": stack.name("task-processor-failures"),
+            "prefix": stack.name(""),  # what destroy's sweep looks for in names
         }
         self.role = f"arn:{partition}:iam::{account}:role/{blueprint.role_name(stack)}"
+        self.role_pattern = f"arn:{partition}:iam::{account}:role/{stack.name('')}*"
 
     def arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:{self.partition}:{service}:{region}:{self.account}:{resource}"

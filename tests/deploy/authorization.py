@@ -198,6 +198,8 @@ RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
         "CreateRole": _tagged_create(
             "iam:CreateRole", "iam:TagRole", lambda call: role(call.params["RoleName"]), "Tags"
         ),
+        "ListRoles": _star("iam:ListRoles"),
+        "ListRoleTags": _ROLE("iam:ListRoleTags"),
         "SimulatePrincipalPolicy": _one("iam:SimulatePrincipalPolicy", lambda call: call.params["PolicySourceArn"]),
     },
     "lambda": {
@@ -235,6 +237,9 @@ RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
         },
         "PutRule": _tagged_create("events:PutRule", "events:TagResource", _rule, "Tags"),
         "PutEvents": _put_events,
+        "ListEventBuses": _star("events:ListEventBuses"),
+        "ListRules": _star("events:ListRules"),
+        "ListTagsForResource": _one("events:ListTagsForResource", lambda call: call.params["ResourceARN"]),
     },
     "sqs": {
         **{

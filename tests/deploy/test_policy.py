@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from taskmgmt_deploy.emulator.policy import Principal, Request, allowed, decide
@@ -109,6 +110,25 @@ def customer_keys(endpoint: str) -> None:
         customer_key(region, endpoint_url=endpoint)
 
 
+def strays() -> None:
+    """A role and a rule of the environment that no manifest names (a lost manifest, a run of an
+    older version): destroy's sweep finds them by name and tags, and must be allowed to remove them."""
+    tags = {"taskmgmt:env": "dev", "taskmgmt:prefix": "task-mgmt", "managed-by": "taskmgmt"}
+    tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    boto3.client("iam").create_role(
+        RoleName=f"{STACK}-stray", AssumeRolePolicyDocument=json.dumps(trust), Tags=tag_list
+    )
+    boto3.client("events", region_name="us-east-1").put_rule(
+        Name=f"{STACK}-stray", EventBusName=f"{STACK}-task-events", EventPattern='{"source": ["x"]}', Tags=tag_list
+    )
+
+
 def lifecycle(cli: Any) -> dict[str, Any]:
     """preflight, deploy, a redeploy with changes, status, smoke, destroy: what each must do."""
     for args in (
@@ -130,8 +150,13 @@ def lifecycle(cli: Any) -> dict[str, Any]:
         ("smoke",),
         ("destroy", "--yes"),
     ):
+        if args[0] == "destroy":
+            strays()
         result = cli(*args)
         assert result.code == 0, f"{args}: {result.out}{result.err}"
+    roles = [r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]]
+    rules = boto3.client("events", region_name="us-east-1").list_rules(NamePrefix=STACK)["Rules"]
+    assert (roles, rules) == ([], []), "destroy's sweep left the strays"
     printed = cli("policy", "--json", *OPTIONS)
     assert printed.code == 0, printed.err
     return json.loads(printed.out)
