@@ -16,6 +16,7 @@ from taskmgmt_deploy.cli.common import (
     summary,
     with_settings,
 )
+from taskmgmt_deploy.core.lock import UNREADABLE
 from taskmgmt_deploy.core.models import Health
 from taskmgmt_deploy.errors import TaskmgmtError, UserError, one_line
 from taskmgmt_deploy.stack.config import Settings
@@ -205,18 +206,24 @@ def unlock(
     *,
     flags: dict[str, str | None],
 ) -> None:
-    """Clear the lock a crashed deploy or destroy left behind."""
+    """Clear a lock that cannot be checked from here: one taken on another host or a network filesystem.
+
+    On the machine that ran it, a run that died is never in the way: the next deploy or
+    destroy takes over its lock and resumes.
+    """
     from taskmgmt_deploy.usecases.factory import env_lock
 
     settings = settings_from(flags)
     lock = env_lock(settings)
     holder = lock.read()
-    if holder is None:
+    alive = lock.holder_alive()
+    if holder is None and not alive:
         console.info(f"environment '{settings.stack.env}' is not locked")
         return
-    if not holder.is_dead() and not force:
+    holder = holder or UNREADABLE
+    if alive and not force:
         raise UserError(
-            f"the lock is held by {holder.describe()}, which may still be running; "
+            f"the lock is held by {holder.describe()}, which is still running; "
             "wait for it, or pass --force if you are sure it is not"
         )
     if not yes:

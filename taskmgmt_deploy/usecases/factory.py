@@ -209,6 +209,15 @@ def env_lock(settings: Settings) -> EnvLock:
     return EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env)
 
 
+def take_lock(settings: Settings, command: str, say: Callable[[str], None]) -> EnvLock:
+    """The environment's lock, held; says so when it takes over from a run that died holding it."""
+    held = env_lock(settings)
+    previous = held.acquire(command)
+    if previous is not None:
+        say(f"resuming after an interrupted run: {previous.describe()} did not finish")
+    return held
+
+
 def make_engine(
     settings: Settings,
     aws: AwsClients,
@@ -248,9 +257,7 @@ def open_stack(
     configuration given now.
     """
     runtime = runtime or RUNTIME
-    held = env_lock(settings)
-    if lock:
-        held.acquire(command)
+    held = take_lock(settings, command, reporter.phase) if lock else env_lock(settings)
     try:
         manifest = require_manifest(settings) if existing else load_manifest(settings)
         stack_config = recorded_config(manifest) if existing and manifest else settings.stack

@@ -129,12 +129,11 @@ def test_deploy_killed_after_any_step_converges_without_duplicates(endpoint, cli
     if os.WIFSIGNALED(status):
         assert os.WTERMSIG(status) == signal.SIGKILL
         assert ready() >= k
-        assert "no longer running" in cli("deploy", "--yes").err  # the dead run's lock is named...
     else:  # k was past the last AWS mutation: the deploy finished
         assert os.WEXITSTATUS(status) == 0
-    assert cli("unlock", "--yes").code == 0  # ...and cleared, as a user would after a crash
-    again = cli("deploy", "--yes")
+    again = cli("deploy", "--yes")  # the dead run's lock is taken over: no unlock
     assert again.code == 0, again.err
+    assert ("resuming after an interrupted run" in again.err) == os.WIFSIGNALED(status)
     assert live(endpoint) == expected()
     assert all(r["state"] == "ready" for r in manifest(tmp_path)["resources"])
 
@@ -149,7 +148,6 @@ def test_destroy_killed_after_any_step_still_removes_everything(endpoint, cli, t
 
     status = in_child(["destroy", "--yes", "--max-workers", "1"], kill_after(deleted, k))
     assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0
-    assert cli("unlock", "--yes").code == 0
     if manifest(tmp_path) is None:  # it had finished: nothing left to destroy
         assert live(endpoint) == empty()
         return
@@ -195,7 +193,6 @@ def test_destroy_killed_between_any_two_dsql_calls_finishes_when_run_again(serve
     status = in_child(["destroy", "--yes", "--force", "--env", "prod"], kill_at_k)
     assert os.WIFSIGNALED(status)
     assert made() == PAIR_DELETE[:k]
-    assert cli("unlock", "--yes", "--env", "prod").code == 0
     again = cli("destroy", "--yes", "--force", "--env", "prod")
     assert again.code == 0, again.err
     assert made() == PAIR_DELETE[k:]
@@ -249,8 +246,9 @@ def test_a_second_deploy_or_destroy_is_refused_while_one_runs(endpoint, cli, tmp
         )
     os.kill(holder["pid"], signal.SIGKILL)  # the deploy dies holding the lock
     os.waitpid(pid, 0)
-    stale = cli("deploy", "--yes")
-    assert stale.code == 2 and "which is no longer running" in stale.err
+    resumed = cli("deploy", "--yes")
+    assert resumed.code == 0, resumed.err
+    assert f"resuming after an interrupted run: pid {holder['pid']}" in resumed.err
 
 
 def test_unlock_asks_for_confirmation(cli, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from pathlib import Path
 
 import boto3
 import pytest
@@ -199,55 +200,64 @@ def test_rebuild_finds_the_clusters_by_tag(aws, runtime, cli, tmp_path):
 
 
 def test_a_second_run_is_refused_while_the_lock_is_held(aws, runtime, cli, calls, tmp_path):
-    lock = tmp_path / ".taskmgmt" / "dev.lock"
-    lock.parent.mkdir()
-    lock.write_text(
-        json.dumps(
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "user": "me",
-                "started_at": "2026-11-25T10:00:00Z",
-                "command": "deploy",
-            }
-        )
-    )
-    for args in (("deploy", "--yes"), ("destroy", "--yes")):
-        result = cli(*args)
-        assert result.code == 2
-        assert (
-            f"locked by pid {os.getpid()} on {socket.gethostname()} (deploy, started 2026-11-25T10:00:00Z)"
-            in result.err
-        )
-    assert calls.calls == []
-    refused = cli("unlock", "--yes")
-    assert refused.code == 2 and "may still be running" in refused.err
-    assert lock.exists()
+    from taskmgmt_deploy.core.lock import EnvLock
+
+    holder = EnvLock(tmp_path / ".taskmgmt" / "dev.lock", "dev")
+    holder.acquire("deploy")  # another open file description: flock refuses it like another process
+    info = holder.read()
+    try:
+        for args in (("deploy", "--yes"), ("destroy", "--yes")):
+            result = cli(*args)
+            assert result.code == 2
+            assert f"locked by pid {os.getpid()} on {socket.gethostname()} (deploy, started {info.started_at})" in (
+                result.err
+            )
+        assert calls.calls == []
+        refused = cli("unlock", "--yes")
+        assert refused.code == 2 and "still running" in refused.err
+        assert holder.path.exists()
+    finally:
+        holder.release()
+    assert not holder.path.exists()
 
 
-def test_a_lock_left_by_a_dead_process_is_named_and_unlock_clears_it(aws, runtime, cli, tmp_path):
+def _lock_file(tmp_path, host: str) -> Path:
     lock = tmp_path / ".taskmgmt" / "dev.lock"
     lock.parent.mkdir()
     dead_pid = 2**22 + 7  # above pid_max on Linux: no such process
     lock.write_text(
         json.dumps(
-            {
-                "pid": dead_pid,
-                "host": socket.gethostname(),
-                "user": "me",
-                "started_at": "2026-11-25T10:00:00Z",
-                "command": "deploy",
-            }
+            {"pid": dead_pid, "host": host, "user": "me", "started_at": "2026-11-25T10:00:00Z", "command": "deploy"}
         )
     )
+    return lock
+
+
+def test_a_lock_left_by_a_dead_run_on_this_machine_is_taken_over(aws, runtime, cli, tmp_path):
+    lock = _lock_file(tmp_path, socket.gethostname())
+    result = cli("deploy", "--yes")
+    assert result.code == 0, result.err
+    resumed = [line for line in result.err.splitlines() if "interrupted run" in line]
+    assert resumed == [
+        f"- resuming after an interrupted run: pid {2**22 + 7} on {socket.gethostname()} "
+        "(deploy, started 2026-11-25T10:00:00Z) did not finish"
+    ]
+    assert not lock.exists()  # released at the end of the run
+    assert "interrupted" not in cli("deploy", "--yes").err
+
+
+def test_a_lock_from_another_host_is_refused_until_unlock_clears_it(aws, runtime, cli, tmp_path):
+    lock = _lock_file(tmp_path, "build-box-7")
     result = cli("deploy", "--yes")
     assert result.code == 2
-    assert "which is no longer running" in result.err and "taskmgmt unlock --env dev" in result.err
+    assert "locked by pid 4194311 on build-box-7" in result.err and "cannot be checked" in result.err
+    assert "taskmgmt unlock --env dev" in result.err
+    assert json.loads(lock.read_text())["host"] == "build-box-7"  # the refused run left it as it was
     assert cli("unlock").code == 2  # asks for confirmation, and there is no terminal here
     cleared = cli("unlock", "--yes")
     assert cleared.code == 0 and not lock.exists()
     assert cli("deploy", "--yes").code == 0
-    assert not lock.exists()  # released at the end of the run
+    assert not lock.exists()
 
 
 def test_credentials_of_another_account_are_refused(aws, runtime, cli, calls, tmp_path):
