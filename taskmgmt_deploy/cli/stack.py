@@ -136,6 +136,9 @@ def destroy(
 ) -> None:
     """Delete every resource of the environment, in reverse order, then sweep by tags.
 
+    Without a manifest it still finds the environment's resources by name and tags, and
+    exits 0 with "nothing to destroy" when none exists.
+
     Refuses while DSQL deletion protection is on, unless --force. Example: taskmgmt destroy --yes
     """
     from taskmgmt_deploy.usecases.factory import open_stack
@@ -150,9 +153,14 @@ def destroy(
             raise UserError("destroy cancelled; nothing was changed")
     with (
         interruptible() as cancel,
-        open_stack(settings, console, command="destroy", lock=True, existing=True, cancel=cancel) as stack,
+        open_stack(
+            settings, console, command="destroy", lock=True, existing=True, cancel=cancel, unrecorded_ok=True
+        ) as stack,
     ):
         report = stack.engine.destroy(stack.resources, force=force)
+    if not report.deleted and not report.left:
+        console.success(f"nothing to destroy: no resource of {settings.stack.stack_name} exists")
+        return
     for what, why in report.left:
         console.warn(f"left behind: {what}: {why}")
     if report.left:

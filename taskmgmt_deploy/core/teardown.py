@@ -50,13 +50,15 @@ class Teardown:
     def _targets(
         self, items: list[tuple[Resource, Record | None]], observed: Mapping[str, Observed | None]
     ) -> dict[str, Record]:
-        """Every manifest record, plus blueprint resources found live by name or tag."""
+        """Every manifest record, plus blueprint resources found live by name or tag that are
+        resources of their own (not a local package, nor the schema inside the clusters)."""
         targets: dict[str, Record] = {}
         for index, (res, record) in enumerate(items):
             found = observed.get(res.key)
+            step = self._step_for(res.kind)
             if record is not None:
                 targets[res.key] = record
-            elif found is not None:
+            elif found is not None and not step.local and not step.goes_with_others:
                 targets[res.key] = record_of(res, 10_000 + index, "ready", found.outputs)
         return targets
 

@@ -249,17 +249,19 @@ def open_stack(
     existing: bool,
     cancel: threading.Event | None = None,
     runtime: Runtime | None = None,
+    unrecorded_ok: bool = False,
 ) -> Iterator[Stack]:
     """Lock the environment (if asked), load its manifest, check the account, wire the engine.
 
     existing=True (status, destroy): the environment must have a manifest, and the wanted
     state is the configuration its last deploy recorded. Otherwise (deploy, plan) it is the
-    configuration given now.
+    configuration given now. unrecorded_ok (destroy): without a manifest, the configuration
+    given now, so that what exists of it is still found by name and tags.
     """
     runtime = runtime or RUNTIME
     held = take_lock(settings, command, reporter.phase) if lock else env_lock(settings)
     try:
-        manifest = require_manifest(settings) if existing else load_manifest(settings)
+        manifest = require_manifest(settings) if existing and not unrecorded_ok else load_manifest(settings)
         stack_config = recorded_config(manifest) if existing and manifest else settings.stack
         aws = aws_clients(settings, runtime)
         aws.get("sts")  # first: it loads the endpoint data every other client shares

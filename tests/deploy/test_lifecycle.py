@@ -352,9 +352,7 @@ def test_destroy_completes_after_resources_were_deleted_by_hand(aws, runtime, cl
     assert inventory() == empty()
 
 
-@pytest.mark.parametrize(
-    "args", [("status",), ("destroy", "--yes"), ("outputs",), ("smoke",), ("invoke", "--payload", "{}"), ("serve",)]
-)
+@pytest.mark.parametrize("args", [("status",), ("outputs",), ("smoke",), ("invoke", "--payload", "{}"), ("serve",)])
 def test_an_unknown_environment_is_a_user_error(aws, runtime, cli, calls, args):
     assert cli("deploy", "--yes").code == 0
     calls.clear()
@@ -363,3 +361,26 @@ def test_an_unknown_environment_is_a_user_error(aws, runtime, cli, calls, args):
     assert "no deployment of environment 'nosuchenv'" in result.err
     assert len(result.err.strip().splitlines()) == 1
     assert calls.mutating() == []
+
+
+def test_destroy_of_an_environment_that_is_gone_exits_0_and_changes_nothing(aws, runtime, cli, calls, tmp_path):
+    assert cli("deploy", "--yes").code == 0
+    assert cli("destroy", "--yes").code == 0
+    calls.clear()
+    for args in (("--env", "dev"), ("--env", "nosuchenv")):
+        again = cli("destroy", "--yes", *args)
+        assert again.code == 0, again.err
+        assert "nothing to destroy" in again.err
+    assert calls.mutating() == []
+    assert not (tmp_path / ".taskmgmt" / "dev.json").exists()
+
+
+def test_destroy_without_a_manifest_finds_the_environment_by_name_and_tags(aws, runtime, cli, tmp_path):
+    from tests.deploy.inventory import empty, inventory
+
+    assert cli("deploy", "--yes", "--env", "lost").code == 0
+    (tmp_path / ".taskmgmt" / "lost.json").unlink()  # a lost manifest must not leave billable clusters
+    result = cli("destroy", "--yes", "--env", "lost")
+    assert result.code == 0, result.err
+    assert "destroyed task-mgmt-lost: 38 resources deleted" in result.err
+    assert inventory() == empty()
