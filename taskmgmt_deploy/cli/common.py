@@ -22,7 +22,7 @@ import typer
 
 from taskmgmt_deploy.cli.console import Console
 from taskmgmt_deploy.core.models import Action, Change, Resource
-from taskmgmt_deploy.errors import UserError
+from taskmgmt_deploy.errors import TaskmgmtError, UserError
 from taskmgmt_deploy.stack.config import Settings, load_settings
 
 app = typer.Typer(
@@ -158,6 +158,27 @@ def interruptible() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def errors_exit_2(when: bool) -> Iterator[None]:
+    """Where exit 1 means "changes pending" or "drift" (plan --detailed-exitcode, status), an
+    error must not look like one: every failure exits 2."""
+    try:
+        yield
+    except TaskmgmtError as exc:
+        if when and exc.exit_code == 1:
+            exc.exit_code = 2
+        raise
+
+
+def elapsed_since() -> Callable[[], float]:
+    """Seconds since now, on the runtime's clock (the tests' clock is fake)."""
+    from taskmgmt_deploy.usecases import factory
+
+    clock = factory.RUNTIME.clock
+    start = clock.now()
+    return lambda: clock.now() - start
+
+
 def summary(changes: list[tuple[Resource, Change]]) -> str:
     counts = {action: sum(1 for _, c in changes if c.action is action) for action in Action}
     return ", ".join(
@@ -167,9 +188,9 @@ def summary(changes: list[tuple[Resource, Change]]) -> str:
     )
 
 
-def confirm_changes(preview: list[tuple[Resource, Change]]) -> bool:
+def confirm_changes(preview: list[tuple[Resource, Change]], verbose: bool = False) -> bool:
     changes = [(r, c) for r, c in preview if c.mutates]
-    console.plan_table(changes, stream="err")
+    console.plan(preview, verbose=verbose, stream="err")
     return ask(
         f"Apply these {len(changes)} changes?",
         f"deploy would change {len(changes)} resources and there is no terminal to ask: "

@@ -15,9 +15,11 @@ from typing import Any
 from rich.console import Console as RichConsole
 from rich.table import Table
 
-from taskmgmt_deploy.core.models import Action, Change, Health, Resource, Status
+from taskmgmt_deploy.core.models import UNKNOWN, Action, Change, Health, Resource, Status
+from taskmgmt_deploy.core.step import short
 from taskmgmt_deploy.errors import one_line
 
+_SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.NOOP: " ", Action.SKIP: " "}
 _ACTION_STYLE = {
     Action.CREATE: "green",
     Action.UPDATE: "yellow",
@@ -74,6 +76,9 @@ class Console:
     def phase(self, text: str) -> None:
         self._say(f"- {text}", "dim")
 
+    def begin(self, verb: str, total: int) -> None:
+        pass
+
     def planned(self, res: Resource, change: Change) -> None:
         pass  # the plan is shown as a table; per-step lines come from started/finished
 
@@ -95,21 +100,23 @@ class Console:
             sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
             sys.stdout.flush()
 
-    def plan_table(self, changes: Iterable[tuple[Resource, Change]], stream: str = "out") -> None:
-        table = Table(title=None, box=None, pad_edge=False)
-        for column in ("action", "resource", "region", "why"):
-            table.add_column(column)
-        for res, change in changes:
-            why = "; ".join(change.reasons)
-            table.add_row(
-                change.action.value,
-                f"{res.kind}:{res.logical}",
-                res.region or "global",
-                why,
-                style=_ACTION_STYLE[change.action],
-            )
+    def plan(self, changes: Iterable[tuple[Resource, Change]], verbose: bool = False, stream: str = "out") -> None:
+        """One line per change (+ create, ~ update), each update's fields as `field: old → new`;
+        unchanged and skipped resources only when verbose."""
+        target = self.out if stream == "out" else self.err
         with self._lock:
-            (self.out if stream == "out" else self.err).print(table)
+            for res, change in changes:
+                if not (change.mutates or verbose):
+                    continue
+                why = "" if change.diff else "; ".join(change.reasons)
+                if change.action is Action.SKIP:
+                    why = f"skipped: {why}"
+                target.print(
+                    f"{_SYMBOL[change.action]} {res.key}" + (f"  ({why})" if why else ""),
+                    style=_ACTION_STYLE[change.action],
+                )
+                for name, (old, new) in change.diff.items():
+                    target.print(f"      {name}: {_value(old)} → {_value(new)}", style=_ACTION_STYLE[change.action])
 
     def status_table(self, statuses: Iterable[Status]) -> None:
         table = Table(box=None, pad_edge=False)
@@ -144,3 +151,7 @@ class Console:
 def _short_id(ident: str) -> str:
     """Queue URLs and other path-like ids are shown by their last part."""
     return ident.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _value(value: Any) -> str:
+    return repr(value) if value is UNKNOWN else short(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -11,11 +12,15 @@ from taskmgmt_deploy.cli.common import (
     ask,
     confirm_changes,
     console,
+    elapsed_since,
+    errors_exit_2,
     interruptible,
     settings_from,
     summary,
     with_settings,
 )
+from taskmgmt_deploy.cli.documents import deploy_document, destroy_document, done_summary, plan_document
+from taskmgmt_deploy.cli.progress import RunDisplay
 from taskmgmt_deploy.core.lock import UNREADABLE
 from taskmgmt_deploy.core.models import Health
 from taskmgmt_deploy.errors import TaskmgmtError, UserError, one_line
@@ -27,37 +32,71 @@ from taskmgmt_deploy.stack.config import Settings
 def deploy(
     plan: Annotated[bool, typer.Option("--plan", help="Only show what would change; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking for confirmation.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan, or the result, as one JSON document on stdout.")
+    ] = False,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="With --plan: exit 0 when nothing would change, 1 when changes are pending, 2 on error.",
+        ),
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show unchanged resources in the plan too.")] = False,
     *,
     flags: dict[str, str | None],
 ) -> None:
     """Create or update the whole stack in both regions, then print its outputs.
 
     Idempotent: an up-to-date stack makes no change. An interrupted deploy resumes where it
-    stopped. Example: taskmgmt deploy --env dev --yes
+    stopped. Without --yes it shows the plan and asks. Example: taskmgmt deploy --env dev --yes
     """
     from taskmgmt_deploy.usecases.deploy import deploy as deploy_stack
     from taskmgmt_deploy.usecases.factory import open_stack
     from taskmgmt_deploy.usecases.outputs import stack_outputs
 
+    if detailed_exitcode and not plan:
+        raise UserError("--detailed-exitcode needs --plan: it reports whether changes are pending")
     settings = settings_from(flags, start_sandbox=not plan)
     if plan:
-        with open_stack(settings, console, command="plan", lock=False, existing=False) as stack:
-            changes = stack.engine.plan(stack.resources)
-        console.plan_table(changes)
-        console.info(f"plan for {settings.stack.stack_name}: {summary(changes)}")
+        _plan(settings, as_json=as_json, detailed_exitcode=detailed_exitcode, verbose=verbose)
         return
+    started = elapsed_since()
     with (
         interruptible() as cancel,
-        open_stack(settings, console, command="deploy", lock=True, existing=False, cancel=cancel) as stack,
+        RunDisplay(console) as display,
+        open_stack(settings, display, command="deploy", lock=True, existing=False, cancel=cancel) as stack,
     ):
-        changes = deploy_stack(stack, confirm=None if yes else confirm_changes)
-        console.success(f"deployed {settings.stack.stack_name}: {summary(changes)}")
-        console.key_values(stack_outputs(stack.manifest))
+        changes = deploy_stack(stack, confirm=None if yes else partial(confirm_changes, verbose=verbose))
+        outputs = stack_outputs(stack.manifest)
+    elapsed = started()
+    console.success(f"deployed {settings.stack.stack_name}: {done_summary(changes, elapsed)}")
+    if as_json:
+        console.json(deploy_document(settings.stack, changes, display.seconds, elapsed, outputs))
+    else:
+        console.key_values(outputs)
     if settings.sandbox:  # the sandbox proves itself after every deploy
         from taskmgmt_deploy.cli.local import run_smoke
 
         if not run_smoke(settings):
             raise typer.Exit(1)
+
+
+def _plan(settings: Settings, *, as_json: bool, detailed_exitcode: bool, verbose: bool) -> None:
+    from taskmgmt_deploy.usecases.factory import open_stack
+
+    with (
+        errors_exit_2(detailed_exitcode),
+        open_stack(settings, console, command="plan", lock=False, existing=False) as stack,
+    ):
+        changes = stack.engine.plan(stack.resources)
+    if as_json:
+        console.json(plan_document(settings.stack, changes))
+    else:
+        console.plan(changes, verbose=verbose)
+        console.info(f"plan for {settings.stack.stack_name}: {summary(changes)}; nothing was changed")
+    if detailed_exitcode and any(c.mutates for _, c in changes):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -83,7 +122,7 @@ def status(
     settings = settings_from(flags)
     if rebuild:
         _rebuild(settings)
-    with open_stack(settings, console, command="status", lock=False, existing=True) as stack:
+    with errors_exit_2(True), open_stack(settings, console, command="status", lock=False, existing=True) as stack:
         statuses = stack.engine.status(stack.resources)
     bad = sum(1 for s in statuses if s.health not in (Health.OK, Health.SKIPPED))
     healthy = bad == 0
@@ -131,6 +170,7 @@ def _rebuild(settings: Settings) -> None:
 def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Turn DSQL deletion protection off, then delete.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     *,
     flags: dict[str, str | None],
 ) -> None:
@@ -151,22 +191,32 @@ def destroy(
         )
         if not ask(question, "destroy needs confirmation and there is no terminal to ask: pass --yes"):
             raise UserError("destroy cancelled; nothing was changed")
+    started = elapsed_since()
     with (
         interruptible() as cancel,
+        RunDisplay(console) as display,
         open_stack(
-            settings, console, command="destroy", lock=True, existing=True, cancel=cancel, unrecorded_ok=True
+            settings, display, command="destroy", lock=True, existing=True, cancel=cancel, unrecorded_ok=True
         ) as stack,
     ):
         report = stack.engine.destroy(stack.resources, force=force)
+    elapsed = started()
+    if as_json:
+        console.json(destroy_document(settings.stack, report.deleted, report.left, display.seconds, elapsed))
     if not report.deleted and not report.left:
         console.success(f"nothing to destroy: no resource of {settings.stack.stack_name} exists")
         return
     for what, why in report.left:
         console.warn(f"left behind: {what}: {why}")
     if report.left:
-        console.error(f"{len(report.left)} resources of {settings.stack.stack_name} remain; the manifest was kept")
+        console.error(
+            f"{settings.stack.stack_name}: deleted {len(report.deleted)} in {elapsed:.1f} s, but "
+            f"{len(report.left)} resources remain; the manifest was kept"
+        )
         raise typer.Exit(1)
-    console.success(f"destroyed {settings.stack.stack_name}: {len(report.deleted)} resources deleted, nothing left")
+    console.success(
+        f"destroyed {settings.stack.stack_name}: deleted {len(report.deleted)} in {elapsed:.1f} s, nothing left"
+    )
 
 
 @app.command()

@@ -111,14 +111,16 @@ class Engine:
 
     # -- public operations ------------------------------------------------------
     def plan(self, resources: list[Resource]) -> list[tuple[Resource, Change]]:
+        """What deploy would do, reporting nothing as done: the caller shows the plan."""
         observed = self._read_all([(r, self.manifest.get(r.key)) for r in resources])
-        return self._walk(resources, observed, PlanOnlyExecutor())
+        return self._walk(resources, observed, PlanOnlyExecutor(), report=False)
 
     def deploy(self, resources: list[Resource], confirm: Confirm | None = None) -> list[tuple[Resource, Change]]:
         observed = self._read_all([(r, self.manifest.get(r.key)) for r in resources])
         preview = self._walk(resources, observed, PlanOnlyExecutor(), report=False)
         if confirm and any(c.mutates for _, c in preview) and not confirm(preview):
             raise Aborted("deploy cancelled; nothing was changed")
+        self.reporter.begin("deploy", sum(1 for _, c in preview if c.mutates))
         return self._walk(resources, observed, ApplyExecutor())
 
     def status(self, resources: list[Resource]) -> list[Status]:

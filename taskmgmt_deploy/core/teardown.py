@@ -77,6 +77,7 @@ class Teardown:
     def _delete_walk(self, targets: dict[str, Record], force: bool, report: DestroyReport) -> None:
         """The deploy order backwards: each target after every target that depends on it."""
         order = sorted(targets, key=lambda key: -targets[key].position)
+        self.reporter.begin("destroy", len(order))
         failures = self.scheduler.walk(order, _dependents(targets), _DeleteWork(self, targets, force, report))
         if failures:
             raise DeployFailed("destroy", failures)

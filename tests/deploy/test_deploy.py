@@ -16,7 +16,7 @@ STACK = "task-mgmt-dev"
 def test_deploy_status_destroy_leaves_nothing(aws, runtime, cli, tmp_path):
     deployed = cli("deploy", "--yes")
     assert deployed.code == 0, deployed.err
-    assert "deployed task-mgmt-dev: 40 to create" in deployed.err
+    assert "deployed task-mgmt-dev: created 40, updated 0, unchanged 0 in " in deployed.err
 
     manifest = json.loads((tmp_path / ".taskmgmt" / "dev.json").read_text())
     assert {r["state"] for r in manifest["resources"]} == {"ready"}
@@ -71,7 +71,7 @@ def test_redeploy_of_an_up_to_date_stack_makes_no_mutating_call(aws, runtime, cl
     again = cli("deploy", "--yes")
     assert again.code == 0, again.err
     assert calls.mutating() == []
-    assert "40 unchanged" in again.err
+    assert "created 0, updated 0, unchanged 40" in again.err
     # One read per resource that lives in AWS (37: not the package, plus the peering's
     # second cluster), and one for the account.
     assert len(calls.reads()) <= 39 + 3
@@ -81,14 +81,14 @@ def test_plan_makes_no_mutating_call_and_names_each_change(aws, runtime, cli, ca
     fresh = cli("deploy", "--plan")
     assert fresh.code == 0, fresh.err
     assert calls.mutating() == []
-    assert fresh.out.count("create") >= 40
+    assert sum(line.startswith("+ ") for line in fresh.out.splitlines()) == 40
     assert cli("deploy", "--yes").code == 0
     calls.clear()
     changed = cli("deploy", "--plan", "--lambda-memory", "1024")
     assert changed.code == 0
     assert calls.mutating() == []
-    updates = [line for line in changed.out.splitlines() if line.startswith("update")]
-    assert len(updates) == 2 and all("memory: 512 -> 1024" in line for line in updates)
+    updates = [line for line in changed.out.splitlines() if line.startswith("~ ")]
+    assert len(updates) == 2 and changed.out.count("      memory: 512 → 1024\n") == 2
 
 
 def test_config_change_updates_only_what_differs(aws, runtime, cli, calls):

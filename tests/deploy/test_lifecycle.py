@@ -302,7 +302,7 @@ def test_deploy_without_yes_and_no_terminal_shows_the_plan_and_changes_nothing(a
     result = cli("deploy")
     assert result.code == 2
     assert "pass --yes" in result.err
-    assert "create" in result.err  # the plan it would have asked about
+    assert "+ iam_role:task-processor@global  (does not exist)" in result.err  # the plan it would have asked about
     assert calls.mutating() == []
     assert not (tmp_path / ".taskmgmt" / "dev.json").exists()
 
@@ -382,5 +382,5 @@ def test_destroy_without_a_manifest_finds_the_environment_by_name_and_tags(aws, 
     (tmp_path / ".taskmgmt" / "lost.json").unlink()  # a lost manifest must not leave billable clusters
     result = cli("destroy", "--yes", "--env", "lost")
     assert result.code == 0, result.err
-    assert "destroyed task-mgmt-lost: 38 resources deleted" in result.err
+    assert "destroyed task-mgmt-lost: deleted 38 in " in result.err
     assert inventory() == empty()
