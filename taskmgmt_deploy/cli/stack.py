@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from taskmgmt_deploy.cli.common import (
+    REPAIR_PANEL,
+    STACK_PANEL,
     app,
     ask,
     confirm_changes,
@@ -27,7 +29,7 @@ from taskmgmt_deploy.errors import TaskmgmtError, UserError, one_line
 from taskmgmt_deploy.stack.config import Settings
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 @with_settings
 def deploy(
     plan: Annotated[bool, typer.Option("--plan", help="Only show what would change; change nothing.")] = False,
@@ -99,7 +101,7 @@ def _plan(settings: Settings, *, as_json: bool, detailed_exitcode: bool, verbose
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 @with_settings
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -165,7 +167,7 @@ def _rebuild(settings: Settings) -> None:
     console.info(f"rebuilt the manifest from {found} live resources")
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 @with_settings
 def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -219,7 +221,7 @@ def destroy(
     )
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 @with_settings
 def outputs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -234,7 +236,7 @@ def outputs(
     console.json(data) if as_json else console.key_values(data)
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 @with_settings
 def migrate(*, flags: dict[str, str | None]) -> None:
     """Apply the schema in sql/ and the function's role and grants. Idempotent.
@@ -256,7 +258,7 @@ def migrate(*, flags: dict[str, str | None]) -> None:
     console.success("the database schema is up to date" + ("" if done else "; nothing to do"))
 
 
-@app.command()
+@app.command(rich_help_panel=REPAIR_PANEL)
 @with_settings
 def unlock(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
