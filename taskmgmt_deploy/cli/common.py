@@ -143,9 +143,7 @@ def _common_parameters() -> list[inspect.Parameter]:
             )
             for name, (_, decls, text) in _OPTIONS.items()
         ),
-        _config_option(
-            "sandbox", bool, False, "--sandbox", help="Work on the local sandbox instead of AWS.", metavar=""
-        ),
+        _config_option("sandbox", bool, False, "--sandbox", help="Work on the local sandbox instead of AWS."),
         _config_option(
             "deletion_protection",
             bool | None,

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.console import Console as RichConsole
-from rich.table import Table
 
 from taskmgmt_deploy.core.models import UNKNOWN, Action, Change, Health, Resource, Status
 from taskmgmt_deploy.core.step import short
@@ -118,22 +117,30 @@ class Console:
                 for name, (old, new) in change.diff.items():
                     target.print(f"      {name}: {_value(old)} → {_value(new)}", style=_ACTION_STYLE[change.action])
 
-    def status_table(self, statuses: Iterable[Status]) -> None:
-        table = Table(box=None, pad_edge=False)
-        for column in ("resource", "region", "id", "live state", "drift"):
-            table.add_column(column, overflow="fold")
+    def status_table(self, statuses: Iterable[Status], stack_name: str = "") -> None:
+        """Grouped by region (its name heads the group), rows in dependency order: resource,
+        live state, health, id. A resource name never wraps; the id takes what width is left and
+        is cut with an ellipsis; each problem is a line of its own under its resource."""
+        by_region: dict[str, list[Status]] = {}
         for status in statuses:
-            drift = "; ".join(status.problems) if status.problems else status.health.value
-            table.add_row(
-                status.key.rsplit("@", 1)[0],
-                status.region or "global",
-                _short_id(status.id),
-                status.state,
-                drift,
-                style=_HEALTH_STYLE[status.health],
-            )
+            by_region.setdefault(status.region or "global", []).append(status)
+        rows = [s for group in by_region.values() for s in group]
+        name_width = max((len(_resource_name(s)) for s in rows), default=0)
+        state_width = min(max((len(s.state) for s in rows), default=0), 13)
+        id_width = max(self.out.width - (2 + name_width + 2 + state_width + 2 + 9 + 2), 8)
         with self._lock:
-            self.out.print(table)
+            self.out.print(f"  {'resource':<{name_width}}  {'state':<{state_width}}  {'health':<9}  id", style="dim")
+            for region, group in by_region.items():
+                self.out.print(region, style="bold")
+                for status in group:
+                    ident = _cut(_short_id(status.id, stack_name), id_width)
+                    self.out.print(
+                        f"  {_resource_name(status):<{name_width}}  {_cut(status.state, state_width):<{state_width}}"
+                        f"  {status.health.value:<9}  {ident}".rstrip(),
+                        style=_HEALTH_STYLE[status.health],
+                    )
+                    for problem in status.problems:
+                        self.out.print(f"      {problem}", style=_HEALTH_STYLE[status.health])
 
     def key_values(self, data: Mapping[str, Any]) -> None:
         with self._lock:
@@ -148,9 +155,21 @@ class Console:
                 self.out.print(" " * indent + f"{key}: {'-' if value is None else value}")
 
 
-def _short_id(ident: str) -> str:
-    """Queue URLs and other path-like ids are shown by their last part."""
-    return ident.rstrip("/").rsplit("/", 1)[-1]
+def _short_id(ident: str, stack_name: str = "") -> str:
+    """Queue URLs, ARNs and other path-like ids by their last part, without the stack's name
+    that every name starts with."""
+    last = ident.rstrip("/").rsplit("/", 1)[-1]
+    if last.startswith("arn:"):
+        last = last.rsplit(":", 1)[-1]
+    return last[len(stack_name) + 1 :] if stack_name and last.startswith(stack_name + "-") else last
+
+
+def _resource_name(status: Status) -> str:
+    return status.key.rsplit("@", 1)[0]
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _value(value: Any) -> str:

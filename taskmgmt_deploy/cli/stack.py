@@ -148,7 +148,7 @@ def status(
             }
         )
     else:
-        console.status_table(statuses)
+        console.status_table(statuses, settings.stack.stack_name)
         console.info(
             f"{settings.stack.stack_name}: all {len(statuses)} resources as deployed"
             if healthy
@@ -206,7 +206,11 @@ def destroy(
     if as_json:
         console.json(destroy_document(settings.stack, report.deleted, report.left, display.seconds, elapsed))
     if not report.deleted and not report.left:
-        console.success(f"nothing to destroy: no resource of {settings.stack.stack_name} exists")
+        from taskmgmt_deploy.usecases.factory import sandbox_hint
+
+        console.success(
+            f"nothing to destroy: no resource of {settings.stack.stack_name} exists{sandbox_hint(settings)}"
+        )
         return
     for what, why in report.left:
         console.warn(f"left behind: {what}: {why}")

@@ -177,9 +177,16 @@ def require_manifest(settings: Settings) -> Manifest:
         raise ManifestError(
             f"no deployment of environment '{settings.stack.env}' is recorded ({path} "
             "does not exist); deploy it first, or find its resources with "
-            "`taskmgmt status --rebuild`"
+            "`taskmgmt status --rebuild`" + sandbox_hint(settings)
         )
     return manifest
+
+
+def sandbox_hint(settings: Settings) -> str:
+    """When the environment is deployed only in the sandbox, a hint to add --sandbox."""
+    if settings.sandbox or not manifest_path(settings.state_dir / "sandbox", settings.stack.env).exists():
+        return ""
+    return f"; environment '{settings.stack.env}' is deployed in the sandbox: add --sandbox"
 
 
 def check_compatible(manifest: Manifest, stack: StackConfig) -> None:
