@@ -85,7 +85,7 @@ class Console:
         self._say(f"  {verb:<9} {key} ...")
 
     def progress(self, key: str, message: str) -> None:
-        self._say(f"  {'':<9} {key}: {message}", "dim")
+        self._say(f"  {key}: {message}", "dim")
 
     def finished(self, key: str, verb: str, seconds: float) -> None:
         self._say(f"  {verb + 'd' if verb.endswith('e') else verb + 'ed':<9} {key} ({seconds:.1f}s)", "green")

@@ -45,6 +45,9 @@ def deploy(
         ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show unchanged resources in the plan too.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Plain lines, one per finished step, even on a terminal.")
+    ] = False,
     *,
     flags: dict[str, str | None],
 ) -> None:
@@ -66,7 +69,7 @@ def deploy(
     started = elapsed_since()
     with (
         interruptible() as cancel,
-        RunDisplay(console) as display,
+        RunDisplay(console, live=False if no_progress else None) as display,
         open_stack(settings, display, command="deploy", lock=True, existing=False, cancel=cancel) as stack,
     ):
         changes = deploy_stack(stack, confirm=None if yes else partial(confirm_changes, verbose=verbose))
@@ -173,6 +176,9 @@ def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Turn DSQL deletion protection off, then delete.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Plain lines, one per finished step, even on a terminal.")
+    ] = False,
     *,
     flags: dict[str, str | None],
 ) -> None:
@@ -196,7 +202,7 @@ def destroy(
     started = elapsed_since()
     with (
         interruptible() as cancel,
-        RunDisplay(console) as display,
+        RunDisplay(console, live=False if no_progress else None) as display,
         open_stack(
             settings, display, command="destroy", lock=True, existing=True, cancel=cancel, unrecorded_ok=True
         ) as stack,
