@@ -10,6 +10,7 @@ import json
 import sys
 import threading
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console as RichConsole
@@ -99,6 +100,12 @@ class Console:
             sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
             sys.stdout.flush()
 
+    def json_line(self, data: Any) -> None:
+        """One compact JSON document per line (a stream of them, as `logs --json` prints)."""
+        with self._lock:
+            sys.stdout.write(json.dumps(data, sort_keys=True, default=str) + "\n")
+            sys.stdout.flush()
+
     def plan(self, changes: Iterable[tuple[Resource, Change]], verbose: bool = False, stream: str = "out") -> None:
         """One line per change (+ create, ~ update), each update's fields as `field: old → new`;
         unchanged and skipped resources only when verbose."""
@@ -142,6 +149,28 @@ class Console:
                     for problem in status.problems:
                         self.out.print(f"      {problem}", style=_HEALTH_STYLE[status.health])
 
+    def log_line(self, timestamp: int, region: str, message: str) -> None:
+        """One event of the function's log: time, region, level, request id, message and fields;
+        a traceback indented below. A line that is not JSON is printed as it is."""
+        when = datetime.fromtimestamp(timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        record = _json_object(message)
+        if record is None:
+            text, level, style, extra = message.rstrip(), "", None, ""
+        elif "_aws" in record:  # CloudWatch embedded metrics
+            counts = {k: v for k, v in record.items() if isinstance(v, int) and k != "_aws"}
+            text, level, style = "metrics " + " ".join(f"{k}={v}" for k, v in counts.items()), "METRIC", "dim"
+            extra = f"  {record.get('request_id', '-')}"
+        else:
+            level = str(record.get("level", ""))
+            fields = {k: v for k, v in record.items() if k not in _LOG_KEYS}
+            text = str(record.get("message", "")) + "".join(f"  {k}={v}" for k, v in fields.items())
+            style, extra = _LEVEL_STYLE.get(level), f"  {record.get('request_id', '-')}"
+        with self._lock:
+            self.out.print(f"{when}  {region}  {level:<7}{extra}  {text}", style=style)
+            trace = record.get("exception") if record else None
+            for line in str(trace or "").splitlines():
+                self.out.print(f"    {line}", style=style)
+
     def key_values(self, data: Mapping[str, Any]) -> None:
         with self._lock:
             self._nested(data, 0)
@@ -170,6 +199,18 @@ def _resource_name(status: Status) -> str:
 
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+_LOG_KEYS = ("timestamp", "level", "message", "logger", "request_id", "exception")
+_LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red", "DEBUG": "dim"}
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _value(value: Any) -> str:

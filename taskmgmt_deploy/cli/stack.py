@@ -268,6 +268,59 @@ def migrate(*, flags: dict[str, str | None]) -> None:
     console.success("the database schema is up to date" + ("" if done else "; nothing to do"))
 
 
+@app.command(rich_help_panel=STACK_PANEL)
+@with_settings
+def logs(
+    region: Annotated[str | None, typer.Option("--region", help="Only this region. \\[default: both]")] = None,
+    since: Annotated[
+        str, typer.Option("--since", help="From this long ago (30s, 10m, 1h, 2d) or this time (ISO 8601, UTC).")
+    ] = "10m",
+    filter_text: Annotated[str | None, typer.Option("--filter", help="Only lines that contain this text.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")] = False,
+    *,
+    flags: dict[str, str | None],
+) -> None:
+    """Print the function's log lines of both regions, merged by time.
+
+    JSON lines are shown as time, region, level, request id, message and fields, with an
+    exception's traceback indented. Example: taskmgmt logs --since 1h --filter "not served" --follow
+    """
+    from datetime import UTC, datetime
+
+    from taskmgmt_deploy.usecases.factory import RUNTIME, open_stack
+    from taskmgmt_deploy.usecases.logs import LogEvent, LogReader, function_log_groups, parse_since
+
+    start = parse_since(since, datetime.now(UTC))
+    settings = settings_from(flags)
+
+    def show(event: LogEvent) -> None:
+        if as_json:
+            console.json_line(
+                {
+                    "timestamp": event.timestamp,
+                    "region": event.region,
+                    "log_group": event.group,
+                    "log_stream": event.stream,
+                    "event_id": event.event_id,
+                    "message": event.message,
+                }
+            )
+        else:
+            console.log_line(event.timestamp, event.region, event.message)
+
+    with open_stack(settings, console, command="logs", lock=False, existing=True) as stack:
+        reader = LogReader(stack.aws, function_log_groups(stack.manifest, region), filter_text)
+        if not follow:
+            for event in reader.read(start):
+                show(event)
+            return
+        try:
+            reader.follow(start, show, RUNTIME.clock)
+        except KeyboardInterrupt:
+            return  # Ctrl-C is how a follow ends
+
+
 @app.command(rich_help_panel=REPAIR_PANEL)
 @with_settings
 def unlock(

@@ -20,7 +20,7 @@ import sys
 import threading
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,19 @@ class Worker:
         self.log.close()
 
 
+# What becomes of a function's output: (invocation, [(epoch milliseconds, line)]).
+LogSink = Callable[[Invocation, list[tuple[int, str]]], None]
+
+
 class FunctionRunner:
-    def __init__(self, workdir: Path, sandbox_env: Mapping[str, str], workers_per_function: int = 4):
+    def __init__(
+        self,
+        workdir: Path,
+        sandbox_env: Mapping[str, str],
+        workers_per_function: int = 4,
+        log_sink: LogSink | None = None,
+    ):
+        self.log_sink = log_sink
         self.workdir = workdir
         self.sandbox_env = dict(sandbox_env)
         self.limit = workers_per_function
@@ -96,6 +107,8 @@ class FunctionRunner:
             self._discard(key, worker)
             return json.dumps({"errorMessage": str(exc), "errorType": "Sandbox.Timeout"}).encode(), "Unhandled"
         self._release(key, worker)
+        if self.log_sink is not None and reply.get("logs"):
+            self.log_sink(invocation, [(int(ms), str(line)) for ms, line in reply["logs"]])
         return str(reply["payload"]).encode(), None if reply["ok"] else "Unhandled"
 
     def _unpack(self, code: bytes) -> Path:

@@ -229,6 +229,7 @@ def test_help_groups_the_commands_in_order_and_shows_types_as_they_are(cli, monk
         "destroy",
         "outputs",
         "migrate",
+        "logs",
         "smoke",
         "invoke",
         "serve",
