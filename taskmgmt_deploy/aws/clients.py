@@ -57,5 +57,15 @@ class AwsClients:
         for service, region in pairs:
             self.get(service, region)
 
+    def as_role(self, role_arn: str, session_name: str) -> AwsClients:
+        """Clients that act as `role_arn`, with credentials from STS AssumeRole (an hour's worth)."""
+        creds = self.get("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
+        session = boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+        return AwsClients(session, endpoint_url=self.endpoint_url, home_region=self.home_region)
+
     def account_id(self) -> str:
         return str(self.get("sts").get_caller_identity()["Account"])

@@ -8,9 +8,10 @@ from typing import Any
 
 import typer
 
-from taskmgmt_deploy.cli import (
+from taskmgmt_deploy.cli import (  # importing registers the commands; common.py orders them for --help
     local,  # noqa: F401
-    stack,  # noqa: F401 - registers the commands, in this order
+    psql,  # noqa: F401
+    stack,  # noqa: F401
 )
 from taskmgmt_deploy.cli.common import app, console
 from taskmgmt_deploy.errors import TaskmgmtError, one_line
