@@ -1,6 +1,7 @@
 """What every command shares: the typer app, the console, the configuration options, Ctrl-C.
 
-Exit codes: 0 done, 1 failed (or drift, for status), 2 the user asked for something
+Exit codes (the README has the table): 0 done, 1 failed (or drift, for status; changes pending,
+for deploy --plan --detailed-exitcode), 2 the user asked for something
 invalid and nothing was changed, 130 interrupted.
 """
 
