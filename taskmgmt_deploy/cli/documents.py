@@ -56,10 +56,7 @@ def deploy_document(
     outputs: Mapping[str, Any],
 ) -> dict[str, Any]:
     return {
-        "stack": stack.stack_name,
-        "env": stack.env,
-        "operation": "deploy",
-        "seconds": round(elapsed, 3),
+        **_run(stack, "deploy", elapsed),
         "summary": {PAST[action]: sum(1 for _, c in changes if c.action is action) for action in Action},
         "resources": [
             {**_resource(res), "action": PAST[change.action], "seconds": _seconds(seconds.get(res.key))}
@@ -73,14 +70,15 @@ def destroy_document(
     stack: StackConfig, deleted: list[str], left: list[tuple[str, str]], seconds: Mapping[str, float], elapsed: float
 ) -> dict[str, Any]:
     return {
-        "stack": stack.stack_name,
-        "env": stack.env,
-        "operation": "destroy",
-        "seconds": round(elapsed, 3),
+        **_run(stack, "destroy", elapsed),
         "summary": {"deleted": len(deleted), "left": len(left)},
         "resources": [{"resource": key, "action": "deleted", "seconds": _seconds(seconds.get(key))} for key in deleted],
         "left": [{"resource": what, "reason": why} for what, why in left],
     }
+
+
+def _run(stack: StackConfig, operation: str, elapsed: float) -> dict[str, Any]:
+    return {"stack": stack.stack_name, "env": stack.env, "operation": operation, "seconds": round(elapsed, 3)}
 
 
 def _seconds(value: float | None) -> float | None:
