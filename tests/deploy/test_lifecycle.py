@@ -24,7 +24,7 @@ def test_deploy_absorbs_iam_propagation_with_a_dense_retry(aws, runtime, cli, ca
     assert result.code == 0, result.err
     # Both functions were refused while the new role propagated, then created.
     assert calls.count("CreateFunction") > 2
-    assert "iam propagation" in result.err
+    assert "waiting for IAM to make the new role visible (usually seconds, at most 5 min)" in result.err
     assert clock.slept >= aws.settings.iam_propagation
 
 

@@ -233,6 +233,7 @@ def test_help_groups_the_commands_in_order_and_shows_types_as_they_are(cli, monk
         "smoke",
         "invoke",
         "serve",
+        "psql",
         "sandbox",
         "unlock",
     ]
