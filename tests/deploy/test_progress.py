@@ -121,7 +121,7 @@ def test_a_redeploy_right_after_destroy_says_what_it_waits_for_and_until_when(aw
     assert again.code == 0, again.err
     waits = [line for line in again.err.splitlines() if "waiting for SQS" in line]
     assert waits  # once per queue, not once per retry
-    assert len(waits) == len({line.split(":")[0] for line in waits})
+    assert len(waits) == len({line.split(": waiting")[0] for line in waits})
     assert re.search(
         r"waiting for SQS to free the queue name, reusable 60 s after its queue was deleted; "
         r"until about \d\d:\d\d:\d\d at the latest",
