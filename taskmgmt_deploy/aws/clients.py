@@ -67,6 +67,16 @@ class AwsClients:
                 self._identity = {k: str(answer[k]) for k in ("Account", "Arn", "UserId")}
             return dict(self._identity)
 
+    def as_role(self, role_arn: str, session_name: str) -> AwsClients:
+        """Clients that act as `role_arn`, with credentials from STS AssumeRole (an hour's worth)."""
+        creds = self.get("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
+        session = boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+        return AwsClients(session, endpoint_url=self.endpoint_url, home_region=self.home_region)
+
     def account_id(self) -> str:
         return self.identity()["Account"]
 

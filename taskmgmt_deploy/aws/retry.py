@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
@@ -81,6 +82,25 @@ SCHEDULES = {
 }
 
 
+# name -> what a retry of that schedule waits for, as the operator reads it
+WAITS = {
+    "iam_propagation": "IAM to make the new role visible (usually seconds, at most 5 min)",
+    "lambda_busy": "the function to finish its previous update (usually seconds)",
+    "queue_deleted_recently": "SQS to free the queue name, reusable 60 s after its queue was deleted",
+    "dsql_conflict": "the DSQL cluster to finish its current change (usually a minute or two)",
+    "occ_conflict": "a conflicting transaction to commit (retried at once)",
+    "database_connect": "the new cluster to accept connections (usually seconds)",
+}
+
+
+def wait_message(schedule: str) -> str:
+    """Said once, when a retry first waits: what for, and for about how long."""
+    text = f"waiting for {WAITS[schedule]}"
+    if schedule == "queue_deleted_recently":  # the wall clock: the operator compares it with theirs
+        text += f"; until about {datetime.now() + timedelta(seconds=60):%H:%M:%S} at the latest"
+    return text
+
+
 def retrying(
     predicate: Callable[[BaseException], bool],
     schedule: str,
@@ -90,9 +110,8 @@ def retrying(
     initial, maximum, deadline = SCHEDULES[schedule]
 
     def before_sleep(state: RetryCallState) -> None:
-        if on_retry and state.outcome is not None:
-            exc = state.outcome.exception()
-            on_retry(f"{schedule.replace('_', ' ')}: {error_code(exc) or type(exc).__name__}, retrying")
+        if on_retry and state.attempt_number == 1:
+            on_retry(wait_message(schedule))
 
     return Retrying(
         retry=retry_if_exception(predicate),

@@ -30,8 +30,10 @@ def poll(
     interval: float = 5.0,
     failed: Callable[[T], str | None] = lambda _: None,
     state: Callable[[T], str] = lambda _: "",
+    expect: str = "",
 ) -> T:
-    """Call `describe` until `done`; raise on `failed`, on timeout, or when cancelled."""
+    """Call `describe` until `done`; raise on `failed`, on timeout, or when cancelled.
+    `expect` says for about how long, in the operator's words ("usually a few minutes")."""
     start = ctx.clock.now()
     delay = min(1.0, interval)
     last_state = None
@@ -44,7 +46,7 @@ def poll(
             raise WaitFailed(f"{what}: {problem}")
         current = state(value)
         if current and current != last_state:
-            ctx.progress(f"waiting for {what} ({current})")
+            ctx.progress(f"waiting for {what} ({current}{'; ' + expect if expect else ''})")
             last_state = current
         if ctx.cancel.is_set():
             raise Interrupted(f"interrupted while waiting for {what}")

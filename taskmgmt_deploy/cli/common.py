@@ -1,6 +1,7 @@
 """What every command shares: the typer app, the console, the configuration options, Ctrl-C.
 
-Exit codes: 0 done, 1 failed (or drift, for status), 2 the user asked for something
+Exit codes (the README has the table): 0 done, 1 failed (or drift, for status; changes pending,
+for deploy --plan --detailed-exitcode), 2 the user asked for something
 invalid and nothing was changed, 130 interrupted.
 """
 
@@ -12,29 +13,73 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from taskmgmt_deploy.cli.console import Console
 from taskmgmt_deploy.core.models import Action, Change, Resource
-from taskmgmt_deploy.errors import UserError
-from taskmgmt_deploy.stack.config import Settings, load_settings
+from taskmgmt_deploy.errors import ConfigError, TaskmgmtError, UserError
+from taskmgmt_deploy.stack.config import Settings, load_settings, read_dotenv
+
+# Command groups of --help, in this order; within a group, the commands in COMMAND_ORDER first.
+# Commands for CI (policy, preflight) go in STACK_PANEL, or a panel of their own before REPAIR_PANEL.
+STACK_PANEL = "Stack"
+TRY_PANEL = "Try it"
+LOCAL_PANEL = "Local"
+REPAIR_PANEL = "Repair"
+PANELS = (STACK_PANEL, TRY_PANEL, LOCAL_PANEL, REPAIR_PANEL)
+COMMAND_ORDER = ("deploy", "status", "destroy", "outputs", "migrate", "logs", "smoke", "invoke", "serve", "psql")
+
+
+class _GroupedCommands(TyperGroup):
+    """Lists commands by group, then in COMMAND_ORDER, then as registered."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        def rank(name: str) -> tuple[int, int]:
+            panel = getattr(self.commands[name], "rich_help_panel", None)
+            order = COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER)
+            return (PANELS.index(panel) if panel in PANELS else len(PANELS), order)
+
+        return sorted(super().list_commands(ctx), key=rank)
+
 
 app = typer.Typer(
     name="taskmgmt",
+    cls=_GroupedCommands,
     help="Provision, check and remove the two-region Aurora DSQL task-management backend.",
-    no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal width
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.out.print(f"taskmgmt {version('taskmgmt')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True, metavar=""
+        ),
+    ] = False,
+) -> None:
+    pass
+
 
 # parameter name -> (configuration key, option declarations, help)
 _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -55,9 +100,13 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "Witness region of the pair. \\[default: the set's remaining region]",
     ),
     "prefix": ("CLUSTER_NAME_PREFIX", ("--prefix",), "Prefix of every resource name. \\[default: task-mgmt]"),
-    "log_retention_days": ("LOG_RETENTION_DAYS", ("--log-retention-days",), "Log retention in days. \\[default: 7]"),
-    "lambda_memory": ("LAMBDA_MEMORY_SIZE", ("--lambda-memory",), "Function memory in MB, 128-10240. \\[default: 512]"),
-    "lambda_timeout": ("LAMBDA_TIMEOUT", ("--lambda-timeout",), "Function timeout in seconds, 1-900. \\[default: 60]"),
+    "log_retention_days": (
+        "LOG_RETENTION_DAYS",
+        ("--log-retention-days",),
+        "Log retention in days, one CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30, 60, 90, ... 3653. \\[default: 7]",
+    ),
+    "lambda_memory": ("LAMBDA_MEMORY_SIZE", ("--lambda-memory",), "Function memory in MB. \\[default: 512]"),
+    "lambda_timeout": ("LAMBDA_TIMEOUT", ("--lambda-timeout",), "Function timeout in seconds. \\[default: 60]"),
     "alarm_email": (
         "ALARM_EMAIL",
         ("--alarm-email",),
@@ -72,7 +121,7 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "reserved_concurrency": (
         "LAMBDA_RESERVED_CONCURRENCY",
         ("--reserved-concurrency",),
-        "Concurrency reserved for the function in each region, 1-100000. \\[default: none]",
+        "Concurrency reserved for the function in each region. \\[default: none]",
     ),
     "profile": ("AWS_PROFILE", ("--profile",), "AWS profile, as with the AWS CLI."),
     "endpoint_url": ("AWS_ENDPOINT_URL", ("--endpoint-url",), "Send every AWS call here (an emulator)."),
@@ -80,12 +129,24 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "max_workers": (
         "TASKMGMT_MAX_WORKERS",
         ("--max-workers",),
-        "Changes made at once, 1-64; reads run up to twice as many. \\[default: 8]",
+        "Changes made at once; reads run up to twice as many. \\[default: 8]",
     ),
 }
 
 
 CONFIG_PANEL = "Configuration (flag > environment > .env > default)"
+
+# How --help shows the integer options; the rules themselves are checked in one place, stack/config.py.
+_METAVARS = {
+    "log_retention_days": "DAYS",
+    "lambda_memory": "INT 128-10240",
+    "lambda_timeout": "INT 1-900",
+    "max_workers": "INT 1-64",
+    "reserved_concurrency": "INT 1-100000",
+    "alarm_email": "EMAIL",
+    "kms_key": "KEY",
+}
+_FLAG_OF = {key: decls[0] for key, decls, _ in _OPTIONS.values()}
 
 
 def _config_option(name: str, kind: Any, default: Any, *decls: str, **option: Any) -> inspect.Parameter:
@@ -97,7 +158,9 @@ def _config_option(name: str, kind: Any, default: Any, *decls: str, **option: An
 def _common_parameters() -> list[inspect.Parameter]:
     return [
         *(
-            _config_option(name, str | None, None, *decls, help=text, show_default=False, metavar="TEXT")
+            _config_option(
+                name, str | None, None, *decls, help=text, show_default=False, metavar=_METAVARS.get(name, "TEXT")
+            )
             for name, (_, decls, text) in _OPTIONS.items()
         ),
         _config_option("sandbox", bool, False, "--sandbox", help="Work on the local sandbox instead of AWS."),
@@ -141,8 +204,28 @@ def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def load_named(flags: Mapping[str, str | None]) -> Settings:
+    """The settings; a value breaking a rule is named as the user gave it: by the flag typed,
+    or by the variable and where it was set (the environment or .env)."""
+    try:
+        return load_settings(flags, os.environ, Path.cwd())
+    except ConfigError as exc:
+        raise UserError(f"{_as_given(exc.key, exc.value, flags)} is invalid: {exc.rule}") from None
+
+
+def _as_given(key: str, value: object, flags: Mapping[str, str | None]) -> str:
+    if flags.get(key) not in (None, "") and key in _FLAG_OF:
+        return f"{_FLAG_OF[key]} {value!r}"
+    if os.environ.get(key):
+        return f"{key}={value!r} (from the environment)"
+    dotenv = Path.cwd() / ".env"
+    if key in read_dotenv(dotenv):
+        return f"{key}={value!r} (from {dotenv})"
+    return f"{key}={value!r}"
+
+
 def settings_from(flags: dict[str, str | None], start_sandbox: bool = False) -> Settings:
-    settings = load_settings(flags, os.environ, Path.cwd())
+    settings = load_named(flags)
     if not flags.get("SANDBOX"):
         return settings
     for flag, key in (("--endpoint-url", "AWS_ENDPOINT_URL"), ("--profile", "AWS_PROFILE")):
@@ -184,6 +267,27 @@ def interruptible() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def errors_exit_2(when: bool) -> Iterator[None]:
+    """Where exit 1 means "changes pending" or "drift" (plan --detailed-exitcode, status), an
+    error must not look like one: every failure exits 2."""
+    try:
+        yield
+    except TaskmgmtError as exc:
+        if when and exc.exit_code == 1:
+            exc.exit_code = 2
+        raise
+
+
+def elapsed_since() -> Callable[[], float]:
+    """Seconds since now, on the runtime's clock (the tests' clock is fake)."""
+    from taskmgmt_deploy.usecases import factory
+
+    clock = factory.RUNTIME.clock
+    start = clock.now()
+    return lambda: clock.now() - start
+
+
 def summary(changes: list[tuple[Resource, Change]]) -> str:
     counts = {action: sum(1 for _, c in changes if c.action is action) for action in Action}
     return ", ".join(
@@ -193,9 +297,9 @@ def summary(changes: list[tuple[Resource, Change]]) -> str:
     )
 
 
-def confirm_changes(preview: list[tuple[Resource, Change]]) -> bool:
+def confirm_changes(preview: list[tuple[Resource, Change]], verbose: bool = False) -> bool:
     changes = [(r, c) for r, c in preview if c.mutates]
-    console.plan_table(changes, stream="err")
+    console.plan(preview, verbose=verbose, stream="err")
     return ask(
         f"Apply these {len(changes)} changes?",
         f"deploy would change {len(changes)} resources and there is no terminal to ask: "

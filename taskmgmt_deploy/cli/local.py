@@ -9,14 +9,22 @@ from typing import Annotated
 
 import typer
 
-from taskmgmt_deploy.cli.common import app, ask, console, settings_from, with_settings
+from taskmgmt_deploy.cli.common import (
+    LOCAL_PANEL,
+    TRY_PANEL,
+    app,
+    ask,
+    console,
+    load_named,
+    settings_from,
+    with_settings,
+)
 from taskmgmt_deploy.errors import UserError
-from taskmgmt_deploy.stack.config import load_settings
 
 sandbox_app = typer.Typer(
     help="The local sandbox: an AWS emulator and a PostgreSQL in the background.", no_args_is_help=True
 )
-app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(sandbox_app, name="sandbox", rich_help_panel=LOCAL_PANEL)
 
 StateDir = Annotated[
     str | None,
@@ -25,11 +33,10 @@ StateDir = Annotated[
 
 
 def _sandbox(state_dir: str | None):
-    import os
 
     from taskmgmt_deploy.sandbox.control import Sandbox
 
-    settings = load_settings({"TASKMGMT_STATE_DIR": state_dir}, os.environ, Path.cwd())
+    settings = load_named({"TASKMGMT_STATE_DIR": state_dir})
     return Sandbox(settings.state_dir / "sandbox")
 
 
@@ -89,7 +96,7 @@ def sandbox_status(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(rich_help_panel=TRY_PANEL)
 @with_settings
 def invoke(
     payload: Annotated[str, typer.Option("--payload", help="The event, as JSON or @file.json.")],
@@ -142,7 +149,7 @@ def _payload(text: str) -> bytes:
     return text.encode()
 
 
-@app.command()
+@app.command(rich_help_panel=TRY_PANEL)
 @with_settings
 def smoke(*, flags: dict[str, str | None]) -> None:
     """Prove the deployed stack works end to end, one line per check; exit 0 only if all pass.
@@ -176,7 +183,7 @@ def run_smoke(settings) -> bool:
     return False
 
 
-@app.command()
+@app.command(rich_help_panel=TRY_PANEL)
 @with_settings
 def serve(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,

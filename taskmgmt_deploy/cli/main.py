@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
 
-from taskmgmt_deploy.cli import (
+from taskmgmt_deploy.cli import (  # importing registers the commands; common.py orders them for --help
     local,  # noqa: F401
-    stack,  # noqa: F401 - registers the commands, in this order
+    psql,  # noqa: F401
+    stack,  # noqa: F401
 )
 
 # isort: split
@@ -20,8 +22,10 @@ from taskmgmt_deploy.errors import TaskmgmtError, one_line
 
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
+    _hide_flag_types(command)
+    args = sys.argv[1:] if argv is None else argv
     try:
-        code = command.main(args=argv, prog_name="taskmgmt", standalone_mode=False)
+        code = command.main(args=args or ["--help"], prog_name="taskmgmt", standalone_mode=False)
         # Without standalone mode, click returns typer.Exit's code instead of raising it.
         sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as done:
@@ -43,3 +47,13 @@ def main(argv: list[str] | None = None) -> None:
             raise
         console.error(f"unexpected {type(exc).__name__}: {one_line(exc)} (set TASKMGMT_DEBUG=1 for a traceback)")
         sys.exit(1)
+
+
+def _hide_flag_types(command: Any, parent: typer.Context | None = None) -> None:
+    """A switch takes no value, so --help shows no type for it (typer would show `<bool>`)."""
+    ctx = typer.Context(command, parent=parent, info_name=command.name, **command.context_settings)
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_types(sub, ctx)

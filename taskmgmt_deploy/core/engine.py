@@ -111,8 +111,9 @@ class Engine:
 
     # -- public operations ------------------------------------------------------
     def plan(self, resources: list[Resource]) -> list[tuple[Resource, Change]]:
+        """What deploy would do, reporting nothing as done: the caller shows the plan."""
         observed = self._read_all([(r, self.manifest.get(r.key)) for r in resources])
-        return self._walk(resources, observed, PlanOnlyExecutor()) + self._removals(resources)
+        return self._walk(resources, observed, PlanOnlyExecutor(), report=False) + self._removals(resources)
 
     def deploy(self, resources: list[Resource], confirm: Confirm | None = None) -> list[tuple[Resource, Change]]:
         """Create and update what the configuration has; then delete what only the manifest has
@@ -121,6 +122,7 @@ class Engine:
         preview = self._walk(resources, observed, PlanOnlyExecutor(), report=False) + self._removals(resources)
         if confirm and any(c.mutates for _, c in preview) and not confirm(preview):
             raise Aborted("deploy cancelled; nothing was changed")
+        self.reporter.begin("deploy", sum(1 for _, c in preview if c.mutates))
         changes = self._walk(resources, observed, ApplyExecutor())
         removals = self._removals(resources)
         if removals:

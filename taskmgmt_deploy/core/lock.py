@@ -1,12 +1,18 @@
-"""One run per environment: an exclusive lock file that names its holder.
+"""One run per environment: a lock file held with an OS lock, naming its holder.
 
-The file is created with O_EXCL, so two runs cannot both succeed. A holder that died
-(SIGKILL, power loss) leaves the file behind; the error then says so and `taskmgmt unlock`
-removes it after confirmation.
+The holder keeps an exclusive flock(2) on the file for as long as it runs, and the kernel
+drops that lock the moment the process dies, however it dies. So on the machine that ran
+it, a run killed by SIGKILL never blocks the next one: the next run gets the OS lock, finds
+the dead run's name still in the file, and takes over (the engine resumes from the manifest).
+
+The file's content (pid, host, user, start time, command) is for people: it names the holder
+to a refused run. What cannot be checked from here - a holder on another host, whose flock a
+network filesystem may not share with us - is refused, and `taskmgmt unlock` clears it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
@@ -29,66 +35,64 @@ class LockInfo:
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host} ({self.command}, started {self.started_at})"
 
-    def is_dead(self) -> bool:
-        """True only when we can tell: same host and no such process."""
-        if self.host != socket.gethostname():
-            return False
-        return not _pid_alive(self.pid)
+    @property
+    def here(self) -> bool:
+        """Held (or last held) on this machine, where the OS lock tells a live holder from a dead one."""
+        return self.host == socket.gethostname()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+UNREADABLE = LockInfo(pid=-1, host="?", user="?", started_at="?", command="unreadable lock file")
 
 
 class EnvLock:
     def __init__(self, path: Path, env: str):
         self.path = path
         self.env = env
-        self._held = False
+        self._fd: int | None = None
 
     def read(self) -> LockInfo | None:
+        """Who holds (or last held) the lock; None when there is no lock file or it is empty."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return LockInfo(**{k: data[k] for k in LockInfo.__dataclass_fields__})
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError):
-            return LockInfo(pid=-1, host="?", user="?", started_at="?", command="unreadable lock file")
+        return _parse(text)
 
-    def acquire(self, command: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        info = LockInfo(os.getpid(), socket.gethostname(), getpass.getuser(), utc_now(), command)
+    def acquire(self, command: str) -> LockInfo | None:
+        """Take the lock, or raise LockedError naming its holder. Returns the run this one takes
+        over from: one on this machine that died holding the lock, or None."""
+        fd = self._lock_file()
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            raise self._held_error() from None
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(asdict(info), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        self._held = True
+            previous = _parse(_read_fd(fd))
+            if previous is not None and not previous.here:
+                raise self._unverifiable(previous)
+            info = LockInfo(os.getpid(), socket.gethostname(), getpass.getuser(), utc_now(), command)
+            _write_fd(fd, json.dumps(asdict(info)))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return previous
 
-    def _held_error(self) -> LockedError:
-        holder = self.read()
-        if holder is None:  # released between our attempt and the read
-            return LockedError(f"environment '{self.env}' was busy; try again")
-        if holder.is_dead():
-            return LockedError(
-                f"environment '{self.env}' is locked by {holder.describe()}, which is no longer running; "
-                f"if nothing else is deploying it, clear the lock with `taskmgmt unlock --env {self.env}`"
-            )
-        return LockedError(f"environment '{self.env}' is locked by {holder.describe()}; wait for it to finish")
+    def holder_alive(self) -> bool:
+        """True when a process holds the OS lock now (a holder on another host cannot be seen)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock we took just to look
+        return False
 
     def release(self) -> None:
-        if self._held:
-            self.path.unlink(missing_ok=True)
-            self._held = False
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # still holding it: nobody can take over a file being removed
+            os.close(self._fd)
+            self._fd = None
 
     def break_lock(self) -> LockInfo | None:
         holder = self.read()
@@ -100,6 +104,63 @@ class EnvLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+    # -- helpers --------------------------------------------------------------------
+    def _lock_file(self) -> int:
+        """An fd with the OS lock on the file that is at `path` now. A holder that releases
+        unlinks the file; whoever waited on that file retries on the new one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _parse(_read_fd(fd))
+                os.close(fd)
+                raise self._busy(holder) from None
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                return fd
+            os.close(fd)
+
+    def _busy(self, holder: LockInfo | None) -> LockedError:
+        if holder is None:  # it has the OS lock and is writing its name
+            return LockedError(f"environment '{self.env}' is busy with another run; try again")
+        return LockedError(f"environment '{self.env}' is locked by {holder.describe()}; wait for it to finish")
+
+    def _unverifiable(self, holder: LockInfo) -> LockedError:
+        return LockedError(
+            f"environment '{self.env}' is locked by {holder.describe()}, which cannot be checked from "
+            f"{socket.gethostname()}; if nothing else is deploying it, clear the lock with "
+            f"`taskmgmt unlock --env {self.env}`"
+        )
+
+
+def _parse(text: str) -> LockInfo | None:
+    if not text.strip():
+        return None  # a holder that died before it wrote its name
+    try:
+        data = json.loads(text)
+        return LockInfo(**{k: data[k] for k in LockInfo.__dataclass_fields__})
+    except (ValueError, KeyError, TypeError):
+        return UNREADABLE
+
+
+def _read_fd(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _write_fd(fd: int, text: str) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode(), 0)
+    os.fsync(fd)
 
 
 def lock_path(state_dir: Path, env: str) -> Path:

@@ -25,6 +25,9 @@ class Step(ABC):
     # Local steps touch no AWS resource (package build, schema skipped): status never
     # reports them as drift, and destroy has nothing to delete for them.
     local: ClassVar[bool] = False
+    # Kinds with nothing of their own to delete (the schema goes with its clusters): destroy
+    # deletes them only when the manifest records them, never because a read found them.
+    goes_with_others: ClassVar[bool] = False
 
     # Steps that can describe all of a region's resources of their kind in one call say so.
     reads_in_batches: ClassVar[bool] = False

@@ -49,13 +49,15 @@ class Teardown:
     def _targets(
         self, items: list[tuple[Resource, Record | None]], observed: Mapping[str, Observed | None]
     ) -> dict[str, Record]:
-        """Every manifest record, plus blueprint resources found live by name or tag."""
+        """Every manifest record, plus blueprint resources found live by name or tag that are
+        resources of their own (not a local package, nor the schema inside the clusters)."""
         targets: dict[str, Record] = {}
         for index, (res, record) in enumerate(items):
             found = observed.get(res.key)
+            step = self._step_for(res.kind)
             if record is not None:
                 targets[res.key] = record
-            elif found is not None:
+            elif found is not None and not step.local and not step.goes_with_others:
                 targets[res.key] = record_of(res, 10_000 + index, "ready", found.outputs)
         return targets
 
@@ -80,6 +82,7 @@ class Teardown:
     def _delete_walk(self, targets: dict[str, Record], force: bool, report: DestroyReport) -> None:
         """The deploy order backwards: each target after every target that depends on it."""
         order = sorted(targets, key=lambda key: -targets[key].position)
+        self.reporter.begin("destroy", len(order))
         failures = self.scheduler.walk(order, _dependents(targets), _DeleteWork(self, targets, force, report))
         if failures:
             raise DeployFailed("destroy", failures)

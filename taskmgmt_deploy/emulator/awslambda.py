@@ -103,6 +103,10 @@ class LambdaFidelity:
         self.logging: dict[str, dict[str, str]] = {}  # function ARN -> LoggingConfig
 
     # -- state after create and update -----------------------------------------------------
+    def log_group_of(self, function_arn: str) -> str | None:
+        """The log group a function's LoggingConfig names, if it names one."""
+        return (self.logging.get(function_arn) or {}).get("LogGroup")
+
     def _mark_busy(self, fn: LambdaFunction, kind: str) -> None:
         with self.lock:
             self.busy_until[fn.function_arn] = (self.clock.now() + self.settle, kind)

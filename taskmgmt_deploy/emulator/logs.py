@@ -4,10 +4,13 @@ log group only by its ARN and only if its policy lets the region's Logs service 
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from moto.logs.exceptions import InvalidParameterException, ResourceNotFoundException
-from moto.logs.models import LogsBackend
+from moto.logs.models import LogsBackend, logs_backends
 from moto.logs.responses import LogsResponse
 
 from taskmgmt_deploy.emulator.kms import usable_by
@@ -88,3 +91,26 @@ def _check_key(backend: LogsBackend, key: str) -> None:
     problem = usable_by(backend.account_id, backend.region_name, key, service, LOGS_KEY_ACTIONS)
     if problem:
         raise InvalidParameterException(f"The specified KMS key cannot be used with CloudWatch Logs: {problem}")
+
+
+class FunctionLogs:
+    """What Lambda does with a function's output: each line becomes an event in the log group
+    its LoggingConfig names (else /aws/lambda/NAME), in a stream of the day. A group that does
+    not exist gets nothing: the tool creates the group, and the function's role may not."""
+
+    def __init__(self, log_group_of: Callable[[str], str | None]):
+        self.log_group_of = log_group_of
+        self._lock = threading.Lock()  # invocations run at once; moto's backends are not thread-safe
+
+    def __call__(self, invocation: Any, lines: list[tuple[int, str]]) -> None:
+        account = invocation.function_arn.split(":")[4]
+        backend = logs_backends[account][invocation.region]
+        group_name = self.log_group_of(invocation.function_arn) or f"/aws/lambda/{invocation.function_name}"
+        stream = time.strftime("%Y/%m/%d/[$LATEST]sandbox", time.gmtime())
+        with self._lock:
+            group = backend.groups.get(group_name)
+            if group is None:
+                return
+            if stream not in group.streams:
+                group.create_log_stream(stream)
+            backend.put_log_events(group_name, stream, [{"timestamp": ms, "message": line} for ms, line in lines])

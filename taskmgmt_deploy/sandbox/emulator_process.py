@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from taskmgmt_deploy.emulator.fidelity import FidelitySettings
+    from taskmgmt_deploy.emulator.logs import FunctionLogs
     from taskmgmt_deploy.emulator.server import start_server
     from taskmgmt_deploy.sandbox.databases import ClusterDatabases
     from taskmgmt_deploy.sandbox.runner import FunctionRunner
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         invoker=runner,
         dsql_storage=databases,
     )
+    runner.log_sink = FunctionLogs(server.fidelity.awslambda.log_group_of)
     print(f"sandbox emulator listening on {server.url}", flush=True)
 
     stop = threading.Event()

@@ -73,6 +73,10 @@ class Worker:
         self.log.close()
 
 
+# What becomes of a function's output: (invocation, [(epoch milliseconds, line)]).
+LogSink = Callable[[Invocation, list[tuple[int, str]]], None]
+
+
 class FunctionRunner:
     def __init__(
         self,
@@ -80,7 +84,9 @@ class FunctionRunner:
         sandbox_env: Mapping[str, str],
         database_for: Callable[[str], str] | None = None,
         workers_per_function: int = 4,
+        log_sink: LogSink | None = None,
     ):
+        self.log_sink = log_sink
         self.workdir = workdir
         self.sandbox_env = dict(sandbox_env)
         self.database_for = database_for  # a DSQL endpoint -> its PostgreSQL URL
@@ -107,6 +113,8 @@ class FunctionRunner:
             self._discard(key, worker)
             return json.dumps({"errorMessage": str(exc), "errorType": "Sandbox.Timeout"}).encode(), "Unhandled"
         self._release(key, worker)
+        if self.log_sink is not None and reply.get("logs"):
+            self.log_sink(invocation, [(int(ms), str(line)) for ms, line in reply["logs"]])
         return str(reply["payload"]).encode(), None if reply["ok"] else "Unhandled"
 
     def _unpack(self, code: bytes) -> Path:

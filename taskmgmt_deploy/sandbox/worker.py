@@ -28,6 +28,30 @@ class Context:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class Capture:
+    """The function's output during one invocation: passed on to the log file, and kept as
+    (epoch milliseconds, line) for the runner, which sends it to CloudWatch Logs as Lambda does."""
+
+    def __init__(self, sink) -> None:
+        self.sink, self.lines, self._partial = sink, [], ""
+
+    def write(self, text: str) -> int:
+        self.sink.write(text)
+        now = int(time.time() * 1000)
+        *complete, self._partial = (self._partial + text).split("\n")
+        self.lines += [(now, line) for line in complete if line.strip()]
+        return len(text)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> list:
+        if self._partial.strip():
+            self.lines.append((int(time.time() * 1000), self._partial))
+        self._partial = ""
+        return self.lines
+
+
 def error(exc: BaseException) -> str:
     return json.dumps(
         {"errorMessage": str(exc), "errorType": type(exc).__name__, "stackTrace": traceback.format_exception(exc)}
@@ -43,8 +67,11 @@ def main() -> None:
         init_error = None
     except Exception as exc:  # noqa: BLE001 - reported on every invocation, as Lambda does
         handler, init_error = None, exc
+    log = sys.stderr
     for line in sys.stdin:
         request = json.loads(line)
+        capture = Capture(log)
+        sys.stdout = sys.stderr = capture
         if init_error is not None:
             reply = {"ok": False, "payload": error(init_error)}
         else:
@@ -53,7 +80,10 @@ def main() -> None:
                 reply = {"ok": True, "payload": json.dumps(handler(event, Context(request)))}
             except Exception as exc:  # noqa: BLE001 - a function error, reported to the caller
                 reply = {"ok": False, "payload": error(exc)}
-        sys.stderr.flush()
+                print(reply["payload"])  # Lambda logs an unhandled error too
+        sys.stdout = sys.stderr = log
+        log.flush()
+        reply["logs"] = capture.close()
         replies.write(json.dumps(reply) + "\n")
 
 

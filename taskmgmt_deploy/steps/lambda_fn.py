@@ -48,6 +48,7 @@ def wait_settled(lam: Any, name: str, ctx: StepContext) -> dict[str, Any]:
         failed=failed,
         state=lambda cfg: f"{cfg.get('State')}/{cfg.get('LastUpdateStatus')}",
         what=f"function {name}",
+        expect="usually seconds",
         ctx=ctx,
         timeout=FUNCTION_TIMEOUT,
         interval=2.0,

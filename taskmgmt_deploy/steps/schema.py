@@ -62,6 +62,7 @@ def is_connection_refused(exc: BaseException) -> bool:
 
 class DbSchemaStep(Step):
     kind = "db_schema"
+    goes_with_others = True
 
     def __init__(self, target: SchemaTarget):
         self.target = target

@@ -196,9 +196,16 @@ def require_manifest(settings: Settings) -> Manifest:
         raise ManifestError(
             f"no deployment of environment '{settings.stack.env}' is recorded ({path} "
             "does not exist); deploy it first, or find its resources with "
-            "`taskmgmt status --rebuild`"
+            "`taskmgmt status --rebuild`" + sandbox_hint(settings)
         )
     return manifest
+
+
+def sandbox_hint(settings: Settings) -> str:
+    """When the environment is deployed only in the sandbox, a hint to add --sandbox."""
+    if settings.sandbox or not manifest_path(settings.state_dir / "sandbox", settings.stack.env).exists():
+        return ""
+    return f"; environment '{settings.stack.env}' is deployed in the sandbox: add --sandbox"
 
 
 def check_compatible(manifest: Manifest, stack: StackConfig) -> None:
@@ -226,6 +233,15 @@ def recorded_config(manifest: Manifest) -> StackConfig:
 
 def env_lock(settings: Settings) -> EnvLock:
     return EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env)
+
+
+def take_lock(settings: Settings, command: str, say: Callable[[str], None]) -> EnvLock:
+    """The environment's lock, held; says so when it takes over from a run that died holding it."""
+    held = env_lock(settings)
+    previous = held.acquire(command)
+    if previous is not None:
+        say(f"resuming after an interrupted run: {previous.describe()} did not finish")
+    return held
 
 
 def make_engine(
@@ -259,19 +275,19 @@ def open_stack(
     existing: bool,
     cancel: threading.Event | None = None,
     runtime: Runtime | None = None,
+    unrecorded_ok: bool = False,
 ) -> Iterator[Stack]:
     """Lock the environment (if asked), load its manifest, check the account, wire the engine.
 
     existing=True (status, destroy): the environment must have a manifest, and the wanted
     state is the configuration its last deploy recorded. Otherwise (deploy, plan) it is the
-    configuration given now.
+    configuration given now. unrecorded_ok (destroy): without a manifest, the configuration
+    given now, so that what exists of it is still found by name and tags.
     """
     runtime = runtime or RUNTIME
-    held = env_lock(settings)
-    if lock:
-        held.acquire(command)
+    held = take_lock(settings, command, reporter.phase) if lock else env_lock(settings)
     try:
-        manifest = require_manifest(settings) if existing else load_manifest(settings)
+        manifest = require_manifest(settings) if existing and not unrecorded_ok else load_manifest(settings)
         stack_config = recorded_config(manifest) if existing and manifest else settings.stack
         aws = aws_clients(settings, runtime)
         aws.get("sts")  # first: it loads the endpoint data every other client shares

@@ -12,18 +12,17 @@ from taskmgmt_deploy.usecases.factory import (
     Runtime,
     aws_clients,
     caller_account,
-    env_lock,
     recorded_config,
     require_manifest,
     schema_target,
+    take_lock,
 )
 
 
 def run_migrations(settings: Settings, progress: Callable[[str], None], runtime: Runtime | None = None) -> list[str]:
     """Apply sql/ now: to TASKMGMT_DATABASE_URL, else to the deployed primary cluster."""
     runtime = runtime or factory.RUNTIME
-    with env_lock(settings) as held:
-        held.acquire("migrate")
+    with take_lock(settings, "migrate", progress):
         target = schema_target(settings, aws=None)
         if target.database_url:
             return target.migrator(None, settings.stack.primary_region, None, runtime.clock, progress).apply()

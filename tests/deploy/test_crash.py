@@ -378,14 +378,13 @@ def before_each_mutation(hook: Callable[[], None]) -> Callable[[], None]:
     return install
 
 
-def test_a_deploy_sigkilled_after_create_cluster_leaves_its_lock_and_converges(endpoint, cli):
+def test_a_deploy_sigkilled_after_create_cluster_is_resumed_without_unlock(endpoint, cli):
     status = in_child(["deploy", "--yes", "--max-workers", "1"], sigkill_after(DEPLOY_KILLS["CreateCluster primary"]))
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert in_flight() == [("dsql_cluster", "creating")]
-    assert "no longer running" in cli("deploy", "--yes").err  # the dead run's lock is named...
-    assert cli("unlock", "--yes").code == 0  # ...and cleared, as a user would after a crash
-    again = cli("deploy", "--yes")
+    again = cli("deploy", "--yes")  # the kernel released the dead run's lock: no unlock
     assert again.code == 0, again.err
+    assert "resuming after an interrupted run" in again.err
     assert live(endpoint) == expected()
     assert in_flight() == []
 
@@ -402,9 +401,9 @@ def test_a_destroy_sigkilled_after_the_first_delete_cluster_finishes_when_run_ag
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert dsql_calls(fidelity) == PAIR_DELETE[:3]
     fidelity.dsql.requests.clear()
-    assert cli("unlock", "--yes", "--env", "prod").code == 0
-    again = cli("destroy", "--yes", "--force", "--env", "prod")
+    again = cli("destroy", "--yes", "--force", "--env", "prod")  # no unlock
     assert again.code == 0, again.err
+    assert "resuming after an interrupted run" in again.err
     assert dsql_calls(fidelity) == PAIR_DELETE[3:]
     assert live(endpoint, "task-mgmt-prod") == empty()
 
@@ -455,8 +454,9 @@ def test_a_second_deploy_or_destroy_is_refused_while_one_runs(endpoint, cli, tmp
         )
     os.kill(holder["pid"], signal.SIGKILL)  # the deploy dies holding the lock
     os.waitpid(pid, 0)
-    stale = cli("deploy", "--yes")
-    assert stale.code == 2 and "which is no longer running" in stale.err
+    resumed = cli("deploy", "--yes")
+    assert resumed.code == 0, resumed.err
+    assert f"resuming after an interrupted run: pid {holder['pid']}" in resumed.err
 
 
 def test_unlock_asks_for_confirmation(cli, tmp_path, monkeypatch):

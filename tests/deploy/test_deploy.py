@@ -16,7 +16,7 @@ STACK = "task-mgmt-dev"
 def test_deploy_status_destroy_leaves_nothing(aws, runtime, cli, tmp_path):
     deployed = cli("deploy", "--yes")
     assert deployed.code == 0, deployed.err
-    assert "deployed task-mgmt-dev: 48 to create" in deployed.err
+    assert "deployed task-mgmt-dev: created 48, updated 0, unchanged 0 in " in deployed.err
 
     manifest = json.loads((tmp_path / ".taskmgmt" / "dev.json").read_text())
     assert {r["state"] for r in manifest["resources"]} == {"ready"}
@@ -71,7 +71,7 @@ def test_redeploy_of_an_up_to_date_stack_makes_no_mutating_call(aws, runtime, cl
     again = cli("deploy", "--yes", "--skip-preflight")  # the preflight's reads are counted in test_preflight.py
     assert again.code == 0, again.err
     assert calls.mutating() == []
-    assert "48 unchanged" in again.err
+    assert "created 0, updated 0, unchanged 48" in again.err
     # One read per resource that lives in AWS (46: not the package or the schema), except the
     # alarms (one DescribeAlarms per region: 30), plus the peering's second cluster, each
     # function's ListTags and each topic's tags and subscriptions (37), and one for the account.
@@ -82,14 +82,14 @@ def test_plan_makes_no_mutating_call_and_names_each_change(aws, runtime, cli, ca
     fresh = cli("deploy", "--plan")
     assert fresh.code == 0, fresh.err
     assert calls.mutating() == []
-    assert fresh.out.count("create") >= 48
+    assert sum(line.startswith("+ ") for line in fresh.out.splitlines()) == 48
     assert cli("deploy", "--yes").code == 0
     calls.clear()
     changed = cli("deploy", "--plan", "--lambda-memory", "1024")
     assert changed.code == 0
     assert calls.mutating() == []
-    updates = [line for line in changed.out.splitlines() if line.startswith("update")]
-    assert len(updates) == 2 and all("memory: 512 -> 1024" in line for line in updates)
+    updates = [line for line in changed.out.splitlines() if line.startswith("~ ")]
+    assert len(updates) == 2 and changed.out.count("      memory: 512 → 1024\n") == 2
 
 
 def test_config_change_updates_only_what_differs(aws, runtime, cli, calls):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from pathlib import Path
 
 import boto3
 import pytest
@@ -25,7 +26,7 @@ def test_deploy_absorbs_iam_propagation_with_a_dense_retry(aws, runtime, cli, ca
     assert result.code == 0, result.err
     # Both functions were refused while the new role propagated, then created.
     assert calls.count("CreateFunction") > 2
-    assert "iam propagation" in result.err
+    assert "waiting for IAM to make the new role visible (usually seconds, at most 5 min)" in result.err
     assert clock.slept >= aws.settings.iam_propagation
 
 
@@ -190,55 +191,64 @@ def test_rebuild_finds_the_clusters_by_tag(aws, runtime, cli, tmp_path):
 
 
 def test_a_second_run_is_refused_while_the_lock_is_held(aws, runtime, cli, calls, tmp_path):
-    lock = tmp_path / ".taskmgmt" / "dev.lock"
-    lock.parent.mkdir()
-    lock.write_text(
-        json.dumps(
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "user": "me",
-                "started_at": "2026-11-25T10:00:00Z",
-                "command": "deploy",
-            }
-        )
-    )
-    for args in (("deploy", "--yes"), ("destroy", "--yes")):
-        result = cli(*args)
-        assert result.code == 2
-        assert (
-            f"locked by pid {os.getpid()} on {socket.gethostname()} (deploy, started 2026-11-25T10:00:00Z)"
-            in result.err
-        )
-    assert calls.calls == []
-    refused = cli("unlock", "--yes")
-    assert refused.code == 2 and "may still be running" in refused.err
-    assert lock.exists()
+    from taskmgmt_deploy.core.lock import EnvLock
+
+    holder = EnvLock(tmp_path / ".taskmgmt" / "dev.lock", "dev")
+    holder.acquire("deploy")  # another open file description: flock refuses it like another process
+    info = holder.read()
+    try:
+        for args in (("deploy", "--yes"), ("destroy", "--yes")):
+            result = cli(*args)
+            assert result.code == 2
+            assert f"locked by pid {os.getpid()} on {socket.gethostname()} (deploy, started {info.started_at})" in (
+                result.err
+            )
+        assert calls.calls == []
+        refused = cli("unlock", "--yes")
+        assert refused.code == 2 and "still running" in refused.err
+        assert holder.path.exists()
+    finally:
+        holder.release()
+    assert not holder.path.exists()
 
 
-def test_a_lock_left_by_a_dead_process_is_named_and_unlock_clears_it(aws, runtime, cli, tmp_path):
+def _lock_file(tmp_path, host: str) -> Path:
     lock = tmp_path / ".taskmgmt" / "dev.lock"
     lock.parent.mkdir()
     dead_pid = 2**22 + 7  # above pid_max on Linux: no such process
     lock.write_text(
         json.dumps(
-            {
-                "pid": dead_pid,
-                "host": socket.gethostname(),
-                "user": "me",
-                "started_at": "2026-11-25T10:00:00Z",
-                "command": "deploy",
-            }
+            {"pid": dead_pid, "host": host, "user": "me", "started_at": "2026-11-25T10:00:00Z", "command": "deploy"}
         )
     )
+    return lock
+
+
+def test_a_lock_left_by_a_dead_run_on_this_machine_is_taken_over(aws, runtime, cli, tmp_path):
+    lock = _lock_file(tmp_path, socket.gethostname())
+    result = cli("deploy", "--yes")
+    assert result.code == 0, result.err
+    resumed = [line for line in result.err.splitlines() if "interrupted run" in line]
+    assert resumed == [
+        f"- resuming after an interrupted run: pid {2**22 + 7} on {socket.gethostname()} "
+        "(deploy, started 2026-11-25T10:00:00Z) did not finish"
+    ]
+    assert not lock.exists()  # released at the end of the run
+    assert "interrupted" not in cli("deploy", "--yes").err
+
+
+def test_a_lock_from_another_host_is_refused_until_unlock_clears_it(aws, runtime, cli, tmp_path):
+    lock = _lock_file(tmp_path, "build-box-7")
     result = cli("deploy", "--yes")
     assert result.code == 2
-    assert "which is no longer running" in result.err and "taskmgmt unlock --env dev" in result.err
+    assert "locked by pid 4194311 on build-box-7" in result.err and "cannot be checked" in result.err
+    assert "taskmgmt unlock --env dev" in result.err
+    assert json.loads(lock.read_text())["host"] == "build-box-7"  # the refused run left it as it was
     assert cli("unlock").code == 2  # asks for confirmation, and there is no terminal here
     cleared = cli("unlock", "--yes")
     assert cleared.code == 0 and not lock.exists()
     assert cli("deploy", "--yes").code == 0
-    assert not lock.exists()  # released at the end of the run
+    assert not lock.exists()
 
 
 def test_credentials_of_another_account_are_refused(aws, runtime, cli, calls, tmp_path):
@@ -283,7 +293,7 @@ def test_deploy_without_yes_and_no_terminal_shows_the_plan_and_changes_nothing(a
     result = cli("deploy")
     assert result.code == 2
     assert "pass --yes" in result.err
-    assert "create" in result.err  # the plan it would have asked about
+    assert "+ iam_role:task-processor@global  (does not exist)" in result.err  # the plan it would have asked about
     assert calls.mutating() == []
     assert not (tmp_path / ".taskmgmt" / "dev.json").exists()
 
@@ -338,9 +348,7 @@ def test_destroy_completes_after_resources_were_deleted_by_hand(aws, runtime, cl
     assert inventory() == empty()
 
 
-@pytest.mark.parametrize(
-    "args", [("status",), ("destroy", "--yes"), ("outputs",), ("smoke",), ("invoke", "--payload", "{}"), ("serve",)]
-)
+@pytest.mark.parametrize("args", [("status",), ("outputs",), ("smoke",), ("invoke", "--payload", "{}"), ("serve",)])
 def test_an_unknown_environment_is_a_user_error(aws, runtime, cli, calls, args):
     assert cli("deploy", "--yes").code == 0
     calls.clear()
@@ -349,3 +357,26 @@ def test_an_unknown_environment_is_a_user_error(aws, runtime, cli, calls, args):
     assert "no deployment of environment 'nosuchenv'" in result.err
     assert len(result.err.strip().splitlines()) == 1
     assert calls.mutating() == []
+
+
+def test_destroy_of_an_environment_that_is_gone_exits_0_and_changes_nothing(aws, runtime, cli, calls, tmp_path):
+    assert cli("deploy", "--yes").code == 0
+    assert cli("destroy", "--yes").code == 0
+    calls.clear()
+    for args in (("--env", "dev"), ("--env", "nosuchenv")):
+        again = cli("destroy", "--yes", *args)
+        assert again.code == 0, again.err
+        assert "nothing to destroy" in again.err
+    assert calls.mutating() == []
+    assert not (tmp_path / ".taskmgmt" / "dev.json").exists()
+
+
+def test_destroy_without_a_manifest_finds_the_environment_by_name_and_tags(aws, runtime, cli, tmp_path):
+    from tests.deploy.inventory import empty, inventory
+
+    assert cli("deploy", "--yes", "--env", "lost").code == 0
+    (tmp_path / ".taskmgmt" / "lost.json").unlink()  # a lost manifest must not leave billable clusters
+    result = cli("destroy", "--yes", "--env", "lost")
+    assert result.code == 0, result.err
+    assert "destroyed task-mgmt-lost: deleted 38 in " in result.err
+    assert inventory() == empty()

@@ -49,7 +49,10 @@ def test_deploy_status_destroy_against_moto_server(moto_server, tmp_path):
     deployed = taskmgmt(tmp_path, moto_server, "deploy", "--yes")
     assert deployed.returncode == 0, deployed.stderr
     # The schema is skipped (no database behind the emulator); the package may already be cached.
-    assert re.search(r"deployed task-mgmt-dev: (47 to create|46 to create, 1 unchanged), 1 skip", deployed.stderr)
+    assert re.search(
+        r"deployed task-mgmt-dev: (created 47, updated 0, unchanged 0|created 46, updated 0, unchanged 1), skipped 1",
+        deployed.stderr,
+    )
     status = taskmgmt(tmp_path, moto_server, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     report = json.loads(status.stdout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -158,6 +159,27 @@ def reset_leaves_nothing(workdir: Path) -> None:
     assert run(workdir, "sandbox", "status").returncode == 1
 
 
+def assert_logs_show_the_invocation(workdir: Path, endpoint: str) -> None:
+    """The function's log lines reach the emulator's CloudWatch Logs: `logs` reads them as on AWS."""
+    import boto3
+
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+    probe = "probe_" + os.urandom(4).hex()  # the function logs an unrecognised event's keys
+    lam.invoke(FunctionName="task-mgmt-dev-task-processor", Payload=json.dumps({probe: 1}).encode())
+    shown = run(workdir, "logs", "--sandbox", "--since", "10m", "--filter", probe)
+    assert shown.returncode == 0, shown.stderr
+    [line] = shown.stdout.splitlines()
+    _day, _time, region, level, request_id, message = line.split(maxsplit=5)
+    assert (region, level) == ("us-east-1", "WARNING") and message == f"unrecognised invocation  keys=['{probe}']"
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", request_id)
+
+
 @pytest.fixture
 def workdir(tmp_path: Path):
     yield tmp_path
@@ -195,6 +217,7 @@ def test_sandbox_end_to_end(workdir: Path):
         workdir, "PATCH", f"/tasks/{task['id']}", {"priority": "low", "updated_by": "cy", "version": 1}
     )
     assert code == 409 and conflict["current_version"] == 2
+    assert_logs_show_the_invocation(workdir, components(workdir)["emulator"]["url"])
 
     # another environment is another cluster pair: another database, as on AWS
     other = run(workdir, "deploy", "--sandbox", "--yes", "--env", "other")

@@ -17,44 +17,44 @@ def database_url() -> str:
 
 
 BAD_FLAGS = [
-    (["--env", "Dev"], "ENVIRONMENT='Dev' is invalid: must be 1-16 lowercase letters, digits or dashes"),
-    (["--env", "a" * 17], "ENVIRONMENT='aaaaaaaaaaaaaaaaa' is invalid"),
-    (["--env", "dev_1"], "ENVIRONMENT='dev_1' is invalid"),
+    (["--env", "Dev"], "--env 'Dev' is invalid: must be 1-16 lowercase letters, digits or dashes"),
+    (["--env", "a" * 17], "--env 'aaaaaaaaaaaaaaaaa' is invalid"),
+    (["--env", "dev_1"], "--env 'dev_1' is invalid"),
     (
         ["--primary-region", "ap-southeast-2"],
-        "PRIMARY_REGION='ap-southeast-2' is invalid: must be a region where Aurora DSQL supports multi-Region",
+        "--primary-region 'ap-southeast-2' is invalid: must be a region where Aurora DSQL supports multi-Region",
     ),
     (
         ["--secondary-region", "us-east-1"],
-        "SECONDARY_REGION='us-east-1' is invalid: must differ from PRIMARY_REGION (us-east-1)",
+        "--secondary-region 'us-east-1' is invalid: must differ from PRIMARY_REGION (us-east-1)",
     ),
     (
         ["--secondary-region", "eu-west-1"],
-        "SECONDARY_REGION='eu-west-1' is invalid: must be in the DSQL region set of PRIMARY_REGION us-east-1: "
+        "--secondary-region 'eu-west-1' is invalid: must be in the DSQL region set of PRIMARY_REGION us-east-1: "
         "us-east-2, us-west-2",
     ),
     (
         ["--witness-region", "us-west-2"],
-        "WITNESS_REGION='us-west-2' is invalid: must differ from PRIMARY_REGION (us-east-1) and SECONDARY_REGION",
+        "--witness-region 'us-west-2' is invalid: must differ from PRIMARY_REGION (us-east-1) and SECONDARY_REGION",
     ),
     (
         ["--witness-region", "eu-west-1"],
-        "WITNESS_REGION='eu-west-1' is invalid: must be in the DSQL region set of us-east-1 and us-west-2: us-east-2",
+        "--witness-region 'eu-west-1' is invalid: must be in the DSQL region set of us-east-1 and us-west-2: us-east-2",
     ),
-    (["--prefix", "Task"], "CLUSTER_NAME_PREFIX='Task' is invalid: must start with a lowercase letter"),
-    (["--prefix", "1task"], "CLUSTER_NAME_PREFIX='1task' is invalid"),
-    (["--prefix", "task-"], "CLUSTER_NAME_PREFIX='task-' is invalid: must not end with a dash"),
-    (["--prefix", "t" * 25], "CLUSTER_NAME_PREFIX='" + "t" * 25 + "' is invalid"),
-    (["--log-retention-days", "13"], "LOG_RETENTION_DAYS='13' is invalid: must be one of 1, 3, 5, 7, 14"),
-    (["--log-retention-days", "week"], "LOG_RETENTION_DAYS='week' is invalid"),
-    (["--lambda-memory", "64"], "LAMBDA_MEMORY_SIZE='64' is invalid: must be an integer from 128 to 10240"),
-    (["--lambda-memory", "10241"], "LAMBDA_MEMORY_SIZE='10241' is invalid"),
-    (["--lambda-memory", "512MB"], "LAMBDA_MEMORY_SIZE='512MB' is invalid"),
-    (["--lambda-timeout", "0"], "LAMBDA_TIMEOUT='0' is invalid: must be an integer from 1 to 900"),
-    (["--lambda-timeout", "901"], "LAMBDA_TIMEOUT='901' is invalid"),
-    (["--lambda-timeout", "-5"], "LAMBDA_TIMEOUT='-5' is invalid"),
-    (["--max-workers", "0"], "TASKMGMT_MAX_WORKERS='0' is invalid: must be an integer from 1 to 64"),
-    (["--endpoint-url", "localhost:5000"], "AWS_ENDPOINT_URL='localhost:5000' is invalid: must be an http(s) URL"),
+    (["--prefix", "Task"], "--prefix 'Task' is invalid: must start with a lowercase letter"),
+    (["--prefix", "1task"], "--prefix '1task' is invalid"),
+    (["--prefix", "task-"], "--prefix 'task-' is invalid: must not end with a dash"),
+    (["--prefix", "t" * 25], "--prefix '" + "t" * 25 + "' is invalid"),
+    (["--log-retention-days", "13"], "--log-retention-days '13' is invalid: must be one of 1, 3, 5, 7, 14"),
+    (["--log-retention-days", "week"], "--log-retention-days 'week' is invalid"),
+    (["--lambda-memory", "64"], "--lambda-memory '64' is invalid: must be an integer from 128 to 10240"),
+    (["--lambda-memory", "10241"], "--lambda-memory '10241' is invalid"),
+    (["--lambda-memory", "512MB"], "--lambda-memory '512MB' is invalid"),
+    (["--lambda-timeout", "0"], "--lambda-timeout '0' is invalid: must be an integer from 1 to 900"),
+    (["--lambda-timeout", "901"], "--lambda-timeout '901' is invalid"),
+    (["--lambda-timeout", "-5"], "--lambda-timeout '-5' is invalid"),
+    (["--max-workers", "0"], "--max-workers '0' is invalid: must be an integer from 1 to 64"),
+    (["--endpoint-url", "localhost:5000"], "--endpoint-url 'localhost:5000' is invalid: must be an http(s) URL"),
 ]
 
 
@@ -74,7 +74,9 @@ def test_bad_environment_variable_names_the_key(aws, runtime, cli, calls, monkey
     monkeypatch.setenv("LAMBDA_MEMORY_SIZE", "lots")
     result = cli("deploy", "--plan")
     assert result.code == 2
-    assert result.err.strip() == "error: LAMBDA_MEMORY_SIZE='lots' is invalid: must be an integer from 128 to 10240"
+    assert result.err.strip() == (
+        "error: LAMBDA_MEMORY_SIZE='lots' (from the environment) is invalid: must be an integer from 128 to 10240"
+    )
     assert calls.calls == []
 
 
@@ -82,7 +84,7 @@ def test_bad_dotenv_value_names_the_key(aws, runtime, cli, calls, tmp_path):
     (tmp_path / ".env").write_text("LOG_RETENTION_DAYS=2\n")
     result = cli("status")
     assert result.code == 2
-    assert "LOG_RETENTION_DAYS='2' is invalid" in result.err
+    assert f"LOG_RETENTION_DAYS='2' (from {tmp_path / '.env'}) is invalid" in result.err
 
 
 def test_bad_deletion_protection_value(monkeypatch, tmp_path):
@@ -178,3 +180,54 @@ def test_bad_command_options_are_one_line_exit_2(aws, runtime, cli, calls, args,
     assert message in result.err
     assert len(result.err.strip().splitlines()) == 1
     assert calls.calls == []
+
+
+def test_a_flag_is_named_as_typed_even_when_the_environment_sets_the_same_key(cli, monkeypatch):
+    monkeypatch.setenv("ENVIRONMENT", "dev")
+    result = cli("status", "--env", "UPPER")
+    assert result.err.strip() == "error: --env 'UPPER' is invalid: must be 1-16 lowercase letters, digits or dashes"
+
+
+def test_no_arguments_prints_the_help_and_exits_0(cli):
+    result = cli()
+    assert result.code == 0
+    assert "Usage: taskmgmt" in result.out and result.err == ""
+
+
+def test_version_comes_from_the_package_metadata(cli):
+    from importlib.metadata import version
+
+    result = cli("--version")
+    assert result.code == 0 and result.out.strip() == f"taskmgmt {version('taskmgmt')}"
+
+
+def test_completion_is_offered(cli):
+    result = cli("--show-completion", "bash")
+    assert result.code == 0, result.err
+    assert "_taskmgmt_completion" in result.out or "complete" in result.out
+
+
+def test_help_groups_the_commands_in_order_and_shows_types_as_they_are(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    top = cli("--help").out
+    panels = [line.split("─ ")[1].split(" ─")[0] for line in top.splitlines() if line.startswith("╭─ ")]
+    assert panels == ["Options", "Stack", "Try it", "Local", "Repair"]
+    commands = [line.split()[1] for line in top.splitlines() if line.startswith("│ ") and line.split()[1].isalpha()]
+    assert commands == [
+        "deploy",
+        "status",
+        "destroy",
+        "outputs",
+        "migrate",
+        "logs",
+        "smoke",
+        "invoke",
+        "serve",
+        "psql",
+        "sandbox",
+        "unlock",
+    ]
+    for args in (("--help",), ("deploy", "--help"), ("destroy", "--help"), ("sandbox", "start", "--help")):
+        assert "<bool>" not in cli(*args).out, args
+    deploy = cli("deploy", "--help").out
+    assert "INT 128-10240" in deploy and "INT 1-900" in deploy and "INT 1-64" in deploy
