@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from taskmgmt_deploy.cli.common import app, console, settings_from, with_settings
+from taskmgmt_deploy.cli.common import CI_PANEL, app, console, settings_from, with_settings
 
 
-@app.command()
+@app.command(rich_help_panel=CI_PANEL)
 @with_settings
 def policy(
     as_json: Annotated[bool, typer.Option("--json", help="Print the policy document itself.")] = False,
@@ -47,7 +47,7 @@ def _summary(statement: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-@app.command()
+@app.command(rich_help_panel=CI_PANEL)
 @with_settings
 def preflight(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of lines.")] = False,

@@ -28,13 +28,26 @@ from taskmgmt_deploy.errors import ConfigError, TaskmgmtError, UserError
 from taskmgmt_deploy.stack.config import Settings, load_settings, read_dotenv
 
 # Command groups of --help, in this order; within a group, the commands in COMMAND_ORDER first.
-# Commands for CI (policy, preflight) go in STACK_PANEL, or a panel of their own before REPAIR_PANEL.
 STACK_PANEL = "Stack"
+CI_PANEL = "From CI"
 TRY_PANEL = "Try it"
 LOCAL_PANEL = "Local"
 REPAIR_PANEL = "Repair"
-PANELS = (STACK_PANEL, TRY_PANEL, LOCAL_PANEL, REPAIR_PANEL)
-COMMAND_ORDER = ("deploy", "status", "destroy", "outputs", "migrate", "logs", "smoke", "invoke", "serve", "psql")
+PANELS = (STACK_PANEL, CI_PANEL, TRY_PANEL, LOCAL_PANEL, REPAIR_PANEL)
+COMMAND_ORDER = (
+    "deploy",
+    "status",
+    "destroy",
+    "outputs",
+    "migrate",
+    "logs",
+    "preflight",
+    "policy",
+    "smoke",
+    "invoke",
+    "serve",
+    "psql",
+)
 
 
 class _GroupedCommands(TyperGroup):

@@ -1,4 +1,4 @@
-"""The IAM policy the deploying principal needs: deploy, status, destroy, migrate, smoke,
+"""The IAM policy the deploying principal needs: deploy, status, destroy, migrate, smoke, logs,
 preflight and `taskmgmt policy` itself, for one environment. Pure: StackConfig and account in,
 policy document out.
 
@@ -160,6 +160,11 @@ def deployer_policy(stack: StackConfig, account: str, partition: str = "aws") ->
                 "logs:TagLogGroup",
                 "logs:AssociateKmsKey",
             ],
+            names.each("logs", "log-group:/aws/lambda/{fn}") + names.each("logs", "log-group:/aws/lambda/{fn}:*"),
+        ),
+        _statement(
+            "ReadTheFunctionsLogs",
+            ["logs:FilterLogEvents"],
             names.each("logs", "log-group:/aws/lambda/{fn}") + names.each("logs", "log-group:/aws/lambda/{fn}:*"),
         ),
         _statement(

@@ -253,7 +253,10 @@ RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
         "CreateLogGroup": _tagged_create(
             "logs:CreateLogGroup", ("logs:TagResource", "logs:TagLogGroup"), _log_group, "tags"
         ),
-        **{op: _one(f"logs:{op}", _log_group) for op in ("PutRetentionPolicy", "DeleteLogGroup", "AssociateKmsKey")},
+        **{
+            op: _one(f"logs:{op}", _log_group)
+            for op in ("PutRetentionPolicy", "DeleteLogGroup", "AssociateKmsKey", "FilterLogEvents")
+        },
     },
     "cloudwatch": {
         "DescribeAlarms": _star("cloudwatch:DescribeAlarms"),

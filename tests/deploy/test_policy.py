@@ -130,7 +130,7 @@ def strays() -> None:
 
 
 def lifecycle(cli: Any) -> dict[str, Any]:
-    """preflight, deploy, a redeploy with changes, status, smoke, destroy: what each must do."""
+    """preflight, deploy, a redeploy with changes, status, smoke, logs, destroy: what each must do."""
     for args in (
         ("preflight", *OPTIONS),
         ("deploy", "--yes", *OPTIONS),
@@ -148,6 +148,7 @@ def lifecycle(cli: Any) -> dict[str, Any]:
         ),
         ("status",),
         ("smoke",),
+        ("logs", "--since", "1h"),
         ("destroy", "--yes"),
     ):
         if args[0] == "destroy":

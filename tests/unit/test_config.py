@@ -211,7 +211,7 @@ def test_help_groups_the_commands_in_order_and_shows_types_as_they_are(cli, monk
     monkeypatch.setenv("COLUMNS", "120")
     top = cli("--help").out
     panels = [line.split("─ ")[1].split(" ─")[0] for line in top.splitlines() if line.startswith("╭─ ")]
-    assert panels == ["Options", "Stack", "Try it", "Local", "Repair"]
+    assert panels == ["Options", "Stack", "From CI", "Try it", "Local", "Repair"]
     commands = [line.split()[1] for line in top.splitlines() if line.startswith("│ ") and line.split()[1].isalpha()]
     assert commands == [
         "deploy",
@@ -220,6 +220,8 @@ def test_help_groups_the_commands_in_order_and_shows_types_as_they_are(cli, monk
         "outputs",
         "migrate",
         "logs",
+        "preflight",
+        "policy",
         "smoke",
         "invoke",
         "serve",
