@@ -79,6 +79,6 @@ def preflight(
         raise typer.Exit(1)
 
 
-def show_checks(checks: list[Any]) -> None:
+def show_checks(checks: list[Any], stream: str = "out") -> None:
     for check in checks:
-        console.check(check.outcome, f"{check.name}: {check.detail}")
+        console.check(check.outcome, f"{check.name}: {check.detail}", stream)

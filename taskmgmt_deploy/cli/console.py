@@ -19,7 +19,7 @@ from taskmgmt_deploy.core.models import UNKNOWN, Action, Change, Health, Resourc
 from taskmgmt_deploy.core.step import short
 from taskmgmt_deploy.errors import one_line
 
-_SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.NOOP: " ", Action.SKIP: " "}
+_SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NOOP: " ", Action.SKIP: " "}
 _ACTION_STYLE = {
     Action.CREATE: "green",
     Action.UPDATE: "yellow",
@@ -97,10 +97,12 @@ class Console:
         self._say(f"  failed    {key}: {one_line(error)}", "red")
 
     # -- data (stdout) ----------------------------------------------------------------
-    def check(self, outcome: str, text: str) -> None:
+    def check(self, outcome: str, text: str, stream: str = "out") -> None:
         """One line of a check list: ok, skip or FAIL."""
         with self._lock:
-            self.out.print(f"{outcome:<5} {text}", style=_CHECK_STYLE.get(outcome, "red"))
+            (self.out if stream == "out" else self.err).print(
+                f"{outcome:<5} {text}", style=_CHECK_STYLE.get(outcome, "red")
+            )
 
     def json(self, data: Any) -> None:
         with self._lock:
@@ -114,7 +116,7 @@ class Console:
             sys.stdout.flush()
 
     def plan(self, changes: Iterable[tuple[Resource, Change]], verbose: bool = False, stream: str = "out") -> None:
-        """One line per change (+ create, ~ update), each update's fields as `field: old → new`;
+        """One line per change (+ create, ~ update, - delete), each update's fields as `field: old → new`;
         unchanged and skipped resources only when verbose."""
         target = self.out if stream == "out" else self.err
         with self._lock:

@@ -13,7 +13,13 @@ from taskmgmt_deploy.core.models import UNKNOWN, Action, Change, Resource
 from taskmgmt_deploy.stack.config import StackConfig
 
 # what an action is called once done
-PAST = {Action.CREATE: "created", Action.UPDATE: "updated", Action.NOOP: "unchanged", Action.SKIP: "skipped"}
+PAST = {
+    Action.CREATE: "created",
+    Action.UPDATE: "updated",
+    Action.DELETE: "deleted",
+    Action.NOOP: "unchanged",
+    Action.SKIP: "skipped",
+}
 
 
 def _resource(res: Resource) -> dict[str, Any]:
@@ -86,9 +92,11 @@ def _seconds(value: float | None) -> float | None:
 
 
 def done_summary(changes: list[tuple[Resource, Change]], elapsed: float) -> str:
-    """`created 38, updated 2, unchanged 0 in 24.0 s` (skipped only when some were)."""
+    """`created 38, updated 2, unchanged 0 in 24.0 s` (deleted and skipped only when some were)."""
     counts = {action: sum(1 for _, c in changes if c.action is action) for action in Action}
     parts = [f"{PAST[a]} {counts[a]}" for a in (Action.CREATE, Action.UPDATE, Action.NOOP)]
+    if counts[Action.DELETE]:
+        parts.insert(2, f"deleted {counts[Action.DELETE]}")
     if counts[Action.SKIP]:
         parts.append(f"skipped {counts[Action.SKIP]}")
     return ", ".join(parts) + f" in {elapsed:.1f} s"

@@ -78,7 +78,8 @@ def deploy(
         RunDisplay(console, live=False if no_progress else None) as display,
         open_stack(settings, display, command="deploy", lock=True, existing=False, cancel=cancel) as stack,
     ):
-        checks = show_checks if preflight_applies(settings) and not skip_preflight else None
+        # Before a deploy the checks are progress: stderr, so that stdout holds only the result.
+        checks = partial(show_checks, stream="err") if preflight_applies(settings) and not skip_preflight else None
         confirm = None if yes else partial(confirm_changes, verbose=verbose)
         changes = deploy_stack(stack, confirm=confirm, checks=checks)
         outputs = stack_outputs(stack.manifest, settings.endpoint_url)

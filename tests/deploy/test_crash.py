@@ -425,7 +425,7 @@ def test_ctrl_c_finishes_the_call_in_flight_saves_and_exits_130(endpoint, cli):
     assert done < STEPS
     again = cli("deploy", "--yes")
     assert again.code == 0, again.err
-    assert f"deployed task-mgmt-dev: {STEPS - done} to create, {done} unchanged" in again.err
+    assert f"deployed task-mgmt-dev: created {STEPS - done}, updated 0, unchanged {done} in " in again.err
     assert live(endpoint) == expected()
 
 

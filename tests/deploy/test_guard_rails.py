@@ -189,7 +189,7 @@ def test_hardening_options_are_applied_drift_checked_and_removed(aws, runtime, c
 def test_destroy_removes_subscriptions_cluster_policies_and_reservations(aws, runtime, cli, keys):
     deployed = cli("deploy", "--yes", "--alarm-email", "ops@example.com", *HARDENING)
     # 56 resources (tests/deploy/test_crash.py kills a deploy after each); the keys are only read
-    assert "reading 56 resources" in deployed.err and "54 to create, 2 unchanged" in deployed.err
+    assert "reading 56 resources" in deployed.err and "created 54, updated 0, unchanged 2" in deployed.err
     aws.sns.confirm("ops@example.com")
     destroyed = cli("destroy", "--yes")
     assert destroyed.code == 0, destroyed.err
@@ -202,11 +202,11 @@ def test_destroy_removes_subscriptions_cluster_policies_and_reservations(aws, ru
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--alarm-email", "not-an-address", "ALARM_EMAIL"),
+        ("--alarm-email", "not-an-address", "--alarm-email 'not-an-address' is invalid"),
         ("--kms-key", "alias/aws/sns", "AWS managed key"),
         ("--kms-key", "1234abcd-12ab-34cd-56ef-1234567890ab", "multi-Region key id"),
-        ("--reserved-concurrency", "0", "LAMBDA_RESERVED_CONCURRENCY"),
-        ("--reserved-concurrency", "many", "LAMBDA_RESERVED_CONCURRENCY"),
+        ("--reserved-concurrency", "0", "--reserved-concurrency '0' is invalid"),
+        ("--reserved-concurrency", "many", "--reserved-concurrency 'many' is invalid"),
     ],
 )
 @pytest.mark.parametrize("command", ["deploy", "preflight", "policy"])
@@ -221,4 +221,5 @@ def test_a_bad_cluster_policy_setting_is_one_line_and_exit_2(cli, monkeypatch):
     monkeypatch.setenv("DSQL_CLUSTER_POLICY", "maybe")
     result = cli("deploy", "--plan")
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    assert "DSQL_CLUSTER_POLICY='maybe' (from the environment)" in result.err
     assert "DSQL_CLUSTER_POLICY" in result.err and "true or false" in result.err

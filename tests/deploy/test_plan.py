@@ -8,6 +8,9 @@ import jsonschema
 import pytest
 
 from tests.deploy.inventory import empty, inventory
+from tests.deploy.kinds import resources
+
+ALL = len(resources())  # every resource of a default dev stack
 
 FUNCTION_KEY = "lambda_function:task-processor@us-east-1"
 
@@ -27,7 +30,7 @@ PLAN_SCHEMA = {
         "changes_pending": {"type": "boolean"},
         "summary": {
             "type": "object",
-            "required": ["create", "update", "unchanged", "skip"],
+            "required": ["create", "update", "delete", "unchanged", "skip"],
             "additionalProperties": {"type": "integer", "minimum": 0},
         },
         "resources": {
@@ -38,7 +41,7 @@ PLAN_SCHEMA = {
                 "additionalProperties": False,
                 "properties": {
                     **_RESOURCE,
-                    "action": {"enum": ["create", "update", "unchanged", "skip"]},
+                    "action": {"enum": ["create", "update", "delete", "unchanged", "skip"]},
                     "reason": {"type": "string"},
                     "fields": {
                         "type": "object",
@@ -54,7 +57,7 @@ PLAN_SCHEMA = {
         },
     },
 }
-DONE = ("created", "updated", "unchanged", "skipped")
+DONE = ("created", "updated", "deleted", "unchanged", "skipped")
 _TIMED = {"seconds": {"type": ["number", "null"], "minimum": 0}}
 DEPLOY_SCHEMA = {
     "type": "object",
@@ -65,7 +68,7 @@ DEPLOY_SCHEMA = {
         "env": {"type": "string"},
         "operation": {"const": "deploy"},
         "seconds": {"type": "number", "minimum": 0},
-        "summary": {"type": "object", "required": ["created", "updated", "unchanged", "skipped"]},
+        "summary": {"type": "object", "required": list(DONE)},
         "resources": {
             "type": "array",
             "items": {
@@ -74,7 +77,7 @@ DEPLOY_SCHEMA = {
                 "properties": {
                     **_RESOURCE,
                     **_TIMED,
-                    "action": {"enum": ["created", "updated", "unchanged", "skipped"]},
+                    "action": {"enum": list(DONE)},
                 },
             },
         },
@@ -119,9 +122,25 @@ def test_a_plan_applies_nothing_and_says_nothing_was_applied(deployed, cli, call
     assert f"~ {FUNCTION_KEY}" in lines and f"~ {FUNCTION_KEY.replace('us-east-1', 'us-west-2')}" in lines
     assert "      memory: 512 → 1024" in lines
     assert not any(line.startswith("  ") and "@" in line for line in lines)  # unchanged ones only with --verbose
-    assert "plan for task-mgmt-dev: 2 to update, 38 unchanged; nothing was changed" in result.err
+    assert f"plan for task-mgmt-dev: 2 to update, {ALL - 2} unchanged; nothing was changed" in result.err
     verbose = cli("deploy", "--plan", "--lambda-memory", "1024", "--verbose").out.splitlines()
     assert "  event_bus:task-events@us-east-1" in verbose
+
+
+def test_an_option_turned_off_is_planned_as_a_delete_and_done_as_one(aws, runtime, cli):
+    assert cli("deploy", "--yes", "--alarm-email", "ops@example.com").code == 0
+    plan = cli("deploy", "--plan", "--json")
+    assert plan.code == 0, plan.err
+    document = json.loads(plan.out)
+    jsonschema.validate(document, PLAN_SCHEMA)
+    removed = [r["resource"] for r in document["resources"] if r["action"] == "delete"]
+    assert sorted(removed) == ["sns_subscription:alarm-email@us-east-1", "sns_subscription:alarm-email@us-west-2"]
+    shown = cli("deploy", "--plan").out.splitlines()
+    assert "- sns_subscription:alarm-email@us-east-1  (no longer in the configuration)" in shown
+    done = cli("deploy", "--yes", "--json")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["summary"]["deleted"] == 2
+    assert "deleted 2, unchanged" in done.err
 
 
 def test_the_plan_of_a_new_environment_marks_every_resource_created(aws, runtime, cli, calls):
@@ -129,7 +148,7 @@ def test_the_plan_of_a_new_environment_marks_every_resource_created(aws, runtime
     assert result.code == 0, result.err
     assert calls.mutating() == []
     assert f"+ {FUNCTION_KEY}  (does not exist)" in result.out.splitlines()
-    assert sum(line.startswith("+ ") for line in result.out.splitlines()) == 40
+    assert sum(line.startswith("+ ") for line in result.out.splitlines()) == ALL
 
 
 def test_detailed_exitcode_tells_pending_changes_from_none_and_from_errors(deployed, cli, monkeypatch):
@@ -156,7 +175,7 @@ def test_the_plan_as_json_follows_its_schema(deployed, cli):
     plan = json.loads(result.out)
     jsonschema.validate(plan, PLAN_SCHEMA)
     assert plan["changes_pending"] is True
-    assert plan["summary"] == {"create": 0, "update": 2, "unchanged": 38, "skip": 0}
+    assert plan["summary"] == {"create": 0, "update": 2, "delete": 0, "unchanged": ALL - 2, "skip": 0}
     function = next(r for r in plan["resources"] if r["resource"] == FUNCTION_KEY)
     assert function["action"] == "update"
     assert function["fields"] == {"memory": {"old": 512, "new": 1024, "known_after_apply": False}}
@@ -174,16 +193,16 @@ def test_deploy_says_what_it_did_in_the_past_tense_and_as_json(aws, runtime, cli
     assert result.code == 0, result.err
     document = json.loads(result.out)  # stdout holds the document and nothing else
     jsonschema.validate(document, DEPLOY_SCHEMA)
-    assert document["summary"] == {"created": 40, "updated": 0, "unchanged": 0, "skipped": 0}
+    assert document["summary"] == {"created": ALL, "updated": 0, "deleted": 0, "unchanged": 0, "skipped": 0}
     assert all(r["seconds"] is not None for r in document["resources"])
     assert document["outputs"]["regions"]["us-east-1"]["function_name"] == "task-mgmt-dev-task-processor"
     summary = [line for line in result.err.splitlines() if line.startswith("deployed")]
-    assert summary == [f"deployed task-mgmt-dev: created 40, updated 0, unchanged 0 in {document['seconds']:.1f} s"]
-    assert "[40/40] created" in result.err
+    assert summary == [f"deployed task-mgmt-dev: created {ALL}, updated 0, unchanged 0 in {document['seconds']:.1f} s"]
+    assert f"[{ALL}/{ALL}] created" in result.err
 
     again = cli("deploy", "--yes", "--lambda-memory", "1024")
     assert "deployed task-mgmt-dev: updated 2" not in again.err
-    assert "deployed task-mgmt-dev: created 0, updated 2, unchanged 38 in " in again.err
+    assert f"deployed task-mgmt-dev: created 0, updated 2, unchanged {ALL - 2} in " in again.err
 
 
 def test_destroy_says_what_it_did_and_prints_json(deployed, cli):
@@ -191,8 +210,8 @@ def test_destroy_says_what_it_did_and_prints_json(deployed, cli):
     assert result.code == 0, result.err
     document = json.loads(result.out)
     jsonschema.validate(document, DESTROY_SCHEMA)
-    assert document["summary"] == {"deleted": 40, "left": 0} and document["left"] == []
-    assert f"destroyed task-mgmt-dev: deleted 40 in {document['seconds']:.1f} s, nothing left" in result.err
+    assert document["summary"] == {"deleted": ALL, "left": 0} and document["left"] == []
+    assert f"destroyed task-mgmt-dev: deleted {ALL} in {document['seconds']:.1f} s, nothing left" in result.err
     assert inventory() == empty()
     nothing = cli("destroy", "--yes", "--json")
     assert nothing.code == 0

@@ -12,6 +12,9 @@ from rich.console import Console as RichConsole
 
 from taskmgmt_deploy.cli.console import Console
 from taskmgmt_deploy.cli.progress import RunDisplay
+from tests.deploy.kinds import resources
+
+ALL = len(resources())  # every resource of a default dev stack
 
 CONTROL = re.compile(r"\x1b\[|\r")
 
@@ -98,7 +101,7 @@ def test_a_deploy_on_a_pseudo_terminal_is_live_and_with_no_progress_plain(aws, r
     code, screen = run_on_pty(["deploy", "--yes"])
     assert code == 0, screen
     assert CONTROL.search(screen)  # rich's live display drew and redrew
-    assert "[40/40] created" in screen and "deployed task-mgmt-dev: created 40" in screen
+    assert f"[{ALL}/{ALL}] created" in screen and f"deployed task-mgmt-dev: created {ALL}" in screen
 
     code, screen = run_on_pty(["deploy", "--yes", "--no-progress"])  # each child deploys to its own moto
     assert code == 0, screen
@@ -110,8 +113,8 @@ def test_plain_output_has_no_control_characters(aws, runtime, cli):
     result = cli("deploy", "--yes")
     assert result.code == 0
     assert not CONTROL.search(result.err + result.out)
-    finished = [line for line in result.err.splitlines() if re.match(r"\[\d+/40\] created ", line)]
-    assert len(finished) == 40
+    finished = [line for line in result.err.splitlines() if re.match(rf"\[\d+/{ALL}\] created ", line)]
+    assert len(finished) == ALL
 
 
 def test_a_redeploy_right_after_destroy_says_what_it_waits_for_and_until_when(aws, runtime, cli):
