@@ -126,7 +126,8 @@ def test_deploy_stops_before_creating_anything_and_skip_preflight_goes_on(aws, r
     assert stopped.code != 0
     assert "preflight failed (region us-east-2): nothing was created" in stopped.err
     assert [line for line in stopped.err.splitlines() if line.startswith("error:")] == [  # one error line...
-        "error: preflight failed (region us-east-2): nothing was created; fix it, or pass --skip-preflight to deploy anyway"
+        "error: preflight failed (region us-east-2): nothing was created; "
+        "fix it, or pass --skip-preflight to deploy anyway"
     ]
     assert "FAIL  region us-east-2" in stopped.err and stopped.out == ""  # ...after the checks, on stderr
     assert calls.mutating() == []
