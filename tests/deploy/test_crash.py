@@ -116,8 +116,7 @@ DEPLOY_KILLS: dict[str, KillPoint] = {
     "PutClusterPolicy": KillPoint("dsql_cluster_policy", "PutClusterPolicy", options=True),
 }
 NO_DEPLOY_CALL = {
-    "kms_key": "the key is the user's: the step only reads it (a missing key fails the deploy, tested in "
-    "tests/deploy/test_guard_rails.py)",
+    "kms_key": "the key is the user's: the step only reads it (DescribeKey), never creates or changes it",
 }
 
 # A kill after each call that only an update makes: the drift row (kind, field) of

@@ -156,24 +156,29 @@ def untag_function(hand: Hand) -> None:
     lam.untag_resource(Resource=hand.function(FUNCTION)["FunctionArn"], TagKeys=["managed-by"])
 
 
-def recluster_key(hand: Hand, key: str = PRIMARY) -> None:
-    arn = customer_key(str(hand.res(key).region), "alias/someone-elses")
-    hand.client("dsql", key).update_cluster(identifier=hand.cluster(key)["identifier"], kmsEncryptionKey=arn)
+def someone_elses_key(hand: Hand, key: str) -> str:
+    """Another customer key of the resource's region, as a user with the console could make."""
+    return customer_key(str(hand.res(key).region), "alias/someone-elses")
 
 
-def relog_key(hand: Hand, key: str = LOGS) -> None:
-    arn = customer_key(str(hand.res(key).region), "alias/someone-elses")
-    hand.client("logs", key).associate_kms_key(logGroupName=hand.name(key), kmsKeyId=arn)
+def recluster_key(hand: Hand) -> None:
+    identifier = hand.cluster(PRIMARY)["identifier"]
+    hand.client("dsql", PRIMARY).update_cluster(
+        identifier=identifier, kmsEncryptionKey=someone_elses_key(hand, PRIMARY)
+    )
+
+
+def relog_key(hand: Hand) -> None:
+    hand.client("logs", LOGS).associate_kms_key(logGroupName=hand.name(LOGS), kmsKeyId=someone_elses_key(hand, LOGS))
 
 
 def topic_arn(hand: Hand) -> str:
-    return f"arn:aws:sns:us-west-2:{ACCOUNT}:{hand.name(TOPIC)}"
+    return f"arn:aws:sns:{hand.res(TOPIC).region}:{ACCOUNT}:{hand.name(TOPIC)}"
 
 
 def retopic_key(hand: Hand) -> None:
-    arn = customer_key("us-west-2", "alias/someone-elses")
     hand.client("sns", TOPIC).set_topic_attributes(
-        TopicArn=topic_arn(hand), AttributeName="KmsMasterKeyId", AttributeValue=arn
+        TopicArn=topic_arn(hand), AttributeName="KmsMasterKeyId", AttributeValue=someone_elses_key(hand, TOPIC)
     )
 
 
