@@ -101,13 +101,14 @@ def fidelity_settings():
         ("key-for-nobody", ("--kms-key", "alias/taskmgmt"), "KMS key us-west-2", "cloudwatch.amazonaws.com"),
     ],
 )
-def test_each_failure_is_named_and_exits_1(aws, runtime, cli, setup, args, failed, why):
+def test_each_failure_is_named_and_exits_1(aws, runtime, cli, clock, setup, args, failed, why):
     if setup == "disable-witness":
         aws.account.region_status["us-east-2"] = "DISABLED"
     elif setup == "quota-used":
         east = boto3.client("dsql", region_name="us-east-1")
         for _ in range(2):
             east.create_cluster(deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": "us-east-2"})
+        clock.advance(aws.settings.dsql_listing)  # listed only a while after their create (row D15)
     elif setup == "key-for-nobody":
         for region in ("us-east-1", "us-west-2"):
             kms = boto3.client("kms", region_name=region)
