@@ -25,6 +25,9 @@ from taskmgmt_deploy.stack.config import StackConfig
 STAR: dict[str, str] = {
     "dsql:ListClusters": "lists the account's clusters: DSQL has no resource to scope it to",
     "tag:GetResources": "destroy's sweep for resources tagged as this environment's",
+    "iam:ListRoles": "destroy's sweep: roles named like the stack's (the tagging API may miss them)",
+    "events:ListEventBuses": "destroy's sweep: buses named like the stack's",
+    "events:ListRules": "destroy's sweep: rules named like the stack's, on the default bus and on its buses",
     "logs:DescribeLogGroups": "finds the log groups by name prefix",
     "cloudwatch:DescribeAlarms": "reads the alarms by name, a region's in one call",
     "sns:Unsubscribe": "removes a replaced alarm email subscription: subscriptions are not IAM resources",

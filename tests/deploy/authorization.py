@@ -179,6 +179,7 @@ _ROLE = lambda action: _one(action, lambda call: role(call.params["RoleName"])) 
 RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
     "sts": {"GetCallerIdentity": lambda call: []},  # needs no permission, and cannot be denied
     "iam": {
+        "ListRoles": _star("iam:ListRoles"),
         **{
             op: _ROLE(f"iam:{op}")
             for op in (
@@ -227,6 +228,8 @@ RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
         "GetAccountSettings": _star("lambda:GetAccountSettings"),
     },
     "events": {
+        "ListEventBuses": _star("events:ListEventBuses"),
+        "ListRules": _star("events:ListRules"),
         **{op: _one(f"events:{op}", _bus) for op in ("DescribeEventBus", "DeleteEventBus")},
         "CreateEventBus": _tagged_create("events:CreateEventBus", "events:TagResource", _bus, "Tags"),
         **{
