@@ -646,6 +646,174 @@ EMULATOR = [
     ),
 ]
 
+# The guard rails' rows (the emulator of SNS, KMS, alarm actions and evaluation, DSQL policies
+# and quota, Lambda concurrency, IAM simulation, regions and quotas).
+GUARD_RAILS = "tests/emulator/test_guard_rail_fidelity.py"
+CLOUDWATCH = "taskmgmt_deploy/emulator/cloudwatch.py"
+SNS = "taskmgmt_deploy/emulator/sns.py"
+
+EMULATOR += [
+    kinder(
+        "D20",
+        DSQL,
+        "                if state is not None and state.status not in SETTLED:",
+        "                if False:",
+        f"{GUARD_RAILS}::test_a_cluster_policy_is_refused_until_the_cluster_is_active",
+    ),
+    kinder(
+        "D21",
+        DSQL,
+        "                _check_policy(cluster, policy)\n",
+        "",
+        f"{GUARD_RAILS}::test_a_cluster_policy_is_validated",
+    ),
+    kinder(
+        "D22",
+        DSQL,
+        "        if len(live) >= self.multi_region_quota:",
+        "        if False:",
+        f"{GUARD_RAILS}::test_the_multi_region_cluster_quota_is_enforced_per_region",
+    ),
+    kinder(
+        "L20",
+        LAMBDA,
+        "        if self.concurrency_limit - others - int(reserved) < UNRESERVED_MINIMUM:",
+        "        if False:",
+        f"{GUARD_RAILS}::test_lambda_keeps_100_of_the_account_concurrency_unreserved",
+    ),
+    kinder(
+        "L21",
+        LAMBDA,
+        '"UnreservedConcurrentExecutions": self.concurrency_limit - reserved,',
+        '"UnreservedConcurrentExecutions": self.concurrency_limit,',
+        f"{GUARD_RAILS}::test_lambda_keeps_100_of_the_account_concurrency_unreserved",
+    ),
+    kinder(
+        "I10",
+        "taskmgmt_deploy/emulator/iam.py",
+        '"EvalDecision": decide(documents, Request(action, resource, principal, context)),',
+        '"EvalDecision": "allowed",',
+        f"{GUARD_RAILS}::test_simulate_principal_policy_evaluates_the_principals_own_policies",
+    ),
+    kinder(
+        "I11",
+        "taskmgmt_deploy/emulator/iam.py",
+        '            if decide(principal_documents(iam, caller.arn) or [], asked) != "allowed":',
+        "            if False:",
+        f"{GUARD_RAILS}::test_a_user_simulates_only_with_its_own_permission_to",
+    ),
+    kinder(
+        "C10",
+        CLOUDWATCH,
+        r'            if not (action.startswith(wanted) and re.fullmatch(r"[\w-]{1,256}", action[len(wanted) :])):',
+        "            if False:",
+        f"{GUARD_RAILS}::test_alarm_actions_are_topics_of_the_alarms_own_account_and_region",
+    ),
+    kinder(
+        "C11",
+        CLOUDWATCH,
+        "        return problems + _queries_problems(kwargs, queries)",
+        "        return problems",
+        f"{GUARD_RAILS}::test_metric_math_and_percentile_alarms_are_validated",
+    ),
+    kinder(
+        "C12",
+        CLOUDWATCH,
+        """        if previous is None:  # a new alarm has no data yet; an updated one keeps its state
+            alarm.update_state("Unchecked: Initial alarm creation", "{}", "INSUFFICIENT_DATA")
+        else:
+            alarm.state_value, alarm.state_reason = previous.state_value, previous.state_reason
+""",
+        "",
+        f"{GUARD_RAILS}::test_a_new_alarm_has_insufficient_data_and_an_updated_one_keeps_its_state",
+    ),
+    kinder(
+        "C13",
+        CLOUDWATCH,
+        "                        if state != alarm.state_value:",
+        "                        if False:",
+        f"{GUARD_RAILS}::test_evaluating_metric_data_changes_states_and_runs_the_actions",
+    ),
+    kinder(
+        "G10",
+        "taskmgmt_deploy/emulator/logs.py",
+        "def _check_key(backend: LogsBackend, key: str) -> None:\n",
+        "def _check_key(backend: LogsBackend, key: str) -> None:\n    return\n",
+        f"{GUARD_RAILS}::test_a_log_group_takes_a_key_by_arn_whose_policy_lets_logs_use_it",
+    ),
+    kinder(
+        "N1",
+        SNS,
+        "        if known is None and protocol in CONFIRMED_BY_LINK:",
+        "        if False:",
+        f"{GUARD_RAILS}::test_an_email_subscription_is_pending_until_confirmed_and_gets_nothing_meanwhile",
+    ),
+    kinder(
+        "N2",
+        SNS,
+        "        if topic.kms_master_key_id:",
+        "        if False:",
+        f"{GUARD_RAILS}::test_alarms_cannot_publish_to_a_topic_encrypted_with_the_aws_managed_key",
+    ),
+    kinder(
+        "N3",
+        "taskmgmt_deploy/emulator/kms.py",
+        '    if key.key_state != "Enabled":',
+        "    if False:",
+        f"{GUARD_RAILS}::test_alarms_reach_an_encrypted_topic_only_if_cloudwatch_may_use_its_key",
+    ),
+    kinder(
+        "N4",
+        SNS,
+        "        if not allowed([topic._policy_json], request):",
+        "        if False:",
+        f"{GUARD_RAILS}::test_alarms_reach_a_topic_only_if_its_policy_lets_cloudwatch_publish_for_them",
+    ),
+    kinder(
+        "K1",
+        "taskmgmt_deploy/emulator/kms.py",
+        '            backend.keys[key_id].key_manager = "AWS"',
+        "            pass",
+        f"{GUARD_RAILS}::test_a_predefined_alias_names_an_aws_managed_key",
+    ),
+    kinder(
+        "K2",
+        DSQL,
+        '        problem = usable_by(account, region, key_id, "dsql.amazonaws.com", ())',
+        '        problem = None if find_key(account, region, key_id) else f"no key {key_id}"',
+        f"{GUARD_RAILS}::test_dsql_takes_only_a_usable_customer_key_of_its_region_and_reports_its_arn",
+    ),
+    kinder(
+        "A1",
+        "taskmgmt_deploy/emulator/account.py",
+        '        default = "DISABLED" if region in OPT_IN else "ENABLED_BY_DEFAULT"',
+        '        default = "ENABLED_BY_DEFAULT"',
+        f"{GUARD_RAILS}::test_regions_that_need_opting_in_are_disabled",
+    ),
+    kinder(
+        "A2",
+        "taskmgmt_deploy/emulator/account.py",
+        '        if code == "dsql":',
+        "        if False:",
+        f"{GUARD_RAILS}::test_the_multi_region_cluster_quota_is_enforced_per_region",
+    ),
+    kinder(
+        "M1",
+        "taskmgmt_deploy/emulator/alarms.py",
+        "        if d.namespace == namespace and d.name == name and _pairs(d.dimensions) == dimensions",
+        "        if d.namespace == namespace and d.name == name and {v for _, v in _pairs(d.dimensions)} == "
+        "{v for _, v in dimensions}",
+        f"{GUARD_RAILS}::test_an_alarm_reads_its_metric_under_its_own_dimension_and_a_percentile_is_not_the_maximum",
+    ),
+    kinder(
+        "M2",
+        "taskmgmt_deploy/emulator/alarms.py",
+        "        rank = max(1, math.ceil(float(stat[1:]) / 100 * len(ordered)))",
+        "        rank = len(ordered)",
+        f"{GUARD_RAILS}::test_an_alarm_reads_its_metric_under_its_own_dimension_and_a_percentile_is_not_the_maximum",
+    ),
+]
+
 # Rows with nothing to make kinder, and why. (Q2 and Q11 have no stand-in behaviour either:
 # their code mutants above show that the rows' tests bite.)
 NOTHING_TO_MAKE_KINDER = {

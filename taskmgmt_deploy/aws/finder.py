@@ -116,6 +116,8 @@ def record_for_arn(arn: str) -> Record | None:
         kind, name = "iam_role", resource.rsplit("/", 1)[1]
     elif service == "logs" and resource.startswith("log-group:"):
         kind, name = "log_group", resource.split(":")[1]
+    elif service == "sns" and ":" not in resource:  # a topic (a subscription's ARN has the topic's, then :id)
+        kind = "sns_topic"
     elif service == "cloudwatch" and resource.startswith("alarm:"):
         kind, name = "metric_alarm", resource.split(":", 1)[1]
     elif service == "dsql" and resource.startswith("cluster/"):

@@ -30,6 +30,10 @@ NAME_PARAMETERS = (
     "DashboardNames",
     "identifier",
     "Resource",
+    "ResourceArn",
+    "TopicArn",
+    "AttributeName",
+    "SubscriptionArn",
 )
 
 

@@ -18,17 +18,40 @@ from typing import Any
 import boto3
 
 from taskmgmt_deploy.aws.clients import AwsClients
-from taskmgmt_deploy.core.models import Resource, resolve_refs
+from taskmgmt_deploy.core.models import Observed, Resource, refs_in, resolve_refs
 from taskmgmt_deploy.core.step import Step
 from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import StackConfig, load_settings
+from taskmgmt_deploy.steps.cloudwatch import ALARM_FIELDS
 from taskmgmt_deploy.steps.packaging import PackageBuilder, this_machine
 from taskmgmt_deploy.steps.schema import SchemaTarget
 from taskmgmt_deploy.usecases.factory import make_steps
 
+# Every option that adds a resource kind or a compared field, as environment variables: the
+# tables' rows that need one deploy with all of them (`with_options`), so that every kind exists.
+OPTIONS = {
+    "ALARM_EMAIL": "ops@example.com",
+    "KMS_KEY": "alias/taskmgmt",
+    "LAMBDA_RESERVED_CONCURRENCY": "5",
+    "DSQL_CLUSTER_POLICY": "true",
+}
+ACCOUNT = "123456789012"  # the emulator's
+
 
 def stack_config(env: str = "dev") -> StackConfig:
-    return load_settings({"ENVIRONMENT": env}, {}, Path(__file__).parent).stack
+    """With every option on: the blueprint's keys and names are the same without them."""
+    return load_settings({"ENVIRONMENT": env, **OPTIONS}, {}, Path(__file__).parent).stack
+
+
+def with_options(monkeypatch: Any, **client: Any) -> None:
+    """The next runs deploy with every option on: the customer key in both regions (the user's
+    to create: taskmgmt never creates keys), and OPTIONS in the environment."""
+    from tests.deploy.test_guard_rails import customer_key
+
+    for region in stack_config().regions:
+        customer_key(region, OPTIONS["KMS_KEY"], **client)
+    for name, value in OPTIONS.items():
+        monkeypatch.setenv(name, value)
 
 
 @functools.cache
@@ -48,12 +71,26 @@ def resources(env: str = "dev") -> dict[str, Resource]:
     return {res.key: res for res in blueprint.build(stack_config(env))}
 
 
+class _Differs(dict):  # type: ignore[type-arg]
+    """A live state that reports every field, each different from anything wanted."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> object:
+        return object()
+
+
 def compared_fields() -> dict[str, set[str]]:
-    """kind -> every field its step's plan compares (the keys of `desired`), over the blueprint."""
+    """kind -> every field its step's plan compares, over the blueprint with every option on:
+    what a plan against a live state that differs everywhere reports as changed."""
     fields: dict[str, set[str]] = {kind: set() for kind in kinds()}
     for res in resources().values():
         if res.kind in fields:
-            fields[res.kind] |= set(steps()[res.kind].desired(res, resolve_refs(res.spec, {})))
+            outputs = {ref.key: {ref.field: f"arn:aws:x:us-east-1:{ACCOUNT}:{ref.key}"} for ref in refs_in(res.spec)}
+            live = Observed(outputs={"arn": f"arn:aws:x:us-east-1:{ACCOUNT}:{res.name}"}, live=_Differs())
+            change = steps()[res.kind].plan(res, resolve_refs(res.spec, outputs), live)
+            fields[res.kind] |= set(change.diff)
     return fields
 
 
@@ -156,8 +193,9 @@ class Hand:
         return self.client("cloudwatch", key).describe_alarms(AlarmNames=[self.name(key)])["MetricAlarms"][0]
 
     def put_alarm(self, key: str, **changes: Any) -> None:
-        res = self.res(key)
-        self.client("cloudwatch", key).put_metric_alarm(AlarmName=res.name, **{**res.spec["alarm"], **changes})
+        """Put the alarm again as it is live, with `changes`."""
+        live = {f: v for f, v in self.alarm(key).items() if f in ALARM_FIELDS and v not in (None, [])}
+        self.client("cloudwatch", key).put_metric_alarm(AlarmName=self.name(key), **{**live, **changes})
 
     def rule(self, key: str) -> dict[str, Any]:
         events = self.client("events", key)

@@ -31,10 +31,10 @@ from taskmgmt_deploy.usecases import factory
 from tests.conftest import READ_PREFIXES
 from tests.deploy.inventory import empty, expected, inventory
 from tests.deploy.killing import KILLED, Call, CallTap, Killed
-from tests.deploy.kinds import Hand, kinds, resources
+from tests.deploy.kinds import OPTIONS, Hand, kinds, resources, with_options
 from tests.deploy.test_drift import DRIFT
 
-STEPS = len(resources())  # every resource of a default dev stack
+STEPS = len(resources())  # every resource of a default dev stack (no options)
 PRIMARY, SECONDARY = "us-east-1", "us-west-2"
 MIGRATIONS = "Migrator.apply"  # the schema step's one "call": the migrations, on the database
 
@@ -48,6 +48,7 @@ class KillPoint:
     nth: int = 1
     when: Callable[[Call], bool] = lambda call: True
     env: str = "dev"
+    options: bool = False  # the run deploys with every option on (tests/deploy/kinds.py OPTIONS)
 
     def matches(self, call: Call) -> bool:
         return call.operation == self.operation and self.when(call)
@@ -76,6 +77,14 @@ def parameter(name: str) -> Callable[[Call], bool]:
     return lambda call: name in call.params
 
 
+def topic_attribute(name: str) -> Callable[[Call], bool]:
+    return lambda call: call.params.get("AttributeName") == name
+
+
+def service(name: str) -> Callable[[Call], bool]:
+    return lambda call: call.service == name
+
+
 # A kill after each call a first deploy makes, per kind (the first of several alike).
 DEPLOY_KILLS: dict[str, KillPoint] = {
     "CreateRole": KillPoint("iam_role", "CreateRole"),
@@ -96,6 +105,16 @@ DEPLOY_KILLS: dict[str, KillPoint] = {
     "PutMetricAlarm": KillPoint("metric_alarm", "PutMetricAlarm"),
     "PutDashboard": KillPoint("dashboard", "PutDashboard"),
     "migrations": KillPoint("db_schema", MIGRATIONS),
+    "CreateTopic": KillPoint("sns_topic", "CreateTopic"),
+    "SetTopicAttributes key": KillPoint(
+        "sns_topic", "SetTopicAttributes", when=topic_attribute("KmsMasterKeyId"), options=True
+    ),
+    "Subscribe": KillPoint("sns_subscription", "Subscribe", options=True),
+    "PutFunctionConcurrency": KillPoint("lambda_concurrency", "PutFunctionConcurrency", options=True),
+    "PutClusterPolicy": KillPoint("dsql_cluster_policy", "PutClusterPolicy", options=True),
+}
+NO_DEPLOY_CALL = {
+    "kms_key": "the key is the user's: the step only reads it (DescribeKey), never creates or changes it",
 }
 
 # A kill after each call that only an update makes: the drift row (kind, field) of
@@ -119,6 +138,35 @@ UPDATE_KILLS: dict[str, tuple[KillPoint, tuple[str, str]]] = {
     "TagResource": (KillPoint("lambda_function", "TagResource"), ("lambda_function", "tags")),
     "RemovePermission": (KillPoint("lambda_permission", "RemovePermission"), ("lambda_permission", "principal")),
     "AddPermission again": (KillPoint("lambda_permission", "AddPermission"), ("lambda_permission", "principal")),
+    "SetTopicAttributes policy": (
+        KillPoint("sns_topic", "SetTopicAttributes", when=topic_attribute("Policy")),
+        ("sns_topic", "policy"),
+    ),
+    "TagResource topic": (KillPoint("sns_topic", "TagResource", when=service("sns")), ("sns_topic", "tags")),
+    "SetTopicAttributes key": (
+        KillPoint("sns_topic", "SetTopicAttributes", when=topic_attribute("KmsMasterKeyId"), options=True),
+        ("sns_topic", "kms_key_arn"),
+    ),
+    "AssociateKmsKey": (KillPoint("log_group", "AssociateKmsKey", options=True), ("log_group", "kms_key_arn")),
+    "UpdateCluster key": (
+        KillPoint("dsql_cluster", "UpdateCluster", when=parameter("kmsEncryptionKey"), options=True),
+        ("dsql_cluster", "kms_key_arn"),
+    ),
+    "PutFunctionConcurrency": (
+        KillPoint("lambda_concurrency", "PutFunctionConcurrency", options=True),
+        ("lambda_concurrency", "reserved"),
+    ),
+    "PutClusterPolicy": (
+        KillPoint("dsql_cluster_policy", "PutClusterPolicy", options=True),
+        ("dsql_cluster_policy", "policy"),
+    ),
+}
+
+# A kill after each call a change of ALARM_EMAIL makes: the new address is subscribed before
+# the old one is removed (a subscription's address cannot change by hand: no drift row).
+EMAIL_CHANGE_KILLS: dict[str, KillPoint] = {
+    "Subscribe the new address": KillPoint("sns_subscription", "Subscribe", options=True),
+    "Unsubscribe the old address": KillPoint("sns_subscription", "Unsubscribe", options=True),
 }
 
 # A kill after each call a destroy makes, per kind. The DSQL pair is deleted by the peering's
@@ -142,8 +190,13 @@ DESTROY_KILLS: dict[str, KillPoint] = {
     "second UpdateCluster": KillPoint("dsql_peering", "UpdateCluster", nth=2, env="prod"),
     "first DeleteCluster": KillPoint("dsql_peering", "DeleteCluster", nth=1, env="prod"),
     "second DeleteCluster": KillPoint("dsql_peering", "DeleteCluster", nth=2, env="prod"),
+    "Unsubscribe": KillPoint("sns_subscription", "Unsubscribe", options=True),
+    "DeleteTopic": KillPoint("sns_topic", "DeleteTopic"),
+    "DeleteFunctionConcurrency": KillPoint("lambda_concurrency", "DeleteFunctionConcurrency", options=True),
+    "DeleteClusterPolicy": KillPoint("dsql_cluster_policy", "DeleteClusterPolicy", options=True),
 }
 NO_DESTROY_CALL = {
+    "kms_key": "the key is the user's: destroy leaves it (its delete makes no call)",
     "dsql_cluster": "the peering's step deletes the pair before the clusters' steps run (see the DSQL rows)",
     "db_schema": "the schema goes with the clusters: its delete makes no call",
 }
@@ -158,10 +211,11 @@ PAIR_DELETE = [
 
 
 def test_every_kind_has_kill_points():
-    assert {p.kind for p in DEPLOY_KILLS.values()} == kinds()
+    assert {p.kind for p in DEPLOY_KILLS.values()} | set(NO_DEPLOY_CALL) == kinds()
     assert {p.kind for p in DESTROY_KILLS.values()} | set(NO_DESTROY_CALL) == kinds()
     for point, (kind, field) in UPDATE_KILLS.values():
         assert point.kind == kind and field in DRIFT[kind]
+        assert point.options or not DRIFT[kind][field].options, "the field exists only with the options on"
 
 
 # -- in-process kills -----------------------------------------------------------------------
@@ -183,6 +237,14 @@ def dsql_calls(aws: Any) -> list[tuple[str, str, str]]:
     calls = [(r.operation, r.region, r.change) for r in aws.dsql.requests if r.error is None]
     assert len(calls) == len(aws.dsql.requests), "no DSQL call AWS would refuse"
     return calls
+
+
+def deployed_with(point: KillPoint, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """The inventory a deploy for `point` makes: with every option on where its kind needs one."""
+    if not point.options:
+        return expected(f"task-mgmt-{point.env}")
+    with_options(monkeypatch)
+    return expected(f"task-mgmt-{point.env}", email=OPTIONS["ALARM_EMAIL"], cluster_policy=True, reserved=5)
 
 
 @pytest.fixture
@@ -209,9 +271,12 @@ def killed(cli: Callable[..., Any], tap: CallTap, point: KillPoint, *args: str) 
 
 
 @pytest.mark.parametrize("name", list(DEPLOY_KILLS))
-def test_deploy_killed_after_a_call_returned_converges_and_creates_nothing_twice(aws, runtime, cli, tap, name):
+def test_deploy_killed_after_a_call_returned_converges_and_creates_nothing_twice(
+    aws, runtime, cli, tap, monkeypatch, name
+):
     # docs/pessimistic-emulation.md row D15 (the cluster is found again by its token)
     point = DEPLOY_KILLS[name]
+    wanted = deployed_with(point, monkeypatch)
     call = killed(cli, tap, point, "deploy", "--yes")
     assert in_flight() == [(point.kind, "creating")]  # the intent was recorded, the result not
     token = next((r["token"] for r in manifest()["resources"] if r["state"] == "creating"), None)
@@ -219,7 +284,7 @@ def test_deploy_killed_after_a_call_returned_converges_and_creates_nothing_twice
     mark, requests = tap.mark(), len(aws.dsql.requests)
     again = cli("deploy", "--yes")
     assert again.code == 0, again.err
-    assert inventory() == expected()
+    assert inventory() == wanted
     assert in_flight() == []
     rerun = tap.since(mark)
     if point.operation == "CreateCluster":
@@ -235,8 +300,9 @@ def test_deploy_killed_after_a_call_returned_converges_and_creates_nothing_twice
 
 
 @pytest.mark.parametrize("name", list(UPDATE_KILLS))
-def test_deploy_killed_after_an_update_returned_converges(aws, runtime, cli, clock, tap, name):
+def test_deploy_killed_after_an_update_returned_converges(aws, runtime, cli, clock, tap, monkeypatch, name):
     point, (kind, field) = UPDATE_KILLS[name]
+    wanted = deployed_with(point, monkeypatch)
     assert cli("deploy", "--yes").code == 0
     hand = Hand(aws, clock)
     hand.settle()
@@ -250,13 +316,33 @@ def test_deploy_killed_after_an_update_returned_converges(aws, runtime, cli, clo
     assert call.target not in {c.target for c in tap.since(mark)}
     status = cli("status", "--json")
     assert status.code == 0, [r for r in json.loads(status.out)["resources"] if r["health"] != "ok"]
-    assert inventory() == expected()
+    assert inventory() == wanted
+
+
+@pytest.mark.parametrize("name", list(EMAIL_CHANGE_KILLS))
+def test_deploy_killed_while_the_alarm_email_changes_converges_to_the_new_address_alone(
+    aws, runtime, cli, tap, monkeypatch, name
+):
+    point = EMAIL_CHANGE_KILLS[name]
+    deployed_with(point, monkeypatch)
+    assert cli("deploy", "--yes").code == 0
+    monkeypatch.setenv("ALARM_EMAIL", "oncall@example.com")
+    call = killed(cli, tap, point, "deploy", "--yes")
+    assert in_flight() == [("sns_subscription", "updating")]
+    mark = tap.mark()
+    again = cli("deploy", "--yes")
+    assert again.code == 0, again.err
+    # One subscription per region, to the new address: none lost, none doubled, the old one gone.
+    assert inventory() == expected(email="oncall@example.com", cluster_policy=True, reserved=5)
+    if point.operation == "Unsubscribe":
+        assert call.target not in {c.target for c in tap.since(mark)}
 
 
 @pytest.mark.parametrize("name", list(DESTROY_KILLS))
-def test_destroy_killed_after_a_call_returned_finishes_when_run_again(aws, runtime, cli, tap, name):
+def test_destroy_killed_after_a_call_returned_finishes_when_run_again(aws, runtime, cli, tap, monkeypatch, name):
     # docs/pessimistic-emulation.md row D11
     point = DESTROY_KILLS[name]
+    deployed_with(point, monkeypatch)
     assert cli("deploy", "--yes", "--env", point.env).code == 0
     aws.dsql.requests.clear()
     killed(cli, tap, point, "destroy", "--yes", "--force")
@@ -272,8 +358,9 @@ def test_destroy_killed_after_a_call_returned_finishes_when_run_again(aws, runti
         assert made == PAIR_DELETE[:k] and dsql_calls(aws) == PAIR_DELETE[k:]
 
 
-def test_kill_points_are_distinct_calls_of_a_real_run(aws, runtime, cli, tap):
+def test_kill_points_are_distinct_calls_of_a_real_run(aws, runtime, cli, tap, monkeypatch):
     """Each kill point names a call a deploy (or destroy) really makes, and no two the same call."""
+    with_options(monkeypatch)
     assert cli("deploy", "--yes", "--env", "prod", "--max-workers", "1").code == 0
     deploy_calls = tap.since(0)
     mark = tap.mark()

@@ -21,7 +21,9 @@ import psycopg
 import pytest
 
 from taskmgmt_deploy.database import migrate
-from tests.deploy.kinds import Hand, compared_fields
+from taskmgmt_deploy.steps.dsql_policy import cluster_policy
+from tests.deploy.kinds import ACCOUNT, Hand, compared_fields, with_options
+from tests.deploy.test_guard_rails import customer_key
 
 ROLE = "iam_role:task-processor@global"
 POLICY = "iam_role_policy:task-processor@global"
@@ -40,6 +42,9 @@ PERMISSION = "lambda_permission:task-processing@us-east-1"
 ALARM = "metric_alarm:function-errors@us-west-2"
 DASHBOARD = "dashboard:overview@us-east-1"
 SCHEMA = "db_schema:tasks@global"
+TOPIC = "sns_topic:alarms@us-west-2"
+CONCURRENCY = "lambda_concurrency:task-processor@us-east-1"
+CLUSTER_POLICY = "dsql_cluster_policy:secondary@us-west-2"
 ANOTHER_RULE = "arn:aws:events:us-east-1:123456789012:rule/someone-else"
 
 
@@ -51,6 +56,7 @@ class Drift:
     settle: bool = True  # let the emulator's transitions finish before status looks
     restore: Callable[[Hand], Any] | None = None  # when deploy is not what repairs it (the row says why)
     elsewhere: str | None = None  # the test that proves it where this emulator cannot change it
+    options: bool = False  # the field exists only with the options on (kinds.OPTIONS)
 
 
 # -- the changes ----------------------------------------------------------------------------
@@ -150,6 +156,46 @@ def untag_function(hand: Hand) -> None:
     lam.untag_resource(Resource=hand.function(FUNCTION)["FunctionArn"], TagKeys=["managed-by"])
 
 
+def someone_elses_key(hand: Hand, key: str) -> str:
+    """Another customer key of the resource's region, as a user with the console could make."""
+    return customer_key(str(hand.res(key).region), "alias/someone-elses")
+
+
+def recluster_key(hand: Hand) -> None:
+    identifier = hand.cluster(PRIMARY)["identifier"]
+    hand.client("dsql", PRIMARY).update_cluster(
+        identifier=identifier, kmsEncryptionKey=someone_elses_key(hand, PRIMARY)
+    )
+
+
+def relog_key(hand: Hand) -> None:
+    hand.client("logs", LOGS).associate_kms_key(logGroupName=hand.name(LOGS), kmsKeyId=someone_elses_key(hand, LOGS))
+
+
+def topic_arn(hand: Hand) -> str:
+    return f"arn:aws:sns:{hand.res(TOPIC).region}:{ACCOUNT}:{hand.name(TOPIC)}"
+
+
+def retopic_key(hand: Hand) -> None:
+    hand.client("sns", TOPIC).set_topic_attributes(
+        TopicArn=topic_arn(hand), AttributeName="KmsMasterKeyId", AttributeValue=someone_elses_key(hand, TOPIC)
+    )
+
+
+def topic_open_to_everyone(hand: Hand) -> None:
+    sns = hand.client("sns", TOPIC)
+    policy = json.loads(sns.get_topic_attributes(TopicArn=topic_arn(hand))["Attributes"]["Policy"])
+    del policy["Statement"][0]["Condition"]
+    sns.set_topic_attributes(TopicArn=topic_arn(hand), AttributeName="Policy", AttributeValue=json.dumps(policy))
+
+
+def widen_cluster_policy(hand: Hand) -> None:
+    dsql = hand.client("dsql", CLUSTER_POLICY)
+    cluster = hand.cluster(SECONDARY)
+    widened = cluster_policy(cluster["arn"], f"arn:aws:iam::{ACCOUNT}:role/someone-else")
+    dsql.put_cluster_policy(identifier=cluster["identifier"], policy=json.dumps(widened))
+
+
 def sql(statement: str, database: str | None = None) -> Callable[[Hand], Any]:
     """Run SQL on the stack's database (or, as its admin, on `database` of the same server)."""
 
@@ -168,7 +214,10 @@ DRIFT: dict[str, dict[str, Drift]] = {
         "tags": Drift(ROLE, lambda h: h.client("iam").untag_role(RoleName=h.name(ROLE), TagKeys=["managed-by"])),
     },
     "iam_role_policy": {"document": Drift(POLICY, drop_a_policy_statement)},
-    "dsql_cluster": {"deletion_protection": Drift(PRIMARY, protect)},
+    "dsql_cluster": {
+        "deletion_protection": Drift(PRIMARY, protect),
+        "kms_key_arn": Drift(PRIMARY, recluster_key, options=True),
+    },
     "dsql_peering": {
         "peers": Drift(PEERING, unpeer),
         "clusters_healthy": Drift(PEERING, busy_secondary, settle=False),
@@ -196,7 +245,8 @@ DRIFT: dict[str, dict[str, Drift]] = {
     "log_group": {
         "retention_days": Drift(
             LOGS, lambda h: h.client("logs", LOGS).put_retention_policy(logGroupName=h.name(LOGS), retentionInDays=30)
-        )
+        ),
+        "kms_key_arn": Drift(LOGS, relog_key, options=True),
     },
     "lambda_function": {
         "runtime": Drift(FUNCTION, lambda_update(Runtime="python3.12")),
@@ -230,6 +280,33 @@ DRIFT: dict[str, dict[str, Drift]] = {
             ),
         )
     },
+    "sns_topic": {
+        "policy": Drift(TOPIC, topic_open_to_everyone),
+        "tags": Drift(
+            TOPIC, lambda h: h.client("sns", TOPIC).untag_resource(ResourceArn=topic_arn(h), TagKeys=["managed-by"])
+        ),
+        "kms_key_arn": Drift(TOPIC, retopic_key, options=True),
+    },
+    # SNS cannot change a subscription's address: it changes only when ALARM_EMAIL does.
+    "sns_subscription": {
+        "endpoint": Drift(
+            "sns_subscription:alarm-email@us-east-1",
+            lambda h: None,
+            elsewhere="tests/deploy/test_guard_rails.py::"
+            "test_the_alarm_email_is_pending_until_confirmed_and_a_new_one_replaces_it",
+        )
+    },
+    "kms_key": {},  # nothing to compare: the key is the user's; status reports its state as its health
+    "lambda_concurrency": {
+        "reserved": Drift(
+            CONCURRENCY,
+            lambda h: h.client("lambda", CONCURRENCY).put_function_concurrency(
+                FunctionName=h.res(CONCURRENCY).spec["function_name"], ReservedConcurrentExecutions=7
+            ),
+            options=True,
+        )
+    },
+    "dsql_cluster_policy": {"policy": Drift(CLUSTER_POLICY, widen_cluster_policy, options=True)},
     "db_schema": {
         "pending": Drift(
             SCHEMA, sql("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)")
@@ -277,6 +354,8 @@ def test_drift_of_one_field_is_reported_alone_and_deploy_repairs_it(aws, runtime
     # PostgreSQL roles belong to the server, which other tests share: this test's role is its own.
     monkeypatch.setattr(migrate, "APP_ROLE", f"taskmgmt_app_{uuid.uuid4().hex[:8]}")
     drift = DRIFT[kind][field]
+    if drift.options:
+        with_options(monkeypatch)
     assert cli("deploy", "--yes").code == 0
     hand = Hand(aws, clock)
     hand.settle()

@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.deploy.inventory import empty, inventory
-from tests.deploy.kinds import Hand, kinds
+from tests.deploy.kinds import ACCOUNT, Hand, kinds
 
 STACK = "task-mgmt-dev"
 ROLE = "iam_role:task-processor@global"
@@ -159,6 +159,19 @@ def stray_alarm(hand: Hand) -> Exists:
     return lambda: bool(cloudwatch.describe_alarms(AlarmNames=[STRAY])["MetricAlarms"])
 
 
+def stray_topic(hand: Hand) -> Exists:
+    sns = hand.client("sns", region="us-west-2")
+    arn = sns.create_topic(Name=STRAY, Tags=tag_list(hand))["TopicArn"]
+    return lambda: not gone(lambda: sns.get_topic_attributes(TopicArn=arn))
+
+
+def extra_subscription(hand: Hand) -> Exists:
+    sns = hand.client("sns", region="us-east-1")
+    topic = f"arn:aws:sns:us-east-1:{ACCOUNT}:{hand.name('sns_topic:alarms@us-east-1')}"
+    sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="someone@example.com")
+    return lambda: any(s["Endpoint"] == "someone@example.com" for s in sns.list_subscriptions()["Subscriptions"])
+
+
 TAGS = "tagged as the environment's: destroy's sweep finds it"
 BY_PREFIX = "the tagging API may miss it: the sweep lists the kind by the stack's name prefix and checks its tags"
 
@@ -185,6 +198,11 @@ STRAYS: dict[str, dict[str, Stray] | NoStray] = {
         "task-mgmt-dev-): only the blueprint's own name is destroy's, found even when the manifest lost it"
     ),
     "db_schema": NoStray("lives in the clusters' database: it goes with them"),
+    "sns_topic": {"tagged": Stray(stray_topic, TAGS)},
+    "sns_subscription": {"on our topic": Stray(extra_subscription, "untaggable: it goes with its topic")},
+    "kms_key": NoStray("the user's, never created or deleted by taskmgmt: destroy leaves every key"),
+    "lambda_concurrency": NoStray("a setting of its function, one per function: it goes with the function"),
+    "dsql_cluster_policy": NoStray("one per cluster, part of it: it goes with the cluster"),
 }
 
 CASES = [(kind, name) for kind, rows in STRAYS.items() if isinstance(rows, dict) for name in rows]

@@ -299,6 +299,61 @@ def test_evaluating_metric_data_changes_states_and_runs_the_actions(aws):
     assert [(n.alarm_name, n.state) for n in aws.notifications] == [("slow", "ALARM"), ("occ", "ALARM")]
 
 
+def test_an_alarm_reads_its_metric_under_its_own_dimension_and_a_percentile_is_not_the_maximum(aws):
+    """Rows M1 and M2: data put under the other dimension name is not the alarm's (an alarm on the
+    wrong name stays silent), and p99 over 100 durations is not moved by one slow invocation."""
+    topic = topic_for_alarms()
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    now = datetime.now(UTC).replace(microsecond=0)
+    common = {"Period": 60, "TreatMissingData": "notBreaching"}
+    alarm_on(
+        topic,
+        "occ-by-resource-id",
+        Namespace="AWS/AuroraDSQL",
+        MetricName="OccConflicts",
+        Dimensions=[{"Name": "ResourceId", "Value": "c1"}],
+        Statistic="Sum",
+        **common,
+    )
+    cloudwatch.put_metric_alarm(
+        AlarmName="slow",
+        Namespace="AWS/Lambda",
+        MetricName="Duration",
+        Dimensions=[{"Name": "FunctionName", "Value": "fn"}],
+        ExtendedStatistic="p99",
+        EvaluationPeriods=1,
+        Threshold=500,
+        ComparisonOperator="GreaterThanThreshold",
+        AlarmActions=[topic],
+        **common,
+    )
+    when = now - timedelta(seconds=10)
+    cloudwatch.put_metric_data(
+        Namespace="AWS/AuroraDSQL",
+        MetricData=[
+            {
+                "MetricName": "OccConflicts",
+                "Dimensions": [{"Name": "ClusterId", "Value": "c1"}],
+                "Value": 20,
+                "Timestamp": when,
+            }
+        ],
+    )
+    cloudwatch.put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Duration",
+                "Dimensions": [{"Name": "FunctionName", "Value": "fn"}],
+                "Value": v,
+                "Timestamp": when,
+            }
+            for v in [10] * 99 + [900]
+        ],
+    )
+    assert sorted(aws.cloudwatch.evaluate(now)) == [("occ-by-resource-id", "OK"), ("slow", "OK")]
+
+
 # -- KMS and keys given to other services (rows K..., G2) -----------------------------------
 
 
