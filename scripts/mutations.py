@@ -202,8 +202,12 @@ CODE = [
         "the lock does not exclude",
         "two deploys of one environment run at once and overwrite each other's manifest",
         "taskmgmt_deploy/core/lock.py",
-        "os.O_CREAT | os.O_EXCL | os.O_WRONLY",
-        "os.O_CREAT | os.O_TRUNC | os.O_WRONLY",
+        """                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _parse(_read_fd(fd))""",
+        """                pass
+            except BlockingIOError:
+                holder = _parse(_read_fd(fd))""",
         "tests/deploy/test_lifecycle.py::test_a_second_run_is_refused_while_the_lock_is_held",
     ),
     one(
@@ -571,6 +575,15 @@ EMULATOR = [
         "        if int(retention_in_days) not in RETENTION_DAYS:",
         "        if False:",
         f"{FIDELITY}::test_log_retention_must_be_an_allowed_value",
+    ),
+    kinder(
+        "G2",
+        "taskmgmt_deploy/emulator/logs.py",
+        "            if group is None:\n                return\n",
+        "            if group is None:\n"
+        "                backend.create_log_group(group_name, {})\n"
+        "                group = backend.groups[group_name]\n",
+        "tests/deploy/test_logs.py::test_the_sandbox_sends_a_functions_output_only_to_a_log_group_that_exists",
     ),
     kinder(
         "S1",
