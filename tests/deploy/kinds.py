@@ -67,6 +67,11 @@ def kinds() -> set[str]:
     return {kind for kind, step in steps().items() if not step.local}
 
 
+def default_stack_size(env: str = "dev") -> int:
+    """How many resources a stack has with no option set (what a plain `deploy --yes` makes)."""
+    return len(blueprint.build(load_settings({"ENVIRONMENT": env}, {}, Path(__file__).parent).stack))
+
+
 def resources(env: str = "dev") -> dict[str, Resource]:
     return {res.key: res for res in blueprint.build(stack_config(env))}
 

@@ -31,10 +31,10 @@ from taskmgmt_deploy.usecases import factory
 from tests.conftest import READ_PREFIXES
 from tests.deploy.inventory import empty, expected, inventory
 from tests.deploy.killing import KILLED, Call, CallTap, Killed
-from tests.deploy.kinds import OPTIONS, Hand, kinds, resources, with_options
+from tests.deploy.kinds import OPTIONS, Hand, default_stack_size, kinds, with_options
 from tests.deploy.test_drift import DRIFT
 
-STEPS = len(resources())  # every resource of a default dev stack (no options)
+STEPS = default_stack_size()  # every resource of a default dev stack (no options)
 PRIMARY, SECONDARY = "us-east-1", "us-west-2"
 MIGRATIONS = "Migrator.apply"  # the schema step's one "call": the migrations, on the database
 

@@ -12,9 +12,9 @@ from rich.console import Console as RichConsole
 
 from taskmgmt_deploy.cli.console import Console
 from taskmgmt_deploy.cli.progress import RunDisplay
-from tests.deploy.kinds import resources
+from tests.deploy.kinds import default_stack_size
 
-ALL = len(resources())  # every resource of a default dev stack
+ALL = default_stack_size()  # every resource of a default dev stack
 
 CONTROL = re.compile(r"\x1b\[|\r")
 

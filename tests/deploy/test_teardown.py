@@ -247,7 +247,7 @@ def test_a_stray_destroy_cannot_remove_is_reported_and_the_exit_code_says_so(aws
     assert left.code == 1
     (line,) = [line for line in left.err.splitlines() if "left behind" in line]
     assert "dsql_cluster arn:aws:dsql:us-east-1:" in line and "deletion protection on" in line
-    assert "1 resources of task-mgmt-dev remain; the manifest was kept" in left.err
+    assert "but 1 resources remain; the manifest was kept" in left.err
     assert exists() and (tmp_path / ".taskmgmt" / "dev.json").exists()
     forced = cli("destroy", "--yes", "--force")
     assert forced.code == 0, forced.err
