@@ -2,7 +2,7 @@
 .PHONY: test lint bench bench-quick mutants
 
 test:
-	pytest -q -n auto
+	pytest -q -n 4 --dist worksteal
 
 lint:
 	ruff check .
