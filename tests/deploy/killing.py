@@ -3,13 +3,35 @@ after the one a test names (the call returned; nothing after it runs, nothing mo
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from tests.conftest import READ_PREFIXES
 
 KILLED = 137  # the exit status a shell reports for a SIGKILLed process
+
+
+def run_cli_and_exit(args: list[str], prepare: Callable[[], None] = lambda: None) -> NoReturn:
+    """In a forked child: `prepare()`, run `taskmgmt ARGS`, and end the process with its exit
+    code (never returning into pytest, whatever happens)."""
+    code = 1
+    try:
+        prepare()
+        from taskmgmt_deploy.cli import main
+
+        try:
+            main(args)
+            code = 0
+        except SystemExit as done:
+            code = int(done.code or 0)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
 
 # What names the resource a call acts on (its other parameters say how).
 NAME_PARAMETERS = (

@@ -30,7 +30,7 @@ from taskmgmt_deploy.database.migrate import Migrator
 from taskmgmt_deploy.usecases import factory
 from tests.conftest import READ_PREFIXES
 from tests.deploy.inventory import empty, expected, inventory
-from tests.deploy.killing import KILLED, Call, CallTap, Killed
+from tests.deploy.killing import KILLED, Call, CallTap, Killed, run_cli_and_exit
 from tests.deploy.kinds import OPTIONS, Hand, default_stack_size, kinds, with_options
 from tests.deploy.test_drift import DRIFT
 
@@ -418,23 +418,14 @@ def in_child(args: list[str], install: Callable[[], None]) -> int:
     Returns the child's wait status."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
-        code = 1
-        try:
+
+        def prepare() -> None:
             log = os.open("child.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.dup2(log, 1)
             os.dup2(log, 2)
             install()
-            from taskmgmt_deploy.cli import main
 
-            try:
-                main(args)
-                code = 0
-            except SystemExit as done:
-                code = int(done.code or 0)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+        run_cli_and_exit(args, prepare)
     _, status = os.waitpid(pid, 0)
     return status
 

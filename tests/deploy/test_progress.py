@@ -12,6 +12,7 @@ from rich.console import Console as RichConsole
 
 from taskmgmt_deploy.cli.console import Console
 from taskmgmt_deploy.cli.progress import RunDisplay
+from tests.deploy.killing import run_cli_and_exit
 from tests.deploy.kinds import default_stack_size
 
 ALL = default_stack_size()  # every resource of a default dev stack
@@ -71,19 +72,12 @@ def run_on_pty(args: list[str]) -> tuple[int, str]:
     """`taskmgmt ARGS` in a child whose stdin, stdout and stderr are a pseudo-terminal."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: never returns into pytest
-        code = 1
-        try:
-            sys.stdout = os.fdopen(1, "w", buffering=1)  # the terminal, not pytest's capture
-            sys.stderr = os.fdopen(2, "w", buffering=1)
-            from taskmgmt_deploy.cli import main
 
-            try:
-                main(args)
-                code = 0
-            except SystemExit as done:
-                code = int(done.code or 0)
-        finally:
-            os._exit(code)
+        def on_the_terminal() -> None:  # not pytest's capture
+            sys.stdout = os.fdopen(1, "w", buffering=1)
+            sys.stderr = os.fdopen(2, "w", buffering=1)
+
+        run_cli_and_exit(args, on_the_terminal)
     chunks = []
     while True:
         try:
