@@ -136,6 +136,25 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("--reserved-concurrency",),
         "Concurrency reserved for the function in each region. \\[default: none]",
     ),
+    "api_auth": ("API_AUTH", ("--api-auth",), "Who may call the APIs: iam (SigV4) or jwt. \\[default: iam]"),
+    "jwt_issuer": ("JWT_ISSUER", ("--jwt-issuer",), "With --api-auth jwt: the token issuer (https)."),
+    "jwt_audience": ("JWT_AUDIENCE", ("--jwt-audience",), "With --api-auth jwt: the audiences, comma-separated."),
+    "jwt_login_url": ("JWT_LOGIN_URL", ("--jwt-login-url",), "With --api-auth jwt: the issuer's login page."),
+    "cors_origins": (
+        "CORS_ORIGINS",
+        ("--cors-origins",),
+        "Origins allowed to call the HTTP API from a browser, comma-separated. \\[default: none]",
+    ),
+    "api_throttle_burst": (
+        "API_THROTTLE_BURST",
+        ("--api-throttle-burst",),
+        "Burst limit of each API stage. \\[default: 100]",
+    ),
+    "api_throttle_rate": (
+        "API_THROTTLE_RATE",
+        ("--api-throttle-rate",),
+        "Requests per second of each API stage. \\[default: 50]",
+    ),
     "profile": ("AWS_PROFILE", ("--profile",), "AWS profile, as with the AWS CLI."),
     "endpoint_url": ("AWS_ENDPOINT_URL", ("--endpoint-url",), "Send every AWS call here (an emulator)."),
     "state_dir": ("TASKMGMT_STATE_DIR", ("--state-dir",), "Where manifests and locks live. \\[default: ./.taskmgmt]"),
@@ -158,6 +177,13 @@ _METAVARS = {
     "reserved_concurrency": "INT 1-100000",
     "alarm_email": "EMAIL",
     "kms_key": "KEY",
+    "api_auth": "iam|jwt",
+    "jwt_issuer": "URL",
+    "jwt_audience": "IDS",
+    "jwt_login_url": "URL",
+    "cors_origins": "ORIGINS",
+    "api_throttle_burst": "INT 0-5000",
+    "api_throttle_rate": "INT 0-10000",
 }
 _FLAG_OF = {key: decls[0] for key, decls, _ in _OPTIONS.values()}
 
