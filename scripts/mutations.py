@@ -98,7 +98,7 @@ CODE = [
         "taskmgmt_deploy/core/engine.py",
         "engine._record_intent(res, self.position[key], change, observed) if self.executor.records else None",
         "None",
-        f"{DEPLOY_KILL}[CreateRole]",
+        DEPLOY_KILL,
         f"{DEPLOY_KILL}[CreateCluster primary]",
     ),
     one(
@@ -108,7 +108,7 @@ CODE = [
         """        self.manifest.put(record_of(res, position, state, outputs, token))
         self.manifest.save()""",
         """        self.manifest.put(record_of(res, position, state, outputs, token))""",
-        f"{DEPLOY_KILL}[PutRolePolicy]",
+        DEPLOY_KILL,
     ),
     Mutation(
         "the rule's target has no dead-letter queue",
@@ -155,7 +155,7 @@ CODE = [
         """            "environment": spec["environment"],
             "logging": spec["logging"],""",
         """            "logging": spec["logging"],""",
-        f"{DRIFT}[lambda_function.environment]",
+        f"{DRIFT}[lambda_function]",
     ),
     one(
         "serve listens on every interface",

@@ -7,6 +7,7 @@ what a command does beyond one engine call is a use case beside it (deploy, rebu
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
@@ -74,9 +77,20 @@ def _default_cache() -> Path:
 
 
 def default_session(settings: Settings) -> boto3.Session:
+    core = botocore.session.Session()
+    # Parsing botocore's service models is most of the cost of a client; a process that opens
+    # the stack more than once (tests, serve) parses each model once.
+    core.register_component("data_loader", _shared_loader())
     if settings.sandbox:  # the emulator takes any credentials; never use real ones with it
-        return boto3.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
-    return boto3.Session(profile_name=settings.profile)
+        return boto3.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox", botocore_session=core)
+    session = boto3.Session(profile_name=settings.profile, botocore_session=core)
+    core.get_scoped_config()  # an unknown profile fails here, as it does without the shared loader
+    return session
+
+
+@functools.cache
+def _shared_loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
 
 
 @dataclass

@@ -32,7 +32,7 @@ from tests.conftest import READ_PREFIXES
 from tests.deploy.inventory import empty, expected, inventory
 from tests.deploy.killing import KILLED, Call, CallTap, Killed, run_cli_and_exit
 from tests.deploy.kinds import OPTIONS, Hand, default_stack_size, kinds, with_options
-from tests.deploy.test_drift import DRIFT
+from tests.deploy.test_drift import DRIFT, by_kind
 
 STEPS = default_stack_size()  # every resource of a default dev stack (no options)
 PRIMARY, SECONDARY = "us-east-1", "us-west-2"
@@ -51,7 +51,7 @@ class KillPoint:
     options: bool = False  # the run deploys with every option on (tests/deploy/kinds.py OPTIONS)
 
     def matches(self, call: Call) -> bool:
-        return call.operation == self.operation and self.when(call)
+        return self.operation in (call.operation, "any") and self.when(call)
 
     def predicate(self) -> Callable[[Call], bool]:
         seen = {"matches": 0}
@@ -270,53 +270,115 @@ def killed(cli: Callable[..., Any], tap: CallTap, point: KillPoint, *args: str) 
     return tap.fired or Call("postgresql", MIGRATIONS, None, {})
 
 
-@pytest.mark.parametrize("name", list(DEPLOY_KILLS))
+def first_of(points: list[KillPoint]) -> KillPoint:
+    """A point that fires at the first call any of `points` (each killing after its first match) accepts."""
+    if len(points) == 1:
+        return points[0]
+    assert all(p.nth == 1 for p in points)
+    return KillPoint(points[0].kind, "any", when=lambda call: any(p.matches(call) for p in points), env=points[0].env)
+
+
+def chains(kills: dict[str, KillPoint], alone: Callable[[KillPoint], bool], size: int = 5) -> dict[str, list[str]]:
+    """Kill points in chains that one deploy serves: each run is killed at the first point of its
+    chain it reaches, and the run after the last one finishes. A chain holds one point per kind
+    (a second call of a kind killed after the first would be made by a rerun, on another path);
+    a point `alone` accepts is a chain of its own."""
+    solo = [name for name, point in kills.items() if alone(point)]
+    grouped: list[list[str]] = []
+    for options in (False, True):
+        open_chains: list[list[str]] = []
+        for name, point in kills.items():
+            if name in solo or point.options != options:
+                continue
+            chain = next((c for c in open_chains if point.kind not in {kills[n].kind for n in c}), None)
+            if chain is None:
+                chain = []
+                open_chains.append(chain)
+                grouped.append(chain)
+            chain.append(name)
+            if len(chain) == size:
+                open_chains.remove(chain)
+    return {**{" > ".join(chain): chain for chain in grouped}, **{name: [name] for name in solo}}
+
+
+def run_chain(
+    cli: Callable[..., Any], tap: CallTap, points: list[KillPoint], state: str, *args: str
+) -> Iterator[tuple[Call, int]]:
+    """Run `taskmgmt ARGS` until each point killed one run: after each death, the call it died
+    after and a mark of the calls made so far."""
+    waiting, unfinished = list(points), set()
+    while waiting:
+        call = killed(cli, tap, first_of(waiting), *args)
+        point = next(p for p in waiting if p.matches(call)) if len(waiting) > 1 else waiting[0]
+        # this point's change, and the earlier runs' ones this run had not come back to yet
+        now = set(in_flight(point.env))
+        assert (point.kind, state) in now and now <= unfinished | {(point.kind, state)}, (point, now)
+        unfinished = now
+        waiting.remove(point)
+        yield call, tap.mark()
+
+
+# A DSQL create is rerun at once, before the cluster is listed (D15), and the migrations' kill is
+# no AWS call: each is alone.
+DEPLOY_CHAINS = chains(DEPLOY_KILLS, alone=lambda point: point.operation in ("CreateCluster", MIGRATIONS))
+
+
+@pytest.mark.parametrize("chain", list(DEPLOY_CHAINS))
 def test_deploy_killed_after_a_call_returned_converges_and_creates_nothing_twice(
-    aws, runtime, cli, tap, monkeypatch, name
+    aws, runtime, cli, tap, monkeypatch, chain
 ):
     # docs/pessimistic-emulation.md row D15 (the cluster is found again by its token)
-    point = DEPLOY_KILLS[name]
-    wanted = deployed_with(point, monkeypatch)
-    call = killed(cli, tap, point, "deploy", "--yes")
-    assert in_flight() == [(point.kind, "creating")]  # the intent was recorded, the result not
-    token = next((r["token"] for r in manifest()["resources"] if r["state"] == "creating"), None)
-    assert token, "a create records its idempotency token before it starts"
-    mark, requests = tap.mark(), len(aws.dsql.requests)
+    points = [DEPLOY_KILLS[name] for name in DEPLOY_CHAINS[chain]]
+    wanted = deployed_with(points[0], monkeypatch)
+    died = []
+    for call, mark in run_chain(cli, tap, points, "creating", "deploy", "--yes"):
+        died.append((call, mark))
+        tokens = [r["token"] for r in manifest()["resources"] if r["state"] == "creating"]
+        assert tokens and all(tokens), "a create records its idempotency token before it starts"
+    token = next(r["token"] for r in manifest()["resources"] if r["state"] == "creating")
+    requests = len(aws.dsql.requests)
     again = cli("deploy", "--yes")
     assert again.code == 0, again.err
     assert inventory() == wanted
     assert in_flight() == []
-    rerun = tap.since(mark)
-    if point.operation == "CreateCluster":
+    if points[0].operation == "CreateCluster":
         # Not listed yet (D15), so not found by tag: created again with the recorded token,
         # which returns the same cluster.
         def creates(requests: list[Any]) -> list[Any]:
-            return [r for r in requests if r.operation == "CreateCluster" and r.region == call.region]
+            return [r for r in requests if r.operation == "CreateCluster" and r.region == died[0][0].region]
 
         (first,), (again,) = creates(aws.dsql.requests[:requests]), creates(aws.dsql.requests[requests:])
         assert (again.token, again.identifier) == (first.token, first.identifier) == (token, first.identifier)
-    else:
-        assert call.target not in {c.target for c in rerun}, "the rerun repeated the call that had succeeded"
+        return
+    for call, mark in died:
+        assert call.target not in {c.target for c in tap.since(mark)}, f"a later run repeated {call}"
 
 
-@pytest.mark.parametrize("name", list(UPDATE_KILLS))
-def test_deploy_killed_after_an_update_returned_converges(aws, runtime, cli, clock, tap, monkeypatch, name):
-    point, (kind, field) = UPDATE_KILLS[name]
-    wanted = deployed_with(point, monkeypatch)
+UPDATE_GROUPS = by_kind(
+    list(UPDATE_KILLS), lambda name: UPDATE_KILLS[name][0].options, kind=lambda name: UPDATE_KILLS[name][0].kind
+)
+
+
+@pytest.mark.parametrize("group", list(UPDATE_GROUPS))
+def test_deploy_killed_after_an_update_returned_converges(aws, runtime, cli, clock, tap, monkeypatch, group):
+    # One deploy serves the group: each point's change is repaired before the next is made.
+    points = [UPDATE_KILLS[name] for name in UPDATE_GROUPS[group]]
+    wanted = deployed_with(points[0][0], monkeypatch)
     assert cli("deploy", "--yes").code == 0
     hand = Hand(aws, clock)
-    hand.settle()
-    DRIFT[kind][field].change(hand)
-    hand.settle()
-    call = killed(cli, tap, point, "deploy", "--yes")
-    assert in_flight() == [(point.kind, "updating")]
-    mark = tap.mark()
-    again = cli("deploy", "--yes")
-    assert again.code == 0, again.err
-    assert call.target not in {c.target for c in tap.since(mark)}
-    status = cli("status", "--json")
-    assert status.code == 0, [r for r in json.loads(status.out)["resources"] if r["health"] != "ok"]
-    assert inventory() == wanted
+    for point, (kind, field) in points:
+        hand.settle()
+        DRIFT[kind][field].change(hand)
+        hand.settle()
+        call = killed(cli, tap, point, "deploy", "--yes")
+        assert in_flight() == [(point.kind, "updating")], point
+        mark = tap.mark()
+        again = cli("deploy", "--yes")
+        assert again.code == 0, again.err
+        assert call.target not in {c.target for c in tap.since(mark)}, point
+        status = cli("status", "--json")
+        assert status.code == 0, [r for r in json.loads(status.out)["resources"] if r["health"] != "ok"]
+        assert inventory() == wanted, point
 
 
 @pytest.mark.parametrize("name", list(EMAIL_CHANGE_KILLS))
@@ -338,22 +400,27 @@ def test_deploy_killed_while_the_alarm_email_changes_converges_to_the_new_addres
         assert call.target not in {c.target for c in tap.since(mark)}
 
 
-@pytest.mark.parametrize("name", list(DESTROY_KILLS))
-def test_destroy_killed_after_a_call_returned_finishes_when_run_again(aws, runtime, cli, tap, monkeypatch, name):
+# The pair's points count calls from the start of a run (nth): each is alone.
+DESTROY_CHAINS = chains(DESTROY_KILLS, alone=lambda point: point.nth > 1 or point.env != "dev")
+
+
+@pytest.mark.parametrize("chain", list(DESTROY_CHAINS))
+def test_destroy_killed_after_a_call_returned_finishes_when_run_again(aws, runtime, cli, tap, monkeypatch, chain):
     # docs/pessimistic-emulation.md row D11
-    point = DESTROY_KILLS[name]
-    deployed_with(point, monkeypatch)
-    assert cli("deploy", "--yes", "--env", point.env).code == 0
+    points = [DESTROY_KILLS[name] for name in DESTROY_CHAINS[chain]]
+    env = points[0].env
+    deployed_with(points[0], monkeypatch)
+    assert cli("deploy", "--yes", "--env", env).code == 0
     aws.dsql.requests.clear()
-    killed(cli, tap, point, "destroy", "--yes", "--force")
-    assert in_flight(point.env) == [(point.kind, "deleting")]
+    for _ in run_chain(cli, tap, points, "deleting", "destroy", "--yes", "--force"):
+        pass
     made = dsql_calls(aws)
     aws.dsql.requests.clear()
-    again = cli("destroy", "--yes", "--force", "--env", point.env)
+    again = cli("destroy", "--yes", "--force", "--env", env)
     assert again.code == 0, again.err
-    assert inventory(f"task-mgmt-{point.env}") == empty()
-    assert manifest(point.env) is None
-    if point.kind == "dsql_peering":  # the pair's delete goes on where it stopped
+    assert inventory(f"task-mgmt-{env}") == empty()
+    assert manifest(env) is None
+    if points[-1].kind == "dsql_peering":  # the pair's delete goes on where it stopped
         k = len(made)
         assert made == PAIR_DELETE[:k] and dsql_calls(aws) == PAIR_DELETE[k:]
 
