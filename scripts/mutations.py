@@ -96,8 +96,8 @@ CODE = [
         "no intent before a create",
         "nothing is recorded before a create, so a crash loses the token and what was being made",
         "taskmgmt_deploy/core/engine.py",
-        "engine._record_intent(res, self.position[key], change, observed) if self.executor.records else None",
-        "None",
+        "engine._record_intent(res, self.position[key], change, observed) if self.executor.records else (None, None)",
+        "(None, None)",
         f"{DEPLOY_KILL}[CreateRole]",
         f"{DEPLOY_KILL}[CreateCluster primary]",
     ),
@@ -106,8 +106,9 @@ CODE = [
         "a crash loses every step done since the last save",
         "taskmgmt_deploy/core/engine.py",
         """        self.manifest.put(record_of(res, position, state, outputs, token))
-        self.manifest.save()""",
-        """        self.manifest.put(record_of(res, position, state, outputs, token))""",
+        return self.manifest.save()""",
+        """        self.manifest.put(record_of(res, position, state, outputs, token))
+        return lambda: None""",
         f"{DEPLOY_KILL}[PutRolePolicy]",
     ),
     Mutation(
@@ -204,10 +205,10 @@ CODE = [
         "taskmgmt_deploy/core/lock.py",
         """                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _parse(_read_fd(fd))""",
+                holder = parse_lock(_read_fd(fd))""",
         """                pass
             except BlockingIOError:
-                holder = _parse(_read_fd(fd))""",
+                holder = parse_lock(_read_fd(fd))""",
         "tests/deploy/test_lifecycle.py::test_a_second_run_is_refused_while_the_lock_is_held",
     ),
     one(
