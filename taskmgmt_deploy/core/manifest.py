@@ -48,7 +48,7 @@ class Manifest:
     created_at: str = field(default_factory=utc_now)
     updated_at: str = field(default_factory=utc_now)
     records: dict[str, Record] = field(default_factory=dict)
-    _saved: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # as last read or written
+    _saved: str | None = field(default=None, repr=False, compare=False)  # the content last read or written
 
     @property
     def where(self) -> str:
@@ -135,10 +135,11 @@ class Manifest:
         self.store.delete()
         self._saved = None
 
-    def _content(self) -> dict[str, Any]:
+    def _content(self) -> str:
+        """Everything but the time, as JSON (a tuple and the list it was read back as are alike)."""
         data = self.to_json()
         data.pop("updated_at")
-        return data
+        return json.dumps(data, sort_keys=True)
 
 
 def atomic_write(path: Path, text: str) -> None:
