@@ -59,7 +59,7 @@ class S3Fidelity:
         """T1 and T2."""
         key = (response.bucket_name, response.parse_key_name())
         condition = response.headers.get("If-Match")
-        if condition and condition != "*" and not (len(condition) > 1 and condition[0] == condition[-1] == '"'):
+        if condition and condition != "*" and not _quoted(condition):
             raise PreconditionFailed("If-Match")
         try:
             answer = original(response)
@@ -100,3 +100,7 @@ class S3Fidelity:
         if decision == EXPLICIT_DENY:
             return PermissionResult.DENIED
         return PermissionResult.PERMITTED if decision == ALLOWED else PermissionResult.NEUTRAL
+
+
+def _quoted(etag: str) -> bool:
+    return len(etag) > 1 and etag[0] == etag[-1] == '"'

@@ -52,3 +52,205 @@ def test_every_command_works_with_the_state_in_s3(aws, runtime, cli, calls, buck
     versions = json.loads(history.out)
     assert versions[0]["size"] is None and versions[0]["latest"]  # destroy deleted the state
     assert len(versions) > 3
+
+
+# -- the lock and the document, on S3 alone ------------------------------------------------------
+
+
+def lock(clock, pause=None):
+    from taskmgmt_deploy.aws.s3state import S3Lock
+    from taskmgmt_deploy.stack.config import S3Url
+
+    return S3Lock(s3(), S3Url(BUCKET, "taskmgmt"), "taskmgmt/dev.lock", "dev", clock, pause)
+
+
+def document(clock):
+    from taskmgmt_deploy.aws.s3state import S3Document
+    from taskmgmt_deploy.stack.config import S3Url
+
+    return S3Document(s3(), S3Url(BUCKET, "taskmgmt"), KEY, clock)
+
+
+@pytest.fixture
+def plain_bucket(aws):
+    s3().create_bucket(Bucket=BUCKET)
+    s3().put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+
+def test_a_second_run_is_refused_while_the_lease_runs_and_takes_over_once_it_has_passed(plain_bucket, clock):
+    from taskmgmt_deploy.errors import LockedError
+
+    first, second = lock(clock), lock(clock)
+    assert first.acquire("deploy") is None
+    with pytest.raises(LockedError, match=r"locked by pid \d+ on .* \(deploy, started .*, lease until .*Z\)"):
+        second.acquire("destroy")
+    clock.advance(119)
+    assert second.holder_alive()
+    with pytest.raises(LockedError):
+        second.acquire("destroy")
+    clock.advance(2)  # the first run died: it renews no more
+    assert not second.holder_alive()
+    taken = second.acquire("destroy")
+    assert taken is not None and taken.command == "deploy"
+    first.release()  # too late: the conditional delete leaves the new holder's lock alone
+    assert second.read().command == "destroy"
+    second.release()
+    assert second.read() is None
+
+
+def test_two_runs_racing_for_an_expired_lock_cannot_both_win(plain_bucket, clock, monkeypatch):
+    # docs/pessimistic-emulation.md row T1: the loser's IfMatch fails with 409, so soon after the winner's write
+    from taskmgmt_deploy.errors import LockedError
+
+    dead, winner, loser = lock(clock), lock(clock), lock(clock)
+    dead.acquire("deploy")
+    clock.advance(121)
+    stale = loser._read()  # both see the expired lock ...
+    assert winner.acquire("deploy") is not None  # ... one takes it over ...
+    monkeypatch.setattr(loser, "_read", lambda: stale)
+    with pytest.raises(LockedError, match="which took over the expired lock first"):
+        loser.acquire("destroy")  # ... and the other's takeover fails its condition
+    monkeypatch.undo()
+    assert loser.read() == winner._held
+
+
+def test_the_lease_is_renewed_in_the_background_on_the_injected_clock(plain_bucket, clock):
+    import threading
+
+    ticks, renewed = threading.Semaphore(0), threading.Event()
+    paused = []
+
+    def pause(stop, seconds):
+        paused.append(seconds)
+        if len(paused) == 2:
+            renewed.set()  # the first renewal is written
+        ticks.acquire()
+        if stop.is_set():
+            return True
+        clock.advance(seconds)
+        return False
+
+    held = lock(clock, pause)
+    held.acquire("deploy")
+    before = held.read().expires_at
+    ticks.release()
+    assert renewed.wait(10)
+    assert held.read().expires_at > before
+    clock.advance(100)  # 130 s after the start, 100 s after the renewal: still held
+    assert lock(clock).holder_alive()
+    held._stop.set()
+    ticks.release()
+    held.release()
+    assert paused == [30.0, 30.0]
+    assert held.read() is None
+
+
+def test_a_write_after_another_run_changed_the_state_stops_and_loses_nothing(plain_bucket, clock):
+    # docs/pessimistic-emulation.md row T2: every IfMatch is the ETag as S3 returned it
+    from taskmgmt_deploy.core.state import StateConflict
+
+    mine, theirs = document(clock), document(clock)
+    assert mine.read() is None
+    mine.write("one")()
+    mine.write("two")()
+    assert theirs.read() == "two"
+    theirs.write("theirs")()
+    durable = mine.write("three")
+    with pytest.raises(StateConflict, match="was changed by another run since this one read it"):
+        durable()
+    with pytest.raises(StateConflict):
+        mine.write("four")
+    assert s3().get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == b"theirs"
+    first = document(clock)
+    first.read()
+    with pytest.raises(StateConflict):
+        document(clock).write("a second first write")()  # IfNoneMatch: it exists
+
+
+def test_a_conflict_with_a_write_in_flight_is_tried_again_while_the_etag_is_unchanged(clock):
+    from botocore.stub import Stubber
+
+    from taskmgmt_deploy.core.state import StateConflict
+
+    doc = document(clock)
+    doc._etag = '"v1"'
+    with Stubber(doc.s3) as stub:
+        stub.add_client_error("put_object", "ConditionalRequestConflict", http_status_code=409)
+        stub.add_response("head_object", {"ETag": '"v1"'})
+        stub.add_response("put_object", {"ETag": '"v2"'})
+        doc.write("text")()
+        assert doc._etag == '"v2"'
+        stub.add_client_error("put_object", "ConditionalRequestConflict", http_status_code=409)
+        stub.add_response("head_object", {"ETag": '"v3"'})  # changed meanwhile: not ours to overwrite
+        with pytest.raises(StateConflict):
+            doc.write("more")()
+
+
+# -- what a user gets wrong: one line, exit 2, nothing overwritten -------------------------------
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:/team-state/x", "s3://ab/x", "s3://Team_State/x", "https://team/x"])
+def test_a_malformed_state_url_is_one_line_and_exit_2(aws, runtime, cli, calls, url):
+    result = cli("deploy", "--yes", "--state", url)
+    assert result.code == 2
+    assert result.err.strip().count("\n") == 0
+    assert f"--state {url!r} is invalid: must be a local directory or s3://BUCKET/PREFIX" in result.err
+    assert calls.calls == []
+
+
+def test_a_bucket_of_another_account_is_one_line_and_exit_2(aws, runtime, cli):
+    # docs/pessimistic-emulation.md row T4
+    from moto.s3.models import s3_backends
+
+    s3_backends["210987654321"]["aws"].create_bucket("their-state", "us-east-1")
+    for args in (("deploy", "--yes"), ("status",), ("state", "history"), ("unlock", "--yes")):
+        result = cli(*args, "--state", "s3://their-state/taskmgmt")
+        assert result.code == 2, (args, result.err)
+        assert result.err.strip().count("\n") == 0
+        assert "access to bucket their-state was denied" in result.err
+    assert not list(s3_backends["210987654321"]["aws"].buckets["their-state"].keys)  # nothing written there
+
+
+def test_a_state_object_that_is_not_a_manifest_is_never_overwritten(aws, runtime, cli, calls, bucket):
+    s3().put_object(Bucket=BUCKET, Key=KEY, Body=b"not a manifest")
+    for args in (("deploy", "--yes"), ("destroy", "--yes"), ("status",), ("outputs",), ("state", "pull")):
+        result = cli(*args)
+        assert result.code == 2, (args, result.err)
+        assert result.err.strip().count("\n") == 0
+        assert f"manifest s3://{BUCKET}/{KEY} is damaged" in result.err
+    assert s3().get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == b"not a manifest"
+    assert s3().list_objects_v2(Bucket=BUCKET, Prefix="taskmgmt/dev.lock")["KeyCount"] == 0  # released
+
+
+def test_unlock_clears_a_lock_in_s3_after_confirmation_and_only_if_its_holder_is_gone(bucket, cli, clock):
+    held = lock(clock)
+    held.acquire("deploy")
+    refused = cli("unlock", "--yes")
+    assert refused.code == 2 and "still running" in refused.err
+    cleared = cli("unlock", "--yes", "--force")
+    assert cleared.code == 0, cleared.err
+    assert held.read() is None
+    assert cli("unlock", "--yes").out == "" and held.read() is None
+
+
+def test_push_moves_a_local_state_to_s3_and_refuses_to_replace_one_and_pull_copies_it_back(
+    aws, runtime, cli, bucket, tmp_path, monkeypatch
+):
+    from taskmgmt_deploy.core.manifest import Manifest
+    from taskmgmt_deploy.core.state import LocalDocument
+    from taskmgmt_deploy.stack.config import load_settings
+
+    monkeypatch.delenv("TASKMGMT_STATE")
+    local = tmp_path / ".taskmgmt" / "dev.json"
+    config = load_settings({}, {}, tmp_path).stack
+    Manifest(store=LocalDocument(local), env="dev", account_id="123456789012", config=config).save()
+    pushed = cli("state", "push", "--to", STATE)
+    assert pushed.code == 0, pushed.err
+    assert s3().get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == local.read_bytes()
+    again = cli("state", "push", "--to", STATE)
+    assert again.code == 2 and "already exists" in again.err and "--force" in again.err
+    assert cli("state", "push", "--to", STATE, "--force").code == 0
+    pulled = cli("state", "pull", "--state", STATE)
+    assert pulled.code == 0, pulled.err
+    assert json.loads((tmp_path / "dev.pulled.json").read_text()) == json.loads(local.read_text())
+    assert cli("state", "pull", "--state", STATE).code == 2  # the copy exists: not overwritten
