@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from tests.deploy.inventory import empty, expected, inventory
+from tests.deploy.test_crash import endpoint, live, server  # noqa: F401 - the emulator server both machines use
 
 BUCKET = "team-state"
 STATE = f"s3://{BUCKET}/taskmgmt"
@@ -254,3 +255,115 @@ def test_push_moves_a_local_state_to_s3_and_refuses_to_replace_one_and_pull_copi
     assert pulled.code == 0, pulled.err
     assert json.loads((tmp_path / "dev.pulled.json").read_text()) == json.loads(local.read_text())
     assert cli("state", "pull", "--state", STATE).code == 2  # the copy exists: not overwritten
+
+
+# -- two machines: two working directories and two processes, one emulator -----------------------
+# The emulator is a moto server in this test process; the other machine is a forked process in
+# its own directory, stopped at its first CreateCluster (the lock held, the intent recorded).
+
+
+def other_machine(directory, release_fd: int, ready_fd: int) -> int:
+    """Fork a `taskmgmt deploy` in `directory` that stops before its first CreateCluster, says
+    so on `ready_fd`, and goes on once a byte arrives on `release_fd`. Returns its pid."""
+    import os
+    import sys
+
+    from taskmgmt_deploy.usecases import factory
+    from tests.deploy.killing import run_cli_and_exit
+
+    pid = os.fork()
+    if pid != 0:
+        return pid
+
+    def prepare() -> None:
+        os.chdir(directory)
+        sys.stdout = sys.stderr = open("child.log", "w", buffering=1)  # noqa: SIM115 - until the process ends
+        original = factory.RUNTIME.session_factory
+
+        def before_call(event_name: str, **_: object) -> None:
+            if event_name.endswith(".CreateCluster"):
+                os.write(ready_fd, b"x")
+                os.read(release_fd, 1)
+
+        def session(settings):
+            made = original(settings)
+            made.events.register("before-call", before_call)
+            return made
+
+        factory.RUNTIME.session_factory = session
+
+    run_cli_and_exit(["deploy", "--yes", "--max-workers", "1"], prepare)
+
+
+@pytest.fixture
+def machines(endpoint, runtime, cli, tmp_path, monkeypatch):  # noqa: F811
+    """Two working directories sharing the state in S3; this process works in the second."""
+    assert cli("state", "init", STATE).code == 0
+    monkeypatch.setenv("TASKMGMT_STATE", STATE)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    return tmp_path / "a", tmp_path / "b"
+
+
+def remote(url: str):
+    return boto3.client(
+        "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="t"
+    )
+
+
+def test_a_deploy_is_refused_while_another_machine_runs_and_resumes_its_work_after_its_lease(
+    endpoint,  # noqa: F811
+    machines,
+    cli,
+    clock,
+):
+    import os
+    import signal
+
+    from taskmgmt_deploy.aws.s3state import LEASE_SECONDS
+
+    release_read, _ = os.pipe()
+    ready_read, ready_write = os.pipe()
+    pid = other_machine(machines[0], release_read, ready_write)
+    os.read(ready_read, 1)  # the other machine holds the lock and has recorded its intent
+    holder = json.loads(remote(endpoint).get_object(Bucket=BUCKET, Key="taskmgmt/dev.lock")["Body"].read())
+    refused = cli("deploy", "--yes")
+    assert refused.code == 2
+    assert f"locked by pid {pid} on {holder['host']} (deploy, started {holder['started_at']}" in refused.err
+    assert f"lease until {holder['expires_at']})" in refused.err
+    os.kill(pid, signal.SIGKILL)  # it dies holding the lock: it renews no more
+    os.waitpid(pid, 0)
+    still = cli("deploy", "--yes")
+    assert still.code == 2 and "locked by" in still.err
+    clock.advance(LEASE_SECONDS + 1)
+    resumed = cli("deploy", "--yes")
+    assert resumed.code == 0, resumed.err
+    assert f"took over the lock, whose lease had passed: resuming after an interrupted run: pid {pid}" in resumed.err
+    assert live(endpoint) == expected()  # the cluster it was creating was created once
+    state = json.loads(remote(endpoint).get_object(Bucket=BUCKET, Key=KEY)["Body"].read())
+    assert {r["state"] for r in state["resources"]} == {"ready"}
+
+
+def test_a_state_changed_by_another_run_between_read_and_write_stops_the_run_and_is_kept(
+    endpoint,  # noqa: F811
+    machines,
+    cli,
+):
+    import os
+
+    release_read, release_write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    pid = other_machine(machines[0], release_read, ready_write)
+    os.read(ready_read, 1)
+    s3 = remote(endpoint)
+    theirs = json.loads(s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read())
+    theirs["resources"] = theirs["resources"][:1]  # another run rewrote it meanwhile
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps(theirs).encode())
+    os.write(release_write, b"x")
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1
+    log = (machines[0] / "child.log").read_text()
+    assert f"the state at s3://{BUCKET}/{KEY} was changed by another run since this one read it" in log
+    assert json.loads(s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read()) == theirs  # nothing lost
+    assert "Key" not in str(s3.list_objects_v2(Bucket=BUCKET, Prefix="taskmgmt/dev.lock").get("Contents", ""))
