@@ -240,9 +240,11 @@ def state_statements(stack: StackConfig, state: S3Url, account: str, partition: 
             ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject"],
             objects,
         ),
+        # Without s3:ListBucket, reading a state that does not exist yet is "access denied", not "not found".
+        _statement("SeeWhetherTheSharedStateExists", ["s3:ListBucket"], [bucket]),
         _statement(
             "ListTheSharedStatesVersions",
-            ["s3:ListBucket", "s3:ListBucketVersions"],
+            ["s3:ListBucketVersions"],
             [bucket],
             {"StringEquals": {"s3:prefix": [state.key(f"{stack.env}.json")]}},
         ),
