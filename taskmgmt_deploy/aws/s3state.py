@@ -28,7 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, PartialCredentialsError
 
-from taskmgmt_deploy.aws.errors import error_code, error_message
+from taskmgmt_deploy.aws.errors import NO_CREDENTIALS, error_code, error_message
 from taskmgmt_deploy.aws.retry import call_with_retry, is_conditional_request_conflict
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.core.lock import LockInfo, parse_lock
@@ -63,10 +63,7 @@ def refusals(url: S3Url) -> Iterator[None]:
     try:
         yield
     except (NoCredentialsError, PartialCredentialsError):
-        raise UserError(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-            "AWS_SECRET_ACCESS_KEY, or run `aws configure`"
-        ) from None
+        raise UserError(NO_CREDENTIALS) from None
     except EndpointConnectionError as exc:
         raise UserError(f"cannot reach AWS: {exc}") from None
     except ClientError as exc:

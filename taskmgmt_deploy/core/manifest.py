@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmgmt_deploy.core.models import Record
-from taskmgmt_deploy.core.state import Document, Durable, LocalDocument
+from taskmgmt_deploy.core.state import Document, Durable, LocalDocument, durable_now
 from taskmgmt_deploy.errors import ManifestError
 from taskmgmt_deploy.stack.config import StackConfig
 
@@ -33,10 +33,6 @@ def manifest_path(state_dir: Path, env: str) -> Path:
 
 def utc_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _durable() -> None:
-    """Nothing was written: nothing to wait for."""
 
 
 @dataclass
@@ -120,7 +116,7 @@ class Manifest:
         write is durable (a remote document writes in the background)."""
         content = self._content()
         if content == self._saved:
-            return _durable
+            return durable_now  # nothing to write
         self.updated_at = utc_now()
         durable = self.store.write(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
         self._saved = content

@@ -72,8 +72,8 @@ class EnvState:
     lock: Lock
 
 
-def _durable() -> None:
-    """A local write is durable when write() returns."""
+def durable_now() -> None:
+    """Nothing to wait for: a local write is durable when write() returns."""
 
 
 class LocalDocument:
@@ -95,7 +95,7 @@ class LocalDocument:
         from taskmgmt_deploy.core.manifest import atomic_write
 
         atomic_write(self.path, text)
-        return _durable
+        return durable_now
 
     def flush(self) -> None:
         pass

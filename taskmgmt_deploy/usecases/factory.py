@@ -25,7 +25,7 @@ from botocore.exceptions import (
 
 from taskmgmt_deploy.assets import lambda_dir, sql_dir
 from taskmgmt_deploy.aws.clients import AwsClients
-from taskmgmt_deploy.aws.errors import error_message
+from taskmgmt_deploy.aws.errors import NO_CREDENTIALS, error_message
 from taskmgmt_deploy.aws.finder import TagFinder
 from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.core.engine import Engine
@@ -173,10 +173,7 @@ def caller_account(aws: AwsClients) -> str:
     try:
         return aws.account_id()
     except (NoCredentialsError, PartialCredentialsError):
-        raise UserError(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-            "AWS_SECRET_ACCESS_KEY, or run `aws configure`"
-        ) from None
+        raise UserError(NO_CREDENTIALS) from None
     except EndpointConnectionError as exc:
         raise UserError(f"cannot reach AWS: {exc}") from None
     except ClientError as exc:
