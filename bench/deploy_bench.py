@@ -457,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
                         for r in runs
                     ],
                     "serial": [{"operation": r.operation, "wall": r.wall} for r in serial or []],
+                    "s3_state": [
+                        {"operation": r.operation, "wall": r.wall, "calls": len(r.calls)} for r in remote or []
+                    ],
+                    "local_calls": {r.operation: len(r.calls) for r in runs},
                     "targets": verdicts,
                 },
                 indent=2,
