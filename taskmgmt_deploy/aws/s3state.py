@@ -242,7 +242,6 @@ class S3Lock(_S3Object):
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
-        self.lost_to: LockInfo | None = None  # who took the lock over while this run held it
 
     def read(self) -> LockInfo | None:
         return self._read()[0]
@@ -361,8 +360,7 @@ class S3Lock(_S3Object):
                     etag,
                 )
             except StateConflict:
-                self.lost_to = self.read()
-                return
+                return  # taken over (this run was stalled past its lease): its state writes now fail their condition
             except Exception:  # noqa: BLE001, S112 - the next tick tries again
                 continue
             with self._guard:
