@@ -360,7 +360,7 @@ class S3Lock(_S3Object):
                     etag,
                 )
             except StateConflict:
-                return  # taken over (this run was stalled past its lease): its state writes now fail their condition
+                return  # taken over after a stall past the lease: the run that writes the state second fails
             except Exception:  # noqa: BLE001, S112 - the next tick tries again
                 continue
             with self._guard:
