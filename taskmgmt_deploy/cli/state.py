@@ -77,7 +77,8 @@ def state_push(
     from taskmgmt_deploy.usecases.state import push
 
     settings = settings_from(flags)
-    where = push(settings, _url(to, settings, "--to"), _clients(settings), force)
+    aws = _clients(settings)
+    where = push(settings, _url(to, settings, "--to"), aws, force)
     console.success(f"pushed the state of environment '{settings.stack.env}' to {where}")
     console.info(f"from now on, use it with TASKMGMT_STATE={_url(to, settings, '--to')}")
 
@@ -94,7 +95,8 @@ def state_pull(
     from taskmgmt_deploy.usecases.state import pull
 
     settings = settings_from(flags)
-    text, manifest = pull(settings, _url(None, settings, "--state"), _clients(settings))
+    aws = _clients(settings)
+    text, manifest = pull(settings, _url(None, settings, "--state"), aws)
     target = to or Path(f"{settings.stack.env}.pulled.json")
     if target.exists() and not force:
         raise UserError(f"{target} exists; pass --force to overwrite it, or --to another file")
@@ -113,7 +115,8 @@ def state_history(
     from taskmgmt_deploy.usecases.state import history
 
     settings = settings_from(flags)
-    versions = history(settings, _url(None, settings, "--state"), _clients(settings))
+    aws = _clients(settings)
+    versions = history(settings, _url(None, settings, "--state"), aws)
     if as_json:
         console.json([vars(v) for v in versions])
         return

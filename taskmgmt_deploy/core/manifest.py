@@ -37,7 +37,7 @@ def utc_now() -> str:
 
 @dataclass
 class Manifest:
-    store: Document
+    store: Document  # or the Path of a local file
     env: str
     account_id: str | None = None
     config: StackConfig | None = None  # what the last deploy deployed
@@ -45,6 +45,10 @@ class Manifest:
     updated_at: str = field(default_factory=utc_now)
     records: dict[str, Record] = field(default_factory=dict)
     _saved: str | None = field(default=None, repr=False, compare=False)  # the content last read or written
+
+    def __post_init__(self) -> None:
+        if isinstance(self.store, Path):  # a path names a local file
+            self.store = LocalDocument(self.store)
 
     @property
     def where(self) -> str:
