@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from tests.deploy.inventory import empty, expected, inventory
-from tests.deploy.test_crash import endpoint, live, server  # noqa: F401 - the emulator server both machines use
+from tests.deploy.test_crash import DESTROY_KILLS, endpoint, killed, live, server, tap  # noqa: F401 - fixtures: the emulator server, the kill tap
 
 BUCKET = "team-state"
 STATE = f"s3://{BUCKET}/taskmgmt"
@@ -28,7 +28,7 @@ def bucket(aws, runtime, cli, monkeypatch):
     return done
 
 
-def test_every_command_works_with_the_state_in_s3(aws, runtime, cli, calls, bucket, tmp_path):
+def test_every_command_works_with_the_state_in_s3(aws, runtime, cli, calls, tap, bucket, tmp_path):  # noqa: F811
     deployed = cli("deploy", "--yes")
     assert deployed.code == 0, deployed.err
     assert inventory() == expected()
@@ -45,7 +45,13 @@ def test_every_command_works_with_the_state_in_s3(aws, runtime, cli, calls, buck
         assert result.code == 0, (args, result.err)
     rebuilt = cli("status", "--rebuild")
     assert rebuilt.code == 0, rebuilt.err
-    destroyed = cli("destroy", "--yes")
+    # The crash matrix's destroy point, with the state in S3: killed after a delete returned ...
+    killed(cli, tap, DESTROY_KILLS["DeleteFunction"], "destroy", "--yes")
+    recorded = json.loads(s3().get_object(Bucket=BUCKET, Key=KEY)["Body"].read())
+    assert [(r["kind"], r["state"]) for r in recorded["resources"] if r["state"] != "ready"] == [
+        ("lambda_function", "deleting")
+    ]
+    destroyed = cli("destroy", "--yes")  # ... it finishes when run again
     assert destroyed.code == 0, destroyed.err
     assert inventory() == empty()
     history = cli("state", "history", "--json")
