@@ -26,6 +26,7 @@ from typing import Any
 # Commands that read local files only: without credentials they still work.
 LOCAL_COMMANDS = ("outputs", "unlock")
 NO_CREDENTIALS = "no AWS credentials found"
+EXAMPLES = {"url": "s3://example-bucket/state"}  # a valid value of each required argument, by name
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,12 @@ def leaves() -> list[tuple[tuple[str, ...], Any]]:
 def _runnable(path: tuple[str, ...], command: Any) -> tuple[str, ...]:
     """The command line that runs `command` with no questions asked."""
     options = {opt for param in command.params for opt in getattr(param, "opts", ())}
-    required = [arg for param in command.params if param.required for arg in (param.opts[0], "{}")]  # invoke's JSON
+    required = [  # invoke's JSON; an argument's own example value
+        arg
+        for param in command.params
+        if param.required
+        for arg in ((EXAMPLES[param.name],) if param.param_type_name == "argument" else (param.opts[0], "{}"))
+    ]
     return (*path, *required, *(("--yes",) if "--yes" in options else ()))
 
 

@@ -5,9 +5,11 @@ latency added to every AWS call and DSQL clusters that take a while to become AC
 each operation it prints the wall time, the mutating and read calls, and a lower bound:
 the critical path through the step graph, where each step costs its necessary sequential
 calls times the latency plus the waits AWS imposes (DSQL activation, IAM propagation,
-Lambda Pending). With --compare-serial it runs the same with --max-workers 1.
+Lambda Pending). With --compare-serial it runs the same with --max-workers 1. With --state s3 it runs the same
+again with the manifest and lock in S3 (on the same emulator, with the same latency) and prints
+what the remote state adds to each operation.
 
-    python bench/deploy_bench.py [--latency 0.1] [--dsql-activation 20] [--compare-serial] [--quick]
+    python bench/deploy_bench.py [--latency 0.1] [--dsql-activation 20] [--compare-serial] [--state s3] [--quick]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from taskmgmt_deploy.stack.config import load_settings
 from taskmgmt_deploy.usecases import factory
 
 READS = ("Get", "List", "Describe", "Head", "Simulate")
+S3_STATE = "s3://bench-state/taskmgmt"
 _current = threading.local()
 
 
@@ -229,17 +232,31 @@ def live_display() -> Any:
     return RunDisplay(console, live=True)
 
 
-def run_all(emulator: Emulator, delays: Delays, workers: int, workdir: Path, display: bool = False) -> list[Run]:
+def run_all(
+    emulator: Emulator,
+    delays: Delays,
+    workers: int,
+    workdir: Path,
+    display: bool = False,
+    state_url: str | None = None,
+) -> list[Run]:
     from taskmgmt_deploy.core.interfaces import NullReporter
 
-    if workers != 8 or (workdir / "state-8").exists():
+    if list(workdir.glob("state-*")):
         emulator.reset()
-    state = workdir / f"state-{workers}"
+    state = workdir / f"state-{workers}{'-s3' if state_url else ''}"
     flags = {"TASKMGMT_STATE_DIR": str(state), "AWS_ENDPOINT_URL": emulator.url, "TASKMGMT_MAX_WORKERS": str(workers)}
+    if state_url:
+        flags["TASKMGMT_STATE"] = state_url
+    state.mkdir(parents=True)
     settings = load_settings(flags, {}, workdir)
     calls: list[tuple[str, str, str, str]] = []
     lock = threading.Lock()
     instrument(calls, lock)
+    if settings.state_url:
+        from taskmgmt_deploy.usecases.state import init_bucket
+
+        init_bucket(settings, settings.state_url, factory.aws_clients(settings))
     runs = [timed_preflight(settings, calls, delays, "preflight, first in the process")]
     runs.append(timed_preflight(settings, calls, delays, "preflight"))
     for operation in ("fresh deploy", "no-change redeploy", "status", "destroy"):
@@ -338,6 +355,41 @@ def targets(runs: list[Run], serial: list[Run] | None, delays: Delays) -> list[s
     return [f"{'PASS' if ok else 'FAIL'}  {name}" for name, ok in checks]
 
 
+def state_table(local: list[Run], remote: list[Run]) -> tuple[str, list[str]]:
+    """What the state in S3 adds to each operation: wall time and calls (state writes included)."""
+    header = ["operation", "local s", "S3 s", "added s", "added %", "local calls", "S3 calls", "added calls"]
+    rows = [header]
+    by_name = {run.operation: run for run in remote}
+    for run in local:
+        other = by_name[run.operation]
+        added = other.wall - run.wall
+        rows.append(
+            [
+                run.operation,
+                f"{run.wall:.2f}",
+                f"{other.wall:.2f}",
+                f"{added:+.2f}",
+                f"{100 * added / run.wall:+.1f}",
+                str(len(run.calls)),
+                str(len(other.calls)),
+                str(len(other.calls) - len(run.calls)),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) for row in rows)
+    local_by_name = {run.operation: run for run in local}
+    fresh_local, fresh = local_by_name["fresh deploy"], by_name["fresh deploy"]
+    redeploy = by_name["no-change redeploy"]
+    redeploy_added = len(redeploy.calls) - len(local_by_name["no-change redeploy"].calls)
+    writes = sum(1 for _, _, op, _ in redeploy.calls if op == "PutObject") - 1  # the lock's own
+    checks = [
+        ("S3 state adds <= 10% to a fresh deploy", fresh.wall <= 1.10 * fresh_local.wall),
+        (f"S3 state adds <= 4 calls to a no-change redeploy ({redeploy_added})", redeploy_added <= 4),
+        ("a no-change redeploy writes no manifest", writes == 0),
+    ]
+    return text, [f"{'PASS' if ok else 'FAIL'}  {name}" for name, ok in checks]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every AWS call (0.1)")
@@ -351,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lambda-pending", type=float, default=2.0, help="seconds a new function is Pending (2)")
     parser.add_argument("--max-workers", type=int, default=8)
     parser.add_argument("--compare-serial", action="store_true", help="also run with --max-workers 1")
+    parser.add_argument(
+        "--state", choices=("local", "s3"), default="local", help="s3: also run with the state in S3, and compare"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny delays: checks the benchmark works")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--live-display", action="store_true", help="report to the live progress display")
@@ -372,9 +427,18 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="deploy-bench-") as tmp:
             runs = run_all(emulator, delays, args.max_workers, Path(tmp), args.live_display)
             serial = run_all(emulator, delays, 1, Path(tmp)) if args.compare_serial else None
+            remote = (
+                run_all(emulator, delays, args.max_workers, Path(tmp), state_url=S3_STATE)
+                if args.state == "s3"
+                else None
+            )
     finally:
         emulator.close()
     text, verdicts = table(runs, serial, delays)
+    if remote:
+        added, remote_verdicts = state_table(runs, remote)
+        text += f"\n\nwith the state in {S3_STATE}:\n{added}"
+        verdicts += remote_verdicts
     if args.json:
         print(
             json.dumps(
@@ -393,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
                         for r in runs
                     ],
                     "serial": [{"operation": r.operation, "wall": r.wall} for r in serial or []],
+                    "s3_state": [
+                        {"operation": r.operation, "wall": r.wall, "calls": len(r.calls)} for r in remote or []
+                    ],
+                    "local_calls": {r.operation: len(r.calls) for r in runs},
                     "targets": verdicts,
                 },
                 indent=2,

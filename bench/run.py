@@ -1,7 +1,8 @@
 """Both benchmarks in one run, summarised in one table: `make bench` or `python bench/run.py`.
 
 Exits 0 when both ran; with --strict, only when every target holds. --quick makes every
-delay tiny: it shows the benchmarks work (CI runs that), not how fast anything is.
+delay tiny: it shows the benchmarks work (CI runs that), not how fast anything is; it leaves
+out the run with the state in S3 (`deploy_bench.py --state s3`), which a full run adds.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 unless every target holds")
     args = parser.parse_args(argv)
     quick = ["--quick"] if args.quick else []
-    deploy = run("deploy_bench.py", "--compare-serial", *quick)
+    deploy = run("deploy_bench.py", "--compare-serial", *(quick or ["--state", "s3"]))
     handler = run("handler_bench.py", *quick)
     runs = {r["operation"]: r for r in deploy["runs"]}
     serial = {r["operation"]: r for r in deploy["serial"]}
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             hot["connections_opened"] == hot["writers"],
         ),
     ]
+    rows += state_rows(deploy)
     table = [("measure", "result", "target", "")] + [(a, b, c, "PASS" if ok else "FAIL") for a, b, c, ok in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     table.insert(1, tuple("-" * width for width in widths))  # a Markdown table, pasted into the README as is
@@ -111,6 +113,31 @@ def main(argv: list[str] | None = None) -> int:
     for row in table:
         print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + " |")
     return 1 if args.strict and not all(ok for *_, ok in rows) else 0
+
+
+def state_rows(deploy: dict) -> list[tuple[str, str, str, bool]]:
+    """With the state in S3: what it adds to a fresh deploy (wall time) and to a no-change redeploy (calls)."""
+    if not deploy.get("s3_state"):
+        return []
+    local = {r["operation"]: r for r in deploy["runs"]}
+    remote = {r["operation"]: r for r in deploy["s3_state"]}
+    fresh_local, fresh = local["fresh deploy"]["wall"], remote["fresh deploy"]["wall"]
+    added = remote["no-change redeploy"]["calls"] - deploy["local_calls"]["no-change redeploy"]
+    writes_none = any(t.startswith("PASS  a no-change redeploy writes no manifest") for t in deploy["targets"])
+    return [
+        (
+            "S3 state: fresh deploy wall time",
+            f"{fresh:.1f} s ({100 * (fresh - fresh_local) / fresh_local:+.1f}% vs local {fresh_local:.1f} s)",
+            "<= +10%",
+            fresh <= 1.1 * fresh_local,
+        ),
+        (
+            "S3 state: no-change redeploy added calls",
+            f"{added} ({'no manifest write' if writes_none else 'the manifest was written'})",
+            "<= 4, no manifest write",
+            added <= 4 and writes_none,
+        ),
+    ]
 
 
 if __name__ == "__main__":

@@ -96,8 +96,8 @@ CODE = [
         "no intent before a create",
         "nothing is recorded before a create, so a crash loses the token and what was being made",
         "taskmgmt_deploy/core/engine.py",
-        "engine._record_intent(res, self.position[key], change, observed) if self.executor.records else None",
-        "None",
+        "engine._record_intent(res, self.position[key], change, observed) if self.executor.records else (None, None)",
+        "(None, None)",
         DEPLOY_KILL,
         f"{DEPLOY_KILL}[CreateCluster primary]",
     ),
@@ -106,8 +106,9 @@ CODE = [
         "a crash loses every step done since the last save",
         "taskmgmt_deploy/core/engine.py",
         """        self.manifest.put(record_of(res, position, state, outputs, token))
-        self.manifest.save()""",
-        """        self.manifest.put(record_of(res, position, state, outputs, token))""",
+        return self.manifest.save()""",
+        """        self.manifest.put(record_of(res, position, state, outputs, token))
+        return lambda: None""",
         DEPLOY_KILL,
     ),
     Mutation(
@@ -204,10 +205,10 @@ CODE = [
         "taskmgmt_deploy/core/lock.py",
         """                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _parse(_read_fd(fd))""",
+                holder = parse_lock(_read_fd(fd))""",
         """                pass
             except BlockingIOError:
-                holder = _parse(_read_fd(fd))""",
+                holder = parse_lock(_read_fd(fd))""",
         "tests/deploy/test_lifecycle.py::test_a_second_run_is_refused_while_the_lock_is_held",
     ),
     one(
@@ -824,6 +825,63 @@ EMULATOR += [
         "        rank = max(1, math.ceil(float(stat[1:]) / 100 * len(ordered)))",
         "        rank = len(ordered)",
         f"{GUARD_RAILS}::test_an_alarm_reads_its_metric_under_its_own_dimension_and_a_percentile_is_not_the_maximum",
+    ),
+]
+
+S3_FIDELITY = "taskmgmt_deploy/emulator/s3.py"
+S3_ROWS = "tests/emulator/test_s3_fidelity.py"
+S3_STATE = "tests/deploy/test_s3_state.py"
+
+EMULATOR += [
+    kinder(
+        "T1",
+        S3_FIDELITY,
+        "            if recent:\n                return CONFLICT",
+        "            if False:\n                return CONFLICT",
+        f"{S3_ROWS}::test_a_failed_condition_soon_after_a_change_is_a_409_conflict_later_a_412",
+    ),
+    kinder(
+        "T2",
+        S3_FIDELITY,
+        """        if condition and condition != "*" and not _quoted(condition):""",
+        "        if False:",
+        f"{S3_ROWS}::test_if_match_takes_the_etag_only_as_s3_returned_it",
+    ),
+    kinder(
+        "T3",
+        S3_FIDELITY,
+        "        return versions[::-1], prefixes, markers[::-1], next_key, next_version",
+        "        return versions, prefixes, markers, next_key, next_version",
+        f"{S3_ROWS}::test_versions_come_two_a_page_in_no_promised_order",
+    ),
+    kinder(
+        "T4",
+        S3_FIDELITY,
+        "        if bucket_name not in backend.buckets and owner is not None and owner[1] != backend.account_id:",
+        "        if False:",
+        f"{S3_ROWS}::test_a_bucket_of_another_account_refuses_every_call",
+        f"{S3_STATE}::test_a_bucket_of_another_account_is_one_line_and_exit_2",
+    ),
+]
+
+CODE += [
+    one(
+        "the state in S3 is written unconditionally",
+        "a run overwrites the manifest another run wrote meanwhile: the other run's resources are forgotten",
+        "taskmgmt_deploy/aws/s3state.py",
+        """        etag = self._etag
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}""",
+        """        etag = self._etag
+        condition = {}""",
+        f"{S3_STATE}::test_a_write_after_another_run_changed_the_state_stops_and_loses_nothing",
+    ),
+    one(
+        "the lease never runs out",
+        "a run that died holding the S3 lock blocks every other run until someone finds `unlock`",
+        "taskmgmt_deploy/aws/s3state.py",
+        "        return holder.expires_at is not None and _epoch(holder.expires_at) <= self.clock.wall()",
+        "        return False",
+        f"{S3_STATE}::test_a_second_run_is_refused_while_the_lease_runs_and_takes_over_once_it_has_passed",
     ),
 ]
 

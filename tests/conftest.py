@@ -39,6 +39,9 @@ class FakeClock:
             self._now += max(seconds, 0.0)
             self.slept += max(seconds, 0.0)
 
+    def wall(self) -> float:
+        return 1_800_000_000.0 + self.now()  # the epoch time a lease is read in, moving with now()
+
     def advance(self, seconds: float) -> None:
         self.sleep(seconds)
 

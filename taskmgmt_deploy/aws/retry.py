@@ -43,6 +43,12 @@ def is_queue_deleted_recently(exc: BaseException) -> bool:
     return error_code(exc) in ("AWS.SimpleQueueService.QueueDeletedRecently", "QueueDeletedRecently")
 
 
+def is_conditional_request_conflict(exc: BaseException) -> bool:
+    """S3 refused a conditional write because another write to the object was in flight; the
+    object's ETag is unchanged (it was checked), so the same write is tried again."""
+    return error_code(exc) == "ConditionalRequestConflict"
+
+
 def is_dsql_conflict(exc: BaseException) -> bool:
     """DSQL refuses a change while the cluster is mid-transition."""
     return error_code(exc) == "ConflictException"
@@ -77,6 +83,8 @@ SCHEDULES = {
     "dsql_conflict": (2.0, 15.0, 600.0),
     # DSQL optimistic concurrency (SQLSTATE 40001): retry the whole transaction, quickly.
     "occ_conflict": (0.05, 2.0, 120.0),
+    # Another write to the same S3 object was in flight: retried at once, briefly.
+    "s3_conditional_conflict": (0.1, 1.0, 30.0),
     # A cluster that just became ACTIVE may refuse connections for a moment (DNS, warm-up).
     "database_connect": (1.0, 10.0, 300.0),
 }
@@ -90,6 +98,7 @@ WAITS = {
     "dsql_conflict": "the DSQL cluster to finish its current change (usually a minute or two)",
     "occ_conflict": "a conflicting transaction to commit (retried at once)",
     "database_connect": "the new cluster to accept connections (usually seconds)",
+    "s3_conditional_conflict": "another write to the state object to finish (retried at once)",
 }
 
 

@@ -157,7 +157,17 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
     "profile": ("AWS_PROFILE", ("--profile",), "AWS profile, as with the AWS CLI."),
     "endpoint_url": ("AWS_ENDPOINT_URL", ("--endpoint-url",), "Send every AWS call here (an emulator)."),
-    "state_dir": ("TASKMGMT_STATE_DIR", ("--state-dir",), "Where manifests and locks live. \\[default: ./.taskmgmt]"),
+    "state": (
+        "TASKMGMT_STATE",
+        ("--state",),
+        "Where the manifest and lock live: a local directory, or s3://BUCKET/PREFIX for a team "
+        "(`taskmgmt state init`). \\[default: the --state-dir]",
+    ),
+    "state_dir": (
+        "TASKMGMT_STATE_DIR",
+        ("--state-dir",),
+        "The local directory of manifests, locks and the sandbox; --state wins over it. \\[default: ./.taskmgmt]",
+    ),
     "max_workers": (
         "TASKMGMT_MAX_WORKERS",
         ("--max-workers",),
@@ -184,6 +194,8 @@ _METAVARS = {
     "cors_origins": "ORIGINS",
     "api_throttle_burst": "INT 0-5000",
     "api_throttle_rate": "INT 0-10000",
+    "state": "DIR|s3://BUCKET/PREFIX",
+    "state_dir": "DIR",
 }
 _FLAG_OF = {key: decls[0] for key, decls, _ in _OPTIONS.values()}
 
@@ -283,6 +295,7 @@ def settings_from(flags: dict[str, str | None], start_sandbox: bool = False) -> 
         database_url=sandbox.database_url,
         profile=None,
         state_dir=sandbox.root,
+        state_url=None,  # the sandbox is its own AWS: its state stays beside it
     )
 
 

@@ -12,6 +12,7 @@ from taskmgmt_deploy.cli import (  # importing registers the commands; common.py
     local,  # noqa: F401
     psql,  # noqa: F401
     stack,  # noqa: F401
+    state,  # noqa: F401
 )
 
 # isort: split

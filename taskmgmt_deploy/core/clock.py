@@ -14,10 +14,16 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def wall(self) -> float:
+        """Seconds since the epoch: the time another machine reads a lease in."""
+
 
 class SystemClock:
     def now(self) -> float:
         return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)

@@ -31,6 +31,7 @@ from taskmgmt_deploy.core.models import (
     resolve_refs,
 )
 from taskmgmt_deploy.core.scheduler import Scheduler, read_workers
+from taskmgmt_deploy.core.state import Durable
 from taskmgmt_deploy.core.step import Step, step_for
 from taskmgmt_deploy.core.teardown import DestroyReport, Teardown
 from taskmgmt_deploy.errors import DeployFailed, Interrupted, StepError, UserError, step_error
@@ -223,7 +224,9 @@ class Engine:
         return [(work.by_key[key], work.changes[key]) for key in order if key in work.changes]
 
     # -- manifest bookkeeping ----------------------------------------------------
-    def _record_intent(self, res: Resource, position: int, change: Change, observed: Observed | None) -> str | None:
+    def _record_intent(
+        self, res: Resource, position: int, change: Change, observed: Observed | None
+    ) -> tuple[str | None, Durable]:
         previous = self.manifest.get(res.key)
         token = None
         if change.action is Action.CREATE:
@@ -231,8 +234,7 @@ class Engine:
             token = previous.token if reusable else uuid.uuid4().hex
         state = "creating" if change.action is Action.CREATE else "updating"
         outputs = observed.outputs if observed else (previous.outputs if previous else {})
-        self._record(res, position, state, outputs, token)
-        return token
+        return token, self._record(res, position, state, outputs, token)
 
     def _adopt(self, res: Resource, position: int, observed: Observed) -> None:
         current = self.manifest.get(res.key)
@@ -243,9 +245,9 @@ class Engine:
 
     def _record(
         self, res: Resource, position: int, state: str, outputs: Mapping[str, Any], token: str | None = None
-    ) -> None:
+    ) -> Durable:
         self.manifest.put(record_of(res, position, state, outputs, token))
-        self.manifest.save()
+        return self.manifest.save()
 
     # -- status -------------------------------------------------------------------
     def _status_of(
@@ -324,10 +326,13 @@ class _DeployWork:
         return False
 
     def start(self, key: str) -> Callable[[], Mapping[str, Any]]:
-        """Record the intent, then hand the change to the worker."""
+        """Record the intent, then hand the change to the worker, which starts it once the
+        intent is durable (a remote manifest is written in the background)."""
         res, observed, change = self.by_key[key], self.observed.get(key), self.changes[key]
         engine = self.engine
-        token = engine._record_intent(res, self.position[key], change, observed) if self.executor.records else None
+        token, durable = (
+            engine._record_intent(res, self.position[key], change, observed) if self.executor.records else (None, None)
+        )
         ctx = StepContext(
             clock=engine.clock,
             cancel=engine.cancel,
@@ -335,7 +340,8 @@ class _DeployWork:
             progress=lambda message: self.reporter.progress(key, message),
         )
         self.reporter.started(key, change.action.value)
-        return partial(self.executor.apply, engine._step(res.kind), res, self.specs[key], change, observed, ctx)
+        apply = partial(self.executor.apply, engine._step(res.kind), res, self.specs[key], change, observed, ctx)
+        return apply if durable is None else partial(after, durable, apply)
 
     def finished(self, key: str, outputs: Mapping[str, Any], seconds: float) -> None:
         self.outputs[key] = dict(outputs)
@@ -345,6 +351,12 @@ class _DeployWork:
 
     def failed(self, key: str, error: BaseException) -> None:
         self.reporter.failed(key, error)
+
+
+def after(durable: Durable, work: Callable[[], Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The work, once what was recorded before it is durable."""
+    durable()
+    return work()
 
 
 def _read_groups(

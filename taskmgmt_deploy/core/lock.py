@@ -31,9 +31,11 @@ class LockInfo:
     user: str
     started_at: str
     command: str
+    expires_at: str | None = None  # a lease (a lock in S3): past it, the holder is presumed dead
 
     def describe(self) -> str:
-        return f"pid {self.pid} on {self.host} ({self.command}, started {self.started_at})"
+        lease = f", lease until {self.expires_at}" if self.expires_at else ""
+        return f"pid {self.pid} on {self.host} ({self.command}, started {self.started_at}{lease})"
 
     @property
     def here(self) -> bool:
@@ -56,18 +58,18 @@ class EnvLock:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        return _parse(text)
+        return parse_lock(text)
 
     def acquire(self, command: str) -> LockInfo | None:
         """Take the lock, or raise LockedError naming its holder. Returns the run this one takes
         over from: one on this machine that died holding the lock, or None."""
         fd = self._lock_file()
         try:
-            previous = _parse(_read_fd(fd))
+            previous = parse_lock(_read_fd(fd))
             if previous is not None and not previous.here:
                 raise self._unverifiable(previous)
             info = LockInfo(os.getpid(), socket.gethostname(), getpass.getuser(), utc_now(), command)
-            _write_fd(fd, json.dumps(asdict(info)))
+            _write_fd(fd, json.dumps({k: v for k, v in asdict(info).items() if v is not None}))
         except BaseException:
             os.close(fd)
             raise
@@ -115,7 +117,7 @@ class EnvLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _parse(_read_fd(fd))
+                holder = parse_lock(_read_fd(fd))
                 os.close(fd)
                 raise self._busy(holder) from None
             try:
@@ -139,12 +141,13 @@ class EnvLock:
         )
 
 
-def _parse(text: str) -> LockInfo | None:
+def parse_lock(text: str) -> LockInfo | None:
     if not text.strip():
         return None  # a holder that died before it wrote its name
     try:
         data = json.loads(text)
-        return LockInfo(**{k: data[k] for k in LockInfo.__dataclass_fields__})
+        fields = {k: data[k] for k in LockInfo.__dataclass_fields__ if k in data or k != "expires_at"}
+        return LockInfo(**fields)
     except (ValueError, KeyError, TypeError):
         return UNREADABLE
 

@@ -1,8 +1,10 @@
-"""The local JSON manifest: what was deployed, written atomically after every change.
+"""The JSON manifest: what was deployed, written after every change.
 
 A manifest that cannot be read is never overwritten: loading raises ManifestError and the
-command stops. Writes go to a temporary file in the same directory, are fsynced, and
-replace the old file in one rename, so a crash leaves either the old or the new version.
+command stops. Where it lives is its Document's business (core/state.py): a local file is
+written to a temporary file in the same directory, fsynced, and renamed over the old one, so
+a crash leaves either the old or the new version; an S3 object is written conditionally.
+A save that would change nothing but the time is not written.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmgmt_deploy.core.models import Record
+from taskmgmt_deploy.core.state import Document, Durable, LocalDocument, durable_now
 from taskmgmt_deploy.errors import ManifestError
 from taskmgmt_deploy.stack.config import StackConfig
 
@@ -34,34 +37,43 @@ def utc_now() -> str:
 
 @dataclass
 class Manifest:
-    path: Path
+    store: Document  # or the Path of a local file
     env: str
     account_id: str | None = None
     config: StackConfig | None = None  # what the last deploy deployed
     created_at: str = field(default_factory=utc_now)
     updated_at: str = field(default_factory=utc_now)
     records: dict[str, Record] = field(default_factory=dict)
+    _saved: str | None = field(default=None, repr=False, compare=False)  # the content last read or written
+
+    def __post_init__(self) -> None:
+        if isinstance(self.store, Path):  # a path names a local file
+            self.store = LocalDocument(self.store)
+
+    @property
+    def where(self) -> str:
+        return self.store.where
 
     # -- reading -----------------------------------------------------------------
     @classmethod
-    def load(cls, path: Path) -> Manifest | None:
-        """The manifest at `path`, None when there is none, ManifestError when damaged."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+    def load(cls, store: Document | Path) -> Manifest | None:
+        """The manifest `store` holds, None when there is none, ManifestError when damaged."""
+        store = LocalDocument(store) if isinstance(store, Path) else store
+        text = store.read()
+        if text is None:
             return None
-        except OSError as exc:
-            raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
         try:
-            return cls._from_json(path, json.loads(text))
+            manifest = cls._from_json(store, json.loads(text))
         except (ValueError, TypeError, KeyError) as exc:
             raise ManifestError(
-                f"manifest {path} is damaged ({exc}); it was left untouched. "
+                f"manifest {store.where} is damaged ({exc}); it was left untouched. "
                 "Rebuild it from the live resources with `taskmgmt status --rebuild`"
             ) from exc
+        manifest._saved = manifest._content()
+        return manifest
 
     @classmethod
-    def _from_json(cls, path: Path, data: Any) -> Manifest:
+    def _from_json(cls, store: Document, data: Any) -> Manifest:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         version = data.get("schema_version")
@@ -69,10 +81,10 @@ class Manifest:
             raise ValueError(f"unknown schema_version {version!r}, expected {SCHEMA_VERSION}")
         records = [_record_from_json(item) for item in data["resources"]]
         return cls(
-            path=path,
+            store=store,
             env=str(data["env"]),
             account_id=data.get("account_id"),
-            config=_config_from_json(path, data.get("config")),
+            config=_config_from_json(store.where, data.get("config")),
             created_at=str(data.get("created_at") or utc_now()),
             updated_at=str(data.get("updated_at") or utc_now()),
             records={r.key: r for r in records},
@@ -103,13 +115,31 @@ class Manifest:
             "resources": [_record_to_json(r) for r in self],
         }
 
-    def save(self) -> None:
+    def save(self) -> Durable:
+        """Write it if anything but the time changed; the returned callable waits until the
+        write is durable (a remote document writes in the background)."""
+        content = self._content()
+        if content == self._saved:
+            return durable_now  # nothing to write
         self.updated_at = utc_now()
-        text = json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
-        atomic_write(self.path, text)
+        durable = self.store.write(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
+        self._saved = content
+        return durable
+
+    def flush(self) -> None:
+        """Wait until every save is durable."""
+        self.store.flush()
 
     def delete_file(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self.store.flush()
+        self.store.delete()
+        self._saved = None
+
+    def _content(self) -> str:
+        """Everything but the time, as JSON (a tuple and the list it was read back as are alike)."""
+        data = self.to_json()
+        data.pop("updated_at")
+        return json.dumps(data, sort_keys=True)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -140,14 +170,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _config_from_json(path: Path, data: Any) -> StackConfig | None:
+def _config_from_json(where: str, data: Any) -> StackConfig | None:
     if not data:
         return None
     try:
         return StackConfig(**data)
     except TypeError as exc:
         raise ManifestError(
-            f"manifest {path} has an unreadable config ({exc}); rebuild it with `taskmgmt status --rebuild`"
+            f"manifest {where} has an unreadable config ({exc}); rebuild it with `taskmgmt status --rebuild`"
         ) from None
 
 

@@ -123,9 +123,10 @@ class _DeleteWork:
 
     def start(self, key: str) -> Callable[[], Mapping[str, Any]]:
         record = self.targets[key]
+        durable = None
         if key in self.manifest.records:
             self.manifest.put(replace(record, state="deleting"))
-            self.manifest.save()
+            durable = self.manifest.save()
         step = self.teardown._step_for(record.kind)
         ctx = StepContext(
             clock=self.teardown.scheduler.clock,
@@ -136,6 +137,8 @@ class _DeleteWork:
         self.reporter.started(key, "delete")
 
         def run() -> Mapping[str, Any]:
+            if durable is not None:
+                durable()  # the delete starts once it is recorded as started
             if not step.local:
                 step.delete(record, ctx)
             return {}

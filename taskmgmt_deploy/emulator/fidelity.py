@@ -19,6 +19,7 @@ from taskmgmt_deploy.emulator.iam import IamFidelity
 from taskmgmt_deploy.emulator.kms import KmsFidelity
 from taskmgmt_deploy.emulator.logs import LogsFidelity
 from taskmgmt_deploy.emulator.patching import Patches
+from taskmgmt_deploy.emulator.s3 import S3Fidelity
 from taskmgmt_deploy.emulator.sns import Notification, SnsFidelity
 from taskmgmt_deploy.emulator.sqs import SqsFidelity
 
@@ -38,6 +39,7 @@ class FidelitySettings:
     call_latency: float = 0.0  # added to every call, as the round trip to AWS (the deploy benchmark)
     dsql_multi_region_clusters: int = 5  # the quota per account and region
     lambda_concurrency: int = 1000  # the account's concurrency per region
+    s3_conflict_window: float = 1.0  # a failed condition this soon after a change answers 409 (T1)
 
 
 class Part(Protocol):
@@ -77,8 +79,9 @@ class Fidelity:
         self.sns = SnsFidelity(lock)
         self.cloudwatch = CloudWatchFidelity(self.sns, lock)
         self.account = AccountFidelity(s.dsql_multi_region_clusters)
+        self.s3 = S3Fidelity(self.clock, s.s3_conflict_window, lock)
         self._parts: list[Part] = [self.dsql, self.iam, self.awslambda, self.events, self.sqs, self.sns]
-        self._parts += [self.cloudwatch, self.account, KmsFidelity(), LogsFidelity()]
+        self._parts += [self.cloudwatch, self.account, KmsFidelity(), LogsFidelity(), self.s3]
         self._patches = Patches()
 
     @property

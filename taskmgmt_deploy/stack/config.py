@@ -64,6 +64,7 @@ DEFAULTS: dict[str, str | None] = {
     "CORS_ORIGINS": None,
     "API_THROTTLE_BURST": "100",
     "API_THROTTLE_RATE": "50",
+    "TASKMGMT_STATE": None,  # a local directory or s3://bucket/prefix; wins over TASKMGMT_STATE_DIR
     "TASKMGMT_STATE_DIR": ".taskmgmt",
     "TASKMGMT_MAX_WORKERS": "8",
     "AWS_PROFILE": None,
@@ -76,6 +77,39 @@ _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _KMS_ALIAS_RE = re.compile(r"^alias/[a-zA-Z0-9/_-]{1,250}$")
 _KMS_MRK_RE = re.compile(r"^mrk-[0-9a-f]{32}$")
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|s3:)", re.IGNORECASE)
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_STATE_RULE = (
+    "must be a local directory or s3://BUCKET/PREFIX, with a bucket name of 3-63 lowercase letters, "
+    "digits, dots or dashes"
+)
+
+
+@dataclass(frozen=True)
+class S3Url:
+    """Where a team's state lives: {prefix}/{env}.json and {prefix}/{env}.lock in one bucket."""
+
+    bucket: str
+    prefix: str = ""
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+def parse_s3_url(raw: str) -> S3Url | None:
+    """The bucket and prefix of s3://BUCKET[/PREFIX]; None when `raw` is not of that form."""
+    if not raw.startswith("s3://"):
+        return None
+    bucket, _, prefix = raw[len("s3://") :].partition("/")
+    prefix = prefix.strip("/")
+    if not _BUCKET_RE.match(bucket) or ".." in bucket or re.fullmatch(r"[\d.]+", bucket):
+        return None
+    if "//" in prefix or any(part in (".", "..") for part in prefix.split("/")):
+        return None
+    return S3Url(bucket, prefix)
 
 
 @dataclass(frozen=True)
@@ -129,12 +163,17 @@ class Settings:
     """Everything a command needs: the stack plus where and how to reach it."""
 
     stack: StackConfig
-    state_dir: Path
+    state_dir: Path  # local: the manifests and locks (unless state_url), and the sandbox
     max_workers: int = 8
     profile: str | None = None
     endpoint_url: str | None = None
     database_url: str | None = field(default=None, repr=False)
     sandbox: bool = False  # AWS is the sandbox's emulator; the database its PostgreSQL
+    state_url: S3Url | None = None  # the manifest and lock live in S3 instead of state_dir
+
+    @property
+    def state_where(self) -> str:
+        return str(self.state_url) if self.state_url else str(self.state_dir)
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -164,10 +203,11 @@ def resolve(
 def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str], cwd: Path) -> Settings:
     values = resolve(flags, environ, read_dotenv(cwd / ".env"))
     stack = _stack_config(values)
-    state_dir = Path(values["TASKMGMT_STATE_DIR"] or ".taskmgmt")
+    state_url, state_dir = _state(values)
     return Settings(
         stack=stack,
         state_dir=state_dir if state_dir.is_absolute() else cwd / state_dir,
+        state_url=state_url,
         max_workers=_int_in_range(values, "TASKMGMT_MAX_WORKERS", 1, 64),
         profile=values["AWS_PROFILE"],
         endpoint_url=_endpoint_url(values),
@@ -361,6 +401,21 @@ def _https_url(values: Mapping[str, str | None], key: str, required: bool) -> st
     ):
         raise ConfigError(key, raw, "must be an https URL such as https://cognito-idp.us-east-1.amazonaws.com/POOL_ID")
     return raw
+
+
+def _state(values: Mapping[str, str | None]) -> tuple[S3Url | None, Path]:
+    """TASKMGMT_STATE: a local directory or s3://BUCKET/PREFIX. TASKMGMT_STATE_DIR, its older
+    local-only form, still names the local directory (the sandbox lives there too)."""
+    local = Path(values["TASKMGMT_STATE_DIR"] or ".taskmgmt")
+    raw = values["TASKMGMT_STATE"]
+    if raw is None:
+        return None, local
+    if not _URL_RE.match(raw):
+        return None, Path(raw)
+    url = parse_s3_url(raw)
+    if url is None:
+        raise ConfigError("TASKMGMT_STATE", raw, _STATE_RULE)
+    return url, local
 
 
 def _endpoint_url(values: Mapping[str, str | None]) -> str | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskmgmt_deploy.stack import blueprint
-from taskmgmt_deploy.stack.config import StackConfig
+from taskmgmt_deploy.stack.config import S3Url, StackConfig
 
 # Actions allowed on "*", and why (no resource-level permissions, or none this tool can name).
 STAR: dict[str, str] = {
@@ -37,7 +37,9 @@ STAR: dict[str, str] = {
 }
 
 
-def deployer_policy(stack: StackConfig, account: str, partition: str = "aws") -> dict[str, Any]:
+def deployer_policy(
+    stack: StackConfig, account: str, partition: str = "aws", state: S3Url | None = None
+) -> dict[str, Any]:
     names = _Names(stack, account, partition)
     statements = [
         _statement("UnscopedReads", sorted(STAR), ["*"]),
@@ -222,7 +224,36 @@ def deployer_policy(stack: StackConfig, account: str, partition: str = "aws") ->
     ]
     if stack.kms_key:
         statements += _key_statements(stack, names)
+    if state is not None:
+        statements += state_statements(stack, state, account, partition)
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def state_statements(stack: StackConfig, state: S3Url, account: str, partition: str = "aws") -> list[dict[str, Any]]:
+    """With the state in S3 (TASKMGMT_STATE=s3://...): the environment's manifest and lock objects,
+    their history, and the bucket's KMS key through S3 when the state is encrypted with it."""
+    bucket = f"arn:{partition}:s3:::{state.bucket}"
+    objects = [f"{bucket}/{state.key(f'{stack.env}.{suffix}')}" for suffix in ("json", "lock")]
+    statements = [
+        _statement(
+            "ReadAndWriteTheSharedState",
+            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject"],
+            objects,
+        ),
+        # Without s3:ListBucket, reading a state that does not exist yet is "access denied", not "not found".
+        _statement("SeeWhetherTheSharedStateExists", ["s3:ListBucket"], [bucket]),
+        _statement(
+            "ListTheSharedStatesVersions",
+            ["s3:ListBucketVersions"],
+            [bucket],
+            {"StringEquals": {"s3:prefix": [state.key(f"{stack.env}.json")]}},
+        ),
+    ]
+    if stack.kms_key:
+        keys = _Names(stack, account, partition).each("kms", "key/*")
+        via = {"StringEquals": {"kms:ViaService": [f"s3.{r}.amazonaws.com" for r in stack.regions]}}
+        statements.append(_statement("LetS3UseTheKeyOfTheState", ["kms:Decrypt", "kms:GenerateDataKey"], keys, via))
+    return statements
 
 
 def _key_statements(stack: StackConfig, names: _Names) -> list[dict[str, Any]]:

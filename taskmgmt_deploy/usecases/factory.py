@@ -28,7 +28,7 @@ from botocore.exceptions import (
 
 from taskmgmt_deploy.assets import lambda_dir, sql_dir
 from taskmgmt_deploy.aws.clients import AwsClients
-from taskmgmt_deploy.aws.errors import error_message
+from taskmgmt_deploy.aws.errors import NO_CREDENTIALS, error_message
 from taskmgmt_deploy.aws.finder import TagFinder
 from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.core.engine import Engine
@@ -37,6 +37,7 @@ from taskmgmt_deploy.core.lock import EnvLock, lock_path
 from taskmgmt_deploy.core.manifest import Manifest, manifest_path
 from taskmgmt_deploy.core.models import Resource
 from taskmgmt_deploy.core.scheduler import read_workers
+from taskmgmt_deploy.core.state import Document, EnvState, LocalDocument, Lock
 from taskmgmt_deploy.core.step import Step
 from taskmgmt_deploy.errors import ManifestError, UserError
 from taskmgmt_deploy.stack import blueprint
@@ -186,29 +187,41 @@ def caller_account(aws: AwsClients) -> str:
     try:
         return aws.account_id()
     except (NoCredentialsError, PartialCredentialsError):
-        raise UserError(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-            "AWS_SECRET_ACCESS_KEY, or run `aws configure`"
-        ) from None
+        raise UserError(NO_CREDENTIALS) from None
     except EndpointConnectionError as exc:
         raise UserError(f"cannot reach AWS: {exc}") from None
     except ClientError as exc:
         raise UserError(f"AWS rejected the credentials: {error_message(exc)}") from None
 
 
-def load_manifest(settings: Settings) -> Manifest | None:
-    manifest = Manifest.load(manifest_path(settings.state_dir, settings.stack.env))
+def env_state(settings: Settings, aws: AwsClients | None = None, runtime: Runtime | None = None) -> EnvState:
+    """The environment's manifest document and lock: files under the state directory, or
+    objects in S3 (TASKMGMT_STATE=s3://...)."""
+    env = settings.stack.env
+    if settings.state_url is None:
+        return EnvState(
+            LocalDocument(manifest_path(settings.state_dir, env)), EnvLock(lock_path(settings.state_dir, env), env)
+        )
+    from taskmgmt_deploy.aws.s3state import s3_state
+
+    runtime = runtime or RUNTIME
+    aws = aws or aws_clients(settings, runtime)
+    return s3_state(aws.get("s3"), settings.state_url, env, runtime.clock)
+
+
+def load_manifest(settings: Settings, document: Document | None = None) -> Manifest | None:
+    manifest = Manifest.load(document or env_state(settings).manifest)
     if manifest is not None:
         check_compatible(manifest, settings.stack)
     return manifest
 
 
-def require_manifest(settings: Settings) -> Manifest:
-    manifest = load_manifest(settings)
+def require_manifest(settings: Settings, document: Document | None = None) -> Manifest:
+    document = document or env_state(settings).manifest
+    manifest = load_manifest(settings, document)
     if manifest is None:
-        path = manifest_path(settings.state_dir, settings.stack.env)
         raise ManifestError(
-            f"no deployment of environment '{settings.stack.env}' is recorded ({path} "
+            f"no deployment of environment '{settings.stack.env}' is recorded ({document.where} "
             "does not exist); deploy it first, or find its resources with "
             "`taskmgmt status --rebuild`" + sandbox_hint(settings)
         )
@@ -224,7 +237,7 @@ def sandbox_hint(settings: Settings) -> str:
 
 def check_compatible(manifest: Manifest, stack: StackConfig) -> None:
     if manifest.env != stack.env:
-        raise ManifestError(f"{manifest.path} describes environment '{manifest.env}', not '{stack.env}'")
+        raise ManifestError(f"{manifest.where} describes environment '{manifest.env}', not '{stack.env}'")
     for key, attr in _FIXED.items():
         recorded = getattr(manifest.config, attr) if manifest.config else None
         if recorded is not None and recorded != getattr(stack, attr):
@@ -241,19 +254,21 @@ def clients_for(stack: StackConfig) -> list[tuple[str, str | None]]:
 
 def recorded_config(manifest: Manifest) -> StackConfig:
     if manifest.config is None:
-        raise ManifestError(f"manifest {manifest.path} records no config; rebuild it with `taskmgmt status --rebuild`")
+        raise ManifestError(f"manifest {manifest.where} records no config; rebuild it with `taskmgmt status --rebuild`")
     return manifest.config
 
 
-def env_lock(settings: Settings) -> EnvLock:
-    return EnvLock(lock_path(settings.state_dir, settings.stack.env), settings.stack.env)
+def env_lock(settings: Settings) -> Lock:
+    return env_state(settings).lock
 
 
-def take_lock(settings: Settings, command: str, say: Callable[[str], None]) -> EnvLock:
+def take_lock(settings: Settings, command: str, say: Callable[[str], None], state: EnvState | None = None) -> Lock:
     """The environment's lock, held; says so when it takes over from a run that died holding it."""
-    held = env_lock(settings)
+    held = (state or env_state(settings)).lock
     previous = held.acquire(command)
-    if previous is not None:
+    if previous is not None and previous.expires_at:
+        say(f"took over the lock, whose lease had passed: resuming after an interrupted run: {previous.describe()}")
+    elif previous is not None:
         say(f"resuming after an interrupted run: {previous.describe()} did not finish")
     return held
 
@@ -299,11 +314,18 @@ def open_stack(
     given now, so that what exists of it is still found by name and tags.
     """
     runtime = runtime or RUNTIME
-    held = take_lock(settings, command, reporter.phase) if lock else env_lock(settings)
+    aws = aws_clients(settings, runtime)
+    state = env_state(settings, aws, runtime)
+    held = take_lock(settings, command, reporter.phase, state) if lock else None
+    manifest: Manifest | None = None
     try:
-        manifest = require_manifest(settings) if existing and not unrecorded_ok else load_manifest(settings)
+        document = state.manifest
+        manifest = (
+            require_manifest(settings, document)
+            if existing and not unrecorded_ok
+            else load_manifest(settings, document)
+        )
         stack_config = recorded_config(manifest) if existing and manifest else settings.stack
-        aws = aws_clients(settings, runtime)
         aws.get("sts")  # first: it loads the endpoint data every other client shares
         warming = threading.Thread(target=aws.prewarm, args=(clients_for(stack_config),), daemon=True)
         warming.start()  # the other clients load while the account check waits on the network
@@ -311,7 +333,7 @@ def open_stack(
         warming.join()
         if manifest is None:
             manifest = Manifest(
-                path=manifest_path(settings.state_dir, settings.stack.env),
+                store=document,
                 env=settings.stack.env,
                 account_id=account,
                 config=settings.stack,
@@ -333,4 +355,9 @@ def open_stack(
         )
         yield Stack(settings, blueprint.build(stack_config), manifest, engine, aws)
     finally:
-        held.release()
+        try:
+            if manifest is not None:
+                manifest.flush()  # a remote state writes in the background
+        finally:
+            if held is not None:
+                held.release()

@@ -17,7 +17,7 @@ def policy_for(settings: Settings, account: str | None = None, runtime: Runtime 
     if account is not None:
         if not re.fullmatch(r"\d{12}", account):
             raise UserError(f"--account-id {account!r} is invalid: must be a 12-digit AWS account id")
-        return deployer_policy(settings.stack, account)
+        return deployer_policy(settings.stack, account, state=settings.state_url)
     aws = aws_clients(settings, runtime or factory.RUNTIME)
     account = caller_account(aws)
-    return deployer_policy(settings.stack, account, aws.identity()["Arn"].split(":")[1])
+    return deployer_policy(settings.stack, account, aws.identity()["Arn"].split(":")[1], settings.state_url)

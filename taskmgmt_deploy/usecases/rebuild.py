@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from taskmgmt_deploy.core.interfaces import Reporter
-from taskmgmt_deploy.core.manifest import Manifest, manifest_path, utc_now
+from taskmgmt_deploy.core.manifest import Manifest
 from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import Settings
 from taskmgmt_deploy.usecases import factory
-from taskmgmt_deploy.usecases.factory import Runtime, aws_clients, caller_account, make_engine, take_lock
+from taskmgmt_deploy.usecases.factory import (
+    Runtime,
+    aws_clients,
+    caller_account,
+    env_state,
+    make_engine,
+    take_lock,
+)
 
 
-def rebuild_manifest(settings: Settings, reporter: Reporter, runtime: Runtime | None = None) -> tuple[int, Path | None]:
-    """Replace the manifest with one made from the live resources; keep the old file aside."""
+def rebuild_manifest(settings: Settings, reporter: Reporter, runtime: Runtime | None = None) -> tuple[int, str | None]:
+    """Replace the manifest with one made from the live resources; keep the old one aside
+    (a local file is renamed, an S3 version stays in the bucket's history)."""
     runtime = runtime or factory.RUNTIME
-    path = manifest_path(settings.state_dir, settings.stack.env)
-    with take_lock(settings, "status --rebuild", reporter.phase):
-        aws = aws_clients(settings, runtime)
+    aws = aws_clients(settings, runtime)
+    state = env_state(settings, aws, runtime)
+    with take_lock(settings, "status --rebuild", reporter.phase, state):
         account = caller_account(aws)
-        manifest = Manifest(path=path, env=settings.stack.env, account_id=account, config=settings.stack)
+        manifest = Manifest(store=state.manifest, env=settings.stack.env, account_id=account, config=settings.stack)
         engine = make_engine(settings, aws, manifest, reporter, runtime)
-        moved = None
-        if path.exists():
-            moved = path.with_name(f"{path.name}.replaced-{utc_now().replace(':', '')}")
-            path.rename(moved)
-        return engine.rebuild(blueprint.build(settings.stack)), moved
+        moved = state.manifest.set_aside()
+        found = engine.rebuild(blueprint.build(settings.stack))
+        manifest.flush()
+        return found, moved

@@ -176,6 +176,17 @@ def _key(call: Call) -> str:
 
 _ROLE = lambda action: _one(action, lambda call: role(call.params["RoleName"]))  # noqa: E731
 
+
+def _object(call: Call) -> str:
+    return f"arn:aws:s3:::{call.params['Bucket']}/{call.params['Key']}"
+
+
+def _read_object(call: Call) -> list[Request]:
+    """Pessimistic: an object that may not exist is read with s3:ListBucket too, without which S3
+    answers 403 instead of 404 (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html)."""
+    return [Request("s3:GetObject", _object(call)), Request("s3:ListBucket", f"arn:aws:s3:::{call.params['Bucket']}")]
+
+
 RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
     "sts": {"GetCallerIdentity": lambda call: []},  # needs no permission, and cannot be denied
     "iam": {
@@ -297,4 +308,15 @@ RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
     "resourcegroupstaggingapi": {"GetResources": _star("tag:GetResources")},
     "account": {"GetRegionOptStatus": _star("account:GetRegionOptStatus")},
     "service-quotas": {"ListServiceQuotas": _star("servicequotas:ListServiceQuotas")},
+    "s3": {
+        "GetObject": _read_object,
+        "HeadObject": _read_object,
+        "PutObject": _one("s3:PutObject", _object),
+        "DeleteObject": _one("s3:DeleteObject", _object),
+        "ListObjectVersions": _one(
+            "s3:ListBucketVersions",
+            lambda call: f"arn:aws:s3:::{call.params['Bucket']}",
+            lambda call: {"s3:prefix": call.params.get("Prefix", "")},
+        ),
+    },
 }

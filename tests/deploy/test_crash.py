@@ -425,6 +425,35 @@ def test_destroy_killed_after_a_call_returned_finishes_when_run_again(aws, runti
         assert made == PAIR_DELETE[:k] and dsql_calls(aws) == PAIR_DELETE[k:]
 
 
+# A sample of the kill points with the state in S3 (TASKMGMT_STATE=s3://...): the rerun reads it there.
+# The destroy point's twin runs inside tests/deploy/test_s3_state.py's lifecycle (one deploy fewer).
+S3_STATE = "s3://crash-state/taskmgmt"
+
+
+def s3_manifest(env: str = "dev") -> dict[str, Any] | None:
+    import boto3
+
+    s3 = boto3.client("s3", region_name=PRIMARY)
+    try:
+        return json.loads(s3.get_object(Bucket="crash-state", Key=f"taskmgmt/{env}.json")["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def test_a_deploy_killed_with_the_state_in_s3_converges_when_run_again(aws, runtime, cli, tap, monkeypatch):
+    assert cli("state", "init", S3_STATE).code == 0
+    monkeypatch.setenv("TASKMGMT_STATE", S3_STATE)
+    point = DEPLOY_KILLS["CreateCluster primary"]
+    killed(cli, tap, point, "deploy", "--yes")
+    assert manifest() is None  # nothing local
+    stopped = [(r["kind"], r["state"]) for r in s3_manifest()["resources"] if r["state"] != "ready"]
+    assert stopped == [(point.kind, "creating")]  # the intent was durable before the call
+    again = cli("deploy", "--yes")
+    assert again.code == 0, again.err
+    assert inventory() == expected()
+    assert {r["state"] for r in s3_manifest()["resources"]} == {"ready"}
+
+
 def test_kill_points_are_distinct_calls_of_a_real_run(aws, runtime, cli, tap, monkeypatch):
     """Each kill point names a call a deploy (or destroy) really makes, and no two the same call."""
     with_options(monkeypatch)

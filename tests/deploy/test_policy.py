@@ -190,6 +190,66 @@ def test_every_call_of_a_lifecycle_is_allowed_and_every_statement_is_needed(emul
         assert any(not allowed([without], r) for r in needed), f"no call needs statement {statement['Sid']}"
 
 
+def test_with_the_state_in_s3_every_state_call_is_allowed_and_every_state_statement_is_needed(
+    aws, runtime, cli, clock, tmp_path, monkeypatch
+):
+    """The S3 calls of the state alone (a lifecycle's AWS calls do not change with it): a first
+    read, a push under the lock, a takeover of an expired lock and its renewal, pull and history."""
+    from taskmgmt_deploy.aws.s3state import RENEW_EVERY, S3Lock
+    from taskmgmt_deploy.stack.config import S3Url
+
+    recorder = Recorder()
+    made = runtime.session_factory
+    monkeypatch.setattr(runtime, "session_factory", lambda settings: _recording(made(settings), recorder))
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="team-state")  # `state init`: an admin's
+    monkeypatch.setenv("TASKMGMT_STATE", "s3://team-state/taskmgmt")
+    assert cli("status").code == 2  # nothing deployed: a read that finds nothing
+    (tmp_path / ".taskmgmt").mkdir()
+    (tmp_path / ".taskmgmt" / "dev.json").write_text(
+        json.dumps({"schema_version": 1, "env": "dev", "account_id": ACCOUNT, "config": {}, "resources": []})
+    )
+    for args in (("state", "push"), ("state", "pull"), ("state", "history")):
+        assert cli(*args).code == 0, args
+    session = _recording(boto3.Session(), recorder)
+    ticks = iter([False, True])
+    held = S3Lock(
+        session.client("s3", region_name="us-east-1"),
+        S3Url("team-state", "taskmgmt"),
+        "taskmgmt/dev.lock",
+        "dev",
+        clock,
+        lambda stop, seconds: next(ticks),
+    )
+    held.acquire("deploy")
+    held._renewer.join()  # one renewal, then stopped
+    clock.advance(RENEW_EVERY * 5)
+    assert cli("unlock", "--yes").code == 0  # the lease has passed: no --force
+    printed = cli("policy", "--json", "--account-id", ACCOUNT)
+    policy = json.loads(printed.out)
+    needed = [r for call in recorder.calls if call.service == "s3" for r in requests(call)]
+    assert {r.action for r in needed} == {
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:ListBucketVersions",
+    }
+    assert sorted({f"{r.action} on {r.resource}" for r in needed if not allowed([policy], r)}) == []
+    for index, statement in enumerate(policy["Statement"]):
+        if statement["Sid"] in (
+            "SeeWhetherTheSharedStateExists",
+            "ReadAndWriteTheSharedState",
+            "ListTheSharedStatesVersions",
+        ):
+            without = {**policy, "Statement": policy["Statement"][:index] + policy["Statement"][index + 1 :]}
+            assert any(not allowed([without], r) for r in needed), f"no call needs statement {statement['Sid']}"
+
+
+def _recording(session: Any, recorder: Recorder) -> Any:
+    recorder.install(session)
+    return session
+
+
 def test_the_policy_is_scoped_to_the_environment(cli):
     policy = json.loads(cli("policy", "--json", "--account-id", ACCOUNT, *OPTIONS).out)
     statements = {s["Sid"]: s for s in policy["Statement"]}
@@ -218,7 +278,11 @@ def test_the_policy_is_scoped_to_the_environment(cli):
     assert not allowed([policy], Request("dsql:DbConnect", f"arn:aws:dsql:us-east-1:{ACCOUNT}:cluster/x", Principal()))
 
 
-@pytest.mark.parametrize("options", [(), OPTIONS], ids=["default", "all-options"])
+@pytest.mark.parametrize(
+    "options",
+    [(), OPTIONS, (*OPTIONS, "--state", "s3://team-state/taskmgmt")],
+    ids=["default", "all-options", "s3-state"],
+)
 def test_parliament_finds_nothing_of_medium_severity_or_worse(cli, options):
     from parliament import analyze_policy_string, enhance_finding
 

@@ -228,6 +228,7 @@ def test_help_groups_the_commands_in_order_and_shows_types_as_they_are(cli, monk
         "psql",
         "sandbox",
         "unlock",
+        "state",
     ]
     for args in (("--help",), ("deploy", "--help"), ("destroy", "--help"), ("sandbox", "start", "--help")):
         assert "<bool>" not in cli(*args).out, args

@@ -7,6 +7,7 @@ from taskmgmt_deploy.core.engine import Engine
 from taskmgmt_deploy.core.graph import topo_order
 from taskmgmt_deploy.core.manifest import Manifest
 from taskmgmt_deploy.core.models import Action, Health, Ref
+from taskmgmt_deploy.core.state import LocalDocument
 from taskmgmt_deploy.errors import DeployFailed, Interrupted
 from tests.unit.fake_steps import FakeCloud, FakeStep, thing
 
@@ -17,7 +18,7 @@ def cloud():
 
 
 def make_engine(cloud, tmp_path, **kw):
-    manifest = Manifest.load(tmp_path / "dev.json") or Manifest(path=tmp_path / "dev.json", env="dev")
+    manifest = Manifest.load(tmp_path / "dev.json") or Manifest(store=LocalDocument(tmp_path / "dev.json"), env="dev")
     return Engine({"thing": FakeStep(cloud, kw.pop("on_apply", None))}, manifest, **kw)
 
 

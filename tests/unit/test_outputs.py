@@ -6,6 +6,7 @@ from pathlib import Path
 
 from taskmgmt_deploy.core.manifest import Manifest
 from taskmgmt_deploy.core.models import record_of
+from taskmgmt_deploy.core.state import LocalDocument
 from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import load_settings
 from taskmgmt_deploy.usecases.outputs import stack_outputs
@@ -16,7 +17,7 @@ ACCOUNT = "123456789012"
 def deployed(tmp_path: Path) -> Manifest:
     """A manifest as a deploy leaves it: every queue and the dashboard recorded."""
     config = load_settings({}, {}, tmp_path).stack
-    manifest = Manifest(path=tmp_path / "dev.json", env=config.env, account_id=ACCOUNT, config=config)
+    manifest = Manifest(store=LocalDocument(tmp_path / "dev.json"), env=config.env, account_id=ACCOUNT, config=config)
     for position, res in enumerate(blueprint.build(config), start=1):
         if res.kind == "sqs_queue":
             url = f"https://sqs.{res.region}.amazonaws.com/{ACCOUNT}/{res.name}"
