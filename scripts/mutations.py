@@ -869,10 +869,8 @@ CODE += [
         "the state in S3 is written unconditionally",
         "a run overwrites the manifest another run wrote meanwhile: the other run's resources are forgotten",
         "taskmgmt_deploy/aws/s3state.py",
-        """        etag = self._etag
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}""",
-        """        etag = self._etag
-        condition = {}""",
+        """        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}""",
+        """        condition = {}""",
         f"{S3_STATE}::test_a_write_after_another_run_changed_the_state_stops_and_loses_nothing",
     ),
     one(

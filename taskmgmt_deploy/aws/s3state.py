@@ -16,13 +16,12 @@ https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-requests.html
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,6 +127,22 @@ class _S3Object:
 
         return call_with_retry(attempt, is_conditional_request_conflict, "s3_conditional_conflict", self.clock)
 
+    def _put_if(self, body: bytes, etag: str | None) -> str:
+        """Write `body` if the object's ETag is still `etag` (None: if there is no object);
+        the new ETag."""
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        answer = self._conditional(
+            lambda: self.s3.put_object(
+                Bucket=self.url.bucket, Key=self.key, Body=body, ContentType="application/json", **condition
+            ),
+            etag,
+        )
+        return str(answer["ETag"])
+
+    def _delete_if(self, etag: str) -> None:
+        """Delete the object if its ETag is still `etag`."""
+        self._conditional(lambda: self.s3.delete_object(Bucket=self.url.bucket, Key=self.key, IfMatch=etag), etag)
+
     def _conflict(self) -> StateConflict:
         return StateConflict(
             f"the state at {self.where} was changed by another run since this one read it: this run "
@@ -173,8 +188,7 @@ class S3Document(_S3Object):
         self.flush()
         if self._etag is None:
             return  # nothing this run knows of; a state someone else made meanwhile is theirs
-        etag = self._etag
-        self._conditional(lambda: self.s3.delete_object(Bucket=self.url.bucket, Key=self.key, IfMatch=etag), etag)
+        self._delete_if(self._etag)
         self._etag = None
 
     def set_aside(self) -> str | None:
@@ -205,19 +219,7 @@ class S3Document(_S3Object):
                 self._cond.notify_all()
 
     def _put(self, text: str) -> None:
-        etag = self._etag
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        answer = self._conditional(
-            lambda: self.s3.put_object(
-                Bucket=self.url.bucket,
-                Key=self.key,
-                Body=text.encode("utf-8"),
-                ContentType="application/json",
-                **condition,
-            ),
-            etag,
-        )
-        self._etag = answer["ETag"]
+        self._etag = self._put_if(text.encode("utf-8"), self._etag)
 
     def _wait(self, ticket: int) -> None:
         with self._cond:
@@ -290,14 +292,14 @@ class S3Lock(_S3Object):
         with self._guard:
             etag, self._etag, self._held = self._etag, None, None
         with suppress(StateConflict):  # taken over after our lease passed: no longer ours to delete
-            self._conditional(lambda: self.s3.delete_object(Bucket=self.url.bucket, Key=self.key, IfMatch=etag), etag)
+            self._delete_if(etag)
 
     def break_lock(self) -> LockInfo | None:
         holder, etag = self._read()
         if etag is None:
             return None
         try:
-            self._conditional(lambda: self.s3.delete_object(Bucket=self.url.bucket, Key=self.key, IfMatch=etag), etag)
+            self._delete_if(etag)
         except StateConflict:
             raise UserError("the lock changed while unlock was asking; run `taskmgmt unlock` again") from None
         return holder
@@ -327,16 +329,9 @@ class S3Lock(_S3Object):
 
     def _put_lock(self, info: LockInfo, etag: str | None) -> None:
         """Create the lock (etag None) or replace the version `etag`; then keep renewing it."""
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        body = json.dumps({k: v for k, v in asdict(info).items() if v is not None}).encode()
-        answer = self._conditional(
-            lambda: self.s3.put_object(
-                Bucket=self.url.bucket, Key=self.key, Body=body, ContentType="application/json", **condition
-            ),
-            etag,
-        )
+        new_etag = self._put_if(info.to_json().encode(), etag)
         with self._guard:
-            self._etag, self._held = answer["ETag"], info
+            self._etag, self._held = new_etag, info
         if self._renewer is None:
             self._stop.clear()
             self._renewer = threading.Thread(target=self._renew, name="lock-lease", daemon=True)
@@ -351,21 +346,15 @@ class S3Lock(_S3Object):
             if held is None:
                 return
             renewed = replace(held, expires_at=_iso(self.clock.wall() + LEASE_SECONDS))
-            body = json.dumps({k: v for k, v in asdict(renewed).items() if v is not None}).encode()
             try:
-                answer = self._conditional(
-                    lambda body=body, etag=etag: self.s3.put_object(
-                        Bucket=self.url.bucket, Key=self.key, Body=body, ContentType="application/json", IfMatch=etag
-                    ),
-                    etag,
-                )
+                new_etag = self._put_if(renewed.to_json().encode(), etag)
             except StateConflict:
                 return  # taken over after a stall past the lease: the run that writes the state second fails
             except Exception:  # noqa: BLE001, S112 - the next tick tries again
                 continue
             with self._guard:
                 if self._held is not None:
-                    self._etag, self._held = answer["ETag"], renewed
+                    self._etag, self._held = new_etag, renewed
 
 
 def _iso(epoch: float) -> str:

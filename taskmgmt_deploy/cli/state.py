@@ -78,9 +78,10 @@ def state_push(
 
     settings = settings_from(flags)
     aws = _clients(settings)
-    where = push(settings, _url(to, settings, "--to"), aws, force)
+    url = _url(to, settings, "--to")
+    where = push(settings, url, aws, force)
     console.success(f"pushed the state of environment '{settings.stack.env}' to {where}")
-    console.info(f"from now on, use it with TASKMGMT_STATE={_url(to, settings, '--to')}")
+    console.info(f"from now on, use it with TASKMGMT_STATE={url}")
 
 
 @state_app.command("pull")

@@ -37,6 +37,10 @@ class LockInfo:
         lease = f", lease until {self.expires_at}" if self.expires_at else ""
         return f"pid {self.pid} on {self.host} ({self.command}, started {self.started_at}{lease})"
 
+    def to_json(self) -> str:
+        """What the lock file or object holds (read back by parse_lock)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+
     @property
     def here(self) -> bool:
         """Held (or last held) on this machine, where the OS lock tells a live holder from a dead one."""
@@ -69,7 +73,7 @@ class EnvLock:
             if previous is not None and not previous.here:
                 raise self._unverifiable(previous)
             info = LockInfo(os.getpid(), socket.gethostname(), getpass.getuser(), utc_now(), command)
-            _write_fd(fd, json.dumps({k: v for k, v in asdict(info).items() if v is not None}))
+            _write_fd(fd, info.to_json())
         except BaseException:
             os.close(fd)
             raise
