@@ -57,6 +57,13 @@ DEFAULTS: dict[str, str | None] = {
     "KMS_KEY": None,
     "LAMBDA_RESERVED_CONCURRENCY": None,
     "DSQL_CLUSTER_POLICY": None,
+    "API_AUTH": "iam",
+    "JWT_ISSUER": None,
+    "JWT_AUDIENCE": None,
+    "JWT_LOGIN_URL": None,
+    "CORS_ORIGINS": None,
+    "API_THROTTLE_BURST": "100",
+    "API_THROTTLE_RATE": "50",
     "TASKMGMT_STATE": None,  # a local directory or s3://bucket/prefix; wins over TASKMGMT_STATE_DIR
     "TASKMGMT_STATE_DIR": ".taskmgmt",
     "TASKMGMT_MAX_WORKERS": "8",
@@ -123,6 +130,14 @@ class StackConfig:
     kms_key: str | None = None  # an alias or multi-Region key id, resolved in each region
     reserved_concurrency: int | None = None
     cluster_policy: bool = False
+    # The HTTP and WebSocket APIs in front of the function.
+    api_auth: str = "iam"  # "iam" (SigV4) or "jwt" (an authorizer on every route)
+    jwt_issuer: str | None = None
+    jwt_audience: tuple[str, ...] = ()
+    jwt_login_url: str | None = None  # the issuer's hosted login page, for the board
+    cors_origins: tuple[str, ...] = ()  # empty: no CORS configuration
+    api_throttle_burst: int = 100
+    api_throttle_rate: int = 50  # requests per second
 
     @property
     def regions(self) -> tuple[str, str]:
@@ -229,6 +244,7 @@ def _stack_config(values: Mapping[str, str | None]) -> StackConfig:
             else _int_in_range(values, "LAMBDA_RESERVED_CONCURRENCY", 1, 100_000)
         ),
         cluster_policy=_flag(values, "DSQL_CLUSTER_POLICY", default=False),
+        **_api(values),
     )
 
 
@@ -327,6 +343,63 @@ def _kms_key(values: Mapping[str, str | None]) -> str | None:
             "must be an alias (alias/NAME) that exists in both regions, or a multi-Region key id "
             "(mrk-...) replicated to both: KMS keys are regional and the stack spans two regions",
         )
+    return raw
+
+
+API_AUTH_VALUES = ("iam", "jwt")
+_ORIGIN_RE = re.compile(r"^(\*|https?://[a-zA-Z0-9.-]+(:\d{1,5})?)$")
+
+
+def _api(values: Mapping[str, str | None]) -> dict[str, object]:
+    """The APIs' settings; JWT_* are required with API_AUTH=jwt and refused without it."""
+    auth = (values["API_AUTH"] or "").lower()
+    if auth not in API_AUTH_VALUES:
+        raise ConfigError("API_AUTH", values["API_AUTH"] or "", "must be iam (SigV4) or jwt")
+    jwt_keys = ("JWT_ISSUER", "JWT_AUDIENCE", "JWT_LOGIN_URL")
+    if auth == "iam":
+        for key in jwt_keys:
+            if values[key] is not None:
+                raise ConfigError(key, values[key] or "", "is used only with API_AUTH=jwt")
+        issuer, audience, login = None, (), None
+    else:
+        issuer = _https_url(values, "JWT_ISSUER", required=True)
+        audience = _listed(values, "JWT_AUDIENCE")
+        if not audience:
+            raise ConfigError("JWT_AUDIENCE", "", "is required with API_AUTH=jwt: the client ids tokens are issued to")
+        login = _https_url(values, "JWT_LOGIN_URL", required=False)
+    origins = _listed(values, "CORS_ORIGINS")
+    for origin in origins:
+        if not _ORIGIN_RE.match(origin):
+            raise ConfigError(
+                "CORS_ORIGINS", origin, "must be * or origins such as https://app.example.com, comma-separated"
+            )
+    return {
+        "api_auth": auth,
+        "jwt_issuer": issuer,
+        "jwt_audience": audience,
+        "jwt_login_url": login,
+        "cors_origins": origins,
+        "api_throttle_burst": _int_in_range(values, "API_THROTTLE_BURST", 0, 5000),
+        "api_throttle_rate": _int_in_range(values, "API_THROTTLE_RATE", 0, 10000),
+    }
+
+
+def _listed(values: Mapping[str, str | None], key: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (values[key] or "").split(",") if part.strip())
+
+
+def _https_url(values: Mapping[str, str | None], key: str, required: bool) -> str | None:
+    raw = values[key]
+    if raw is None:
+        if required:
+            raise ConfigError(key, "", "is required with API_AUTH=jwt")
+        return None
+    parsed = urlparse(raw)
+    # API Gateway accepts only an https issuer; the sandbox's local issuer is http on loopback
+    if not parsed.netloc or not (
+        parsed.scheme == "https" or (parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost"))
+    ):
+        raise ConfigError(key, raw, "must be an https URL such as https://cognito-idp.us-east-1.amazonaws.com/POOL_ID")
     return raw
 
 
