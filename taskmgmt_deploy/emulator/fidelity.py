@@ -11,6 +11,7 @@ from moto.moto_api._internal.models import MotoAPIBackend
 
 from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.emulator.account import AccountFidelity
+from taskmgmt_deploy.emulator.apigateway import ApiGatewayFidelity
 from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFidelity
 from taskmgmt_deploy.emulator.cloudwatch import CloudWatchFidelity
 from taskmgmt_deploy.emulator.dsql import Authorization, ClusterStorage, DsqlFidelity
@@ -81,7 +82,7 @@ class Fidelity:
         self.account = AccountFidelity(s.dsql_multi_region_clusters)
         self.s3 = S3Fidelity(self.clock, s.s3_conflict_window, lock)
         self._parts: list[Part] = [self.dsql, self.iam, self.awslambda, self.events, self.sqs, self.sns]
-        self._parts += [self.cloudwatch, self.account, KmsFidelity(), LogsFidelity(), self.s3]
+        self._parts += [self.cloudwatch, self.account, KmsFidelity(), LogsFidelity(), self.s3, ApiGatewayFidelity()]
         self._patches = Patches()
 
     @property
