@@ -159,4 +159,4 @@ def test_deploy_applies_the_schema_and_the_function_role(aws, runtime, cli, data
         assert conn.execute("SELECT has_table_privilege('taskmgmt_app', 'public.tasks', 'UPDATE')").fetchone()[0]
     status = json.loads(cli("status", "--json").out)
     schema = next(r for r in status["resources"] if r["kind"] == "db_schema")
-    assert (schema["health"], schema["state"]) == ("ok", "at 0004")
+    assert (schema["health"], schema["state"]) == ("ok", "at 0005")
