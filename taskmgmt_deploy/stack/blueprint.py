@@ -56,6 +56,8 @@ HTTP_STAGE = "$default"
 PAYLOAD_FORMAT = "2.0"
 NOTIFICATION_SOURCE = "task.management.notifications"
 NOTIFICATION_DETAIL_TYPE = "Task Notification"
+STAGE_VARIABLE_WEBSOCKET_URL = "websocketUrl"
+STAGE_VARIABLE_REGION = "region"
 CORS_HEADERS = ("authorization", "content-type", "if-match", "x-amz-date", "x-amz-security-token")
 CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 ACCESS_LOG_FORMAT = (
@@ -516,19 +518,14 @@ def websocket_api_key(region: str) -> str:
 
 
 def _apis(stack: StackConfig, region: str) -> list[Resource]:
-    """The HTTP API, its access-log group, and the WebSocket API whose URL the HTTP API's stage
-    passes to the function (stage variables: no cycle function -> APIs -> function)."""
+    """The HTTP API and the WebSocket API, whose URL the HTTP API's stage passes to the function
+    (stage variables: no cycle function -> APIs -> function). The HTTP API's access logs go to the
+    function's log group, made before both with the configured retention (and key): one group per
+    region holds each request and what the function did with it, and the deployer's policy names
+    no other group. WebSocket access logs would need the account-wide API Gateway logging role."""
     fn = function_name(stack)
     function = {"function_arn": Ref(_key("lambda_function", "task-processor", region), "arn"), "function_name": fn}
     throttle = {"burst": stack.api_throttle_burst, "rate": stack.api_throttle_rate}
-    logs = _res(
-        stack,
-        "log_group",
-        "api-access",
-        region,
-        f"/aws/apigateway/{stack.name('tasks')}",
-        {"retention_days": stack.log_retention_days, **_kms(stack, region)},
-    )
     connect = "AWS_IAM" if stack.api_auth == "iam" else "NONE"  # with jwt the function checks ?token=
     live = _res(
         stack,
@@ -564,12 +561,12 @@ def _apis(stack: StackConfig, region: str) -> list[Resource]:
             **({"cors": _cors(stack)} if stack.cors_origins else {}),
             "stage": HTTP_STAGE,
             "throttle": throttle,
-            "access_log_arn": Ref(logs.key, "arn"),
+            "access_log_arn": Ref(_key("log_group", "task-processor", region), "arn"),
             "access_log_format": ACCESS_LOG_FORMAT,
-            "stage_variables": {"websocketUrl": Ref(live.key, "url"), "region": region},
+            "stage_variables": {STAGE_VARIABLE_WEBSOCKET_URL: Ref(live.key, "url"), STAGE_VARIABLE_REGION: region},
         },
     )
-    return [logs, live, http]
+    return [live, http]
 
 
 def _http_routes(stack: StackConfig) -> dict[str, str]:

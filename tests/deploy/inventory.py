@@ -155,7 +155,7 @@ def expected(
         "targets": [(r, name, "task-processor") for r in REGIONS for name in (rule, broadcast)],
         "queues": [(r, q) for r in REGIONS for q in queues],
         "queue_policies": [(r, q) for r in REGIONS for q in (queues[0], queues[2])],
-        "log_groups": [(r, g) for r in REGIONS for g in (f"/aws/lambda/{fn}", f"/aws/apigateway/{stack}-tasks")],
+        "log_groups": [(r, f"/aws/lambda/{fn}") for r in REGIONS],
         "alarms": [(r, a) for r in REGIONS for a in alarms] + cluster_alarms,
         "topics": [(r, f"{stack}-alarms") for r in REGIONS],
         "subscriptions": [(r, f"{stack}-alarms", "email", email) for r in REGIONS if email],

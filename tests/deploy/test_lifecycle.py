@@ -91,7 +91,7 @@ def test_status_table_marks_drift_and_exits_1(aws, runtime, cli, clock):
     result = cli("status")
     assert result.code == 1
     assert "metric_alarm:function-errors" in result.out and "missing" in result.out
-    assert "1 of 67 resources missing or drifted" in result.err
+    assert "1 of 65 resources missing or drifted" in result.err
 
 
 def test_a_permission_changed_by_hand_is_replaced_not_duplicated(aws, runtime, cli, clock):
@@ -175,7 +175,7 @@ def test_a_damaged_manifest_is_never_overwritten_and_can_be_rebuilt(aws, runtime
 
     rebuilt = cli("status", "--rebuild")
     assert rebuilt.code == 0, rebuilt.out + rebuilt.err
-    assert "rebuilt the manifest from 67 live resources" in rebuilt.err
+    assert "rebuilt the manifest from 65 live resources" in rebuilt.err
     assert next(iter((tmp_path / ".taskmgmt").glob("dev.json.replaced-*"))).read_text() == damaged
     calls.clear()
     assert cli("deploy", "--yes").code == 0

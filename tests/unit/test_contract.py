@@ -45,6 +45,25 @@ def test_the_function_and_the_deployer_agree():
     assert migrate.APP_ROLE == contract.DB_APP_ROLE
 
 
+def test_the_apis_route_what_the_function_serves_and_pass_what_it_reads(monkeypatch):
+    """Every route the handler serves is a route of the HTTP API (and nothing else is, but the
+    board's); the stage variables and the broadcast rule's pattern are the function's names."""
+    monkeypatch.syspath_prepend(str(lambda_dir()))
+    from task_processor import api
+
+    contract = _lambda_module("contract")
+    served = {f"{method} /{'/'.join(shape)}" for shape, methods in api.ROUTES.items() for method in methods}
+    assert served - set(blueprint.BOARD_ROUTES) == set(blueprint.TASK_ROUTES)
+    assert (blueprint.STAGE_VARIABLE_WEBSOCKET_URL, blueprint.STAGE_VARIABLE_REGION) == (
+        contract.STAGE_VARIABLE_WEBSOCKET_URL,
+        contract.STAGE_VARIABLE_REGION,
+    )
+    assert (blueprint.NOTIFICATION_SOURCE, blueprint.NOTIFICATION_DETAIL_TYPE) == (
+        contract.NOTIFICATION_SOURCE,
+        contract.NOTIFICATION_DETAIL_TYPE,
+    )
+
+
 def _environment(tmp_path, env: dict[str, str]) -> dict[str, object]:
     stack = load_settings(env, {}, tmp_path).stack
     return next(r for r in blueprint.build(stack) if r.kind == "lambda_function").spec["environment"]
