@@ -97,19 +97,9 @@ def statement(suffix: str) -> Callable[[Call], bool]:
     return lambda call: str(call.params.get("StatementId", "")).endswith(suffix)
 
 
-def api_of(kind: str) -> Callable[[Call], bool]:
-    """A call on an API that the manifest (of any environment) records as of `kind`."""
-
-    def recorded(call: Call) -> bool:
-        ids = {
-            r["outputs"].get("id")
-            for path in Path(".taskmgmt").glob("*.json")
-            for r in json.loads(path.read_text())["resources"]
-            if r["kind"] == kind
-        }
-        return call.params.get("ApiId") in ids
-
-    return recorded
+def rule_permission(call: Call) -> bool:
+    """A statement of a lambda_permission (a rule's); the APIs' steps own theirs."""
+    return statement("-task-processing-invoke")(call) or statement("-broadcast-invoke")(call)
 
 
 # A kill after each call a first deploy makes, per kind (the first of several alike).
@@ -128,7 +118,7 @@ DEPLOY_KILLS: dict[str, KillPoint] = {
     "PutRetentionPolicy": KillPoint("log_group", "PutRetentionPolicy"),
     "CreateFunction": KillPoint("lambda_function", "CreateFunction"),
     "PutFunctionEventInvokeConfig": KillPoint("lambda_invoke_config", "PutFunctionEventInvokeConfig"),
-    "AddPermission": KillPoint("lambda_permission", "AddPermission"),
+    "AddPermission": KillPoint("lambda_permission", "AddPermission", when=rule_permission),
     "PutMetricAlarm": KillPoint("metric_alarm", "PutMetricAlarm"),
     "PutDashboard": KillPoint("dashboard", "PutDashboard"),
     "migrations": KillPoint("db_schema", MIGRATIONS),
@@ -170,8 +160,14 @@ UPDATE_KILLS: dict[str, tuple[KillPoint, tuple[str, str]]] = {
         ("lambda_function", "memory"),
     ),
     "TagResource": (KillPoint("lambda_function", "TagResource"), ("lambda_function", "tags")),
-    "RemovePermission": (KillPoint("lambda_permission", "RemovePermission"), ("lambda_permission", "principal")),
-    "AddPermission again": (KillPoint("lambda_permission", "AddPermission"), ("lambda_permission", "principal")),
+    "RemovePermission": (
+        KillPoint("lambda_permission", "RemovePermission", when=rule_permission),
+        ("lambda_permission", "principal"),
+    ),
+    "AddPermission again": (
+        KillPoint("lambda_permission", "AddPermission", when=rule_permission),
+        ("lambda_permission", "principal"),
+    ),
     "SetTopicAttributes policy": (
         KillPoint("sns_topic", "SetTopicAttributes", when=topic_attribute("Policy")),
         ("sns_topic", "policy"),
@@ -212,7 +208,7 @@ DESTROY_KILLS: dict[str, KillPoint] = {
     "DeleteAlarms": KillPoint("metric_alarm", "DeleteAlarms"),
     "DeleteDashboards": KillPoint("dashboard", "DeleteDashboards"),
     "RemoveTargets": KillPoint("event_target", "RemoveTargets"),
-    "RemovePermission": KillPoint("lambda_permission", "RemovePermission"),
+    "RemovePermission": KillPoint("lambda_permission", "RemovePermission", when=rule_permission),
     "DeleteFunctionEventInvokeConfig": KillPoint("lambda_invoke_config", "DeleteFunctionEventInvokeConfig"),
     "SetQueueAttributes policy": KillPoint("sqs_queue_policy", "SetQueueAttributes", when=attribute("Policy")),
     "DeleteRule": KillPoint("event_rule", "DeleteRule"),
@@ -231,7 +227,9 @@ DESTROY_KILLS: dict[str, KillPoint] = {
     "DeleteFunctionConcurrency": KillPoint("lambda_concurrency", "DeleteFunctionConcurrency", options=True),
     "DeleteClusterPolicy": KillPoint("dsql_cluster_policy", "DeleteClusterPolicy", options=True),
     "RemovePermission http": KillPoint("http_api", "RemovePermission", when=statement("-tasks-invoke")),
-    "DeleteApi websocket": KillPoint("websocket_api", "DeleteApi", when=api_of("websocket_api"), options=True),
+    "RemovePermission websocket": KillPoint(
+        "websocket_api", "RemovePermission", when=statement("-live-invoke"), options=True
+    ),
 }
 NO_DESTROY_CALL = {
     "kms_key": "the key is the user's: destroy leaves it (its delete makes no call)",

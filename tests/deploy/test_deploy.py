@@ -121,6 +121,13 @@ def test_outputs_lists_each_region(aws, runtime, cli):
         assert values["cluster_endpoint"].endswith(f".dsql.{region}.on.aws")
         assert values["function_arn"].startswith(f"arn:aws:lambda:{region}:")
         assert values["dlq_url"].endswith(f"{STACK}-task-events-dlq")
+        assert values["broadcast_dlq_url"].endswith(f"{STACK}-broadcast-dlq")
+        # Each API's URL is what GetApi answers (the sandbox points it at its loopback data plane).
+        gateway = boto3.client("apigatewayv2", region_name=region)
+        endpoints = {api["Name"]: api["ApiEndpoint"] for api in gateway.get_apis()["Items"]}
+        assert values["http_api_url"] == endpoints[f"{STACK}-tasks"]
+        assert values["websocket_url"] == endpoints[f"{STACK}-live"] + "/live"
+        assert values["websocket_url"].startswith("wss://") and values["http_api_url"].startswith("https://")
     assert data["dashboard"]["name"] == f"{STACK}-dashboard"
     assert "cloudwatch/home" in data["dashboard"]["url"]
 
