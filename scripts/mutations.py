@@ -41,6 +41,7 @@ CRASH = "tests/deploy/test_crash.py"
 DEPLOY_KILL = f"{CRASH}::test_deploy_killed_after_a_call_returned_converges_and_creates_nothing_twice"
 DRIFT = "tests/deploy/test_drift.py::test_drift_of_one_field_is_reported_alone_and_deploy_repairs_it"
 FIDELITY = "tests/emulator/test_fidelity.py"
+PREFLIGHT = "tests/deploy/test_preflight.py"
 MIGRATIONS = "tests/deploy/test_migrations.py"
 LIMITS = "tests/function/test_limits.py"
 DSQL = "taskmgmt_deploy/emulator/dsql.py"
@@ -689,6 +690,13 @@ EMULATOR += [
         f"{GUARD_RAILS}::test_the_multi_region_cluster_quota_is_enforced_per_region",
     ),
     kinder(
+        "D23",
+        DSQL,
+        '        return None if name == "tags" else getattr(self._cluster, name)',
+        "        return getattr(self._cluster, name)",
+        f"{FIDELITY}::test_dsql_get_cluster_answers_without_tags_which_list_tags_for_resource_gives",
+    ),
+    kinder(
         "L20",
         LAMBDA,
         "        if self.concurrency_limit - others - int(reserved) < UNRESERVED_MINIMUM:",
@@ -865,6 +873,14 @@ EMULATOR += [
 ]
 
 CODE += [
+    one(
+        "tags taken from GetCluster alone",
+        "GetCluster may answer without tags: a cluster created before a crash is not found, and a second is made",
+        "taskmgmt_deploy/aws/finder.py",
+        '    if "tags" in cluster:\n        return dict(cluster["tags"] or {})',
+        '    if True:\n        return dict(cluster.get("tags") or {})',
+        f"{PREFLIGHT}::test_the_stacks_own_cluster_does_not_count_against_the_quota_even_when_get_cluster_omits_tags",
+    ),
     one(
         "the state in S3 is written unconditionally",
         "a run overwrites the manifest another run wrote meanwhile: the other run's resources are forgotten",

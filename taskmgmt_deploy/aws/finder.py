@@ -54,7 +54,7 @@ class TagFinder:
                     cluster = dsql.get_cluster(identifier=summary["identifier"])
                 except dsql.exceptions.ResourceNotFoundException:
                     continue
-                if cluster["status"] not in _GONE and self._matches(cluster.get("tags") or {}):
+                if cluster["status"] not in _GONE and self._matches(cluster_tags(dsql, cluster)):
                     records.append(record_for_arn(cluster["arn"]))
         return [r for r in records if r is not None]
 
@@ -135,3 +135,13 @@ def record_for_arn(arn: str) -> Record | None:
         outputs=outputs,
         depends_on=depends_on,
     )
+
+
+def cluster_tags(dsql: Any, cluster: Mapping[str, Any]) -> dict[str, str]:
+    """GetCluster's `tags` is optional in its output; when it is absent, ask ListTagsForResource."""
+    if "tags" in cluster:
+        return dict(cluster["tags"] or {})
+    try:
+        return dict(dsql.list_tags_for_resource(resourceArn=cluster["arn"]).get("tags") or {})
+    except dsql.exceptions.ResourceNotFoundException:  # deleted between the two calls
+        return {}

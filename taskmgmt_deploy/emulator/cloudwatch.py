@@ -83,9 +83,9 @@ class CloudWatchFidelity:
         returns (alarm name, new state) for each alarm whose state changed, whose actions ran."""
         changed = []
         with self.lock:
-            for regions in cloudwatch_backends.values():
+            for regions in list(cloudwatch_backends.values()):
                 for backend in list(regions.values()):
-                    data = backend.get_all_metrics()
+                    data = _all_metrics(backend)
                     for alarm in list(backend.alarms.values()):
                         state = new_state(alarm, data, at)
                         if state != alarm.state_value:
@@ -189,3 +189,15 @@ def _action_problems(backend: CloudWatchBackend, kwargs: dict[str, Any]) -> list
                     f"{field}: {action} is not an SNS topic of {backend.account_id} in {backend.region_name}"
                 )
     return problems
+
+
+def _all_metrics(backend: CloudWatchBackend, attempts: int = 5) -> list[Any]:
+    """moto computes the AWS metrics (SQS, Lambda...) by walking other services' dicts, which
+    the server's request threads may be changing at that moment: take the snapshot again then."""
+    for attempt in range(attempts):
+        try:
+            return backend.get_all_metrics()
+        except RuntimeError:  # "dictionary changed size during iteration"
+            if attempt == attempts - 1:
+                raise
+    return []

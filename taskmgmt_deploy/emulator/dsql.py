@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from moto.core.exceptions import ServiceException
+from moto.core.responses import ActionResult
 from moto.dsql.exceptions import ConflictException, ResourceNotFoundException, ValidationException
 from moto.dsql.models import AuroraDSQLBackend, Cluster, dsql_backends
+from moto.dsql.responses import AuroraDSQLResponse
 
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.emulator.kms import find_key, usable_by
@@ -444,6 +446,21 @@ class DsqlFidelity:
             ("put_cluster_policy", self.put_policy),
         ):
             patches.around(AuroraDSQLBackend, name, method)
+        patches.around(AuroraDSQLResponse, "get_cluster", _get_cluster_without_tags)
+
+
+def _get_cluster_without_tags(original: Any, response: AuroraDSQLResponse) -> ActionResult:
+    """GetCluster's `tags` is optional in its output: answer without it, so the stack's clusters
+    are known by ListTagsForResource whenever GetCluster is silent (row D23)."""
+    return ActionResult(_Untagged(original(response).result))
+
+
+class _Untagged:
+    def __init__(self, cluster: Any):
+        self._cluster = cluster
+
+    def __getattr__(self, name: str) -> Any:
+        return None if name == "tags" else getattr(self._cluster, name)
 
 
 def _encrypt_with(cluster: Cluster, key_arn: str | None) -> None:

@@ -193,7 +193,9 @@ def deployer_policy(
             ],
             names.each("sns", stack.name("alarms")),
         ),
-        _statement("ReadClusters", ["dsql:GetCluster", "dsql:GetClusterPolicy"], names.clusters()),
+        _statement(
+            "ReadClusters", ["dsql:GetCluster", "dsql:GetClusterPolicy", "dsql:ListTagsForResource"], names.clusters()
+        ),
         _statement(
             "CreateThisEnvironmentsClusters",
             ["dsql:CreateCluster", "dsql:TagResource"],

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from taskmgmt_deploy.aws.errors import error_message
+from taskmgmt_deploy.aws.finder import cluster_tags
 from taskmgmt_deploy.aws.retry import call_with_retry, is_dsql_conflict
 from taskmgmt_deploy.aws.waiting import poll
 from taskmgmt_deploy.core.context import StepContext
@@ -214,7 +215,7 @@ def find_cluster(dsql: Any, key: str, tags: Mapping[str, str]) -> dict[str, Any]
     matches = [
         c
         for c in _all_clusters(dsql)
-        if c["status"] not in GOING and all((c.get("tags") or {}).get(k) == v for k, v in wanted.items())
+        if c["status"] not in GOING and all(cluster_tags(dsql, c).get(k) == v for k, v in wanted.items())
     ]
     return min(matches, key=lambda c: c["creationTime"]) if matches else None
 

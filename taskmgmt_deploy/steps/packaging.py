@@ -28,6 +28,7 @@ from taskmgmt_deploy.errors import TaskmgmtError
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 ELF_MACHINES = {183: "aarch64", 62: "x86_64"}
 SKIPPED_PARTS = {"__pycache__", "bin", "tests"}
+SHIPPED_SUFFIXES = {".py", ".html", ".js", ".css"}  # the code, and the board the function serves at GET /
 
 
 class PackagingError(TaskmgmtError):
@@ -102,9 +103,9 @@ class PackageBuilder:
 
     def _source_files(self) -> Iterator[tuple[str, Path]]:
         root = self.source / "task_processor"
-        for path in sorted(root.rglob("*.py")):
+        for path in sorted(root.rglob("*")):
             relative = path.relative_to(self.source)
-            if not SKIPPED_PARTS & set(relative.parts):
+            if path.is_file() and path.suffix in SHIPPED_SUFFIXES and not SKIPPED_PARTS & set(relative.parts):
                 yield relative.as_posix(), path
 
     def _deps_hash(self) -> str:

@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from taskmgmt_deploy.aws.clients import AwsClients
 from taskmgmt_deploy.aws.errors import error_code, error_message, is_not_found
+from taskmgmt_deploy.aws.finder import cluster_tags
 from taskmgmt_deploy.errors import one_line
 from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import StackConfig
@@ -113,7 +114,7 @@ class _Checks:
                 cluster = self._cluster(dsql, summary["identifier"])
                 if cluster is None:
                     continue
-                tags = cluster.get("tags") or {}
+                tags = cluster_tags(dsql, cluster)
                 if tags.get("taskmgmt:key") == ours and all(tags.get(k) == v for k, v in self.stack.tags().items()):
                     exists = True
                 elif cluster.get("multiRegionProperties") or cluster.get("_unreadable"):

@@ -8,7 +8,7 @@ that do not use TLS. https://docs.aws.amazon.com/AmazonS3/latest/userguide/secur
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -16,8 +16,7 @@ from botocore.exceptions import ClientError
 from taskmgmt_deploy.aws.clients import AwsClients
 from taskmgmt_deploy.aws.errors import error_code
 from taskmgmt_deploy.aws.s3state import ABSENT, refusals, s3_state
-from taskmgmt_deploy.core.manifest import Manifest, manifest_path
-from taskmgmt_deploy.core.state import LocalDocument
+from taskmgmt_deploy.core.manifest import Manifest
 from taskmgmt_deploy.errors import ManifestError, UserError
 from taskmgmt_deploy.stack.config import S3Url, Settings
 from taskmgmt_deploy.stack.policy import state_statements
@@ -87,22 +86,25 @@ def member_statements(settings: Settings, url: S3Url, aws: AwsClients) -> list[d
 
 
 def push(settings: Settings, url: S3Url, aws: AwsClients, force: bool) -> str:
-    """Copy the local manifest to `url`; refuses to replace a remote one unless `force`."""
+    """Copy the local manifest to `url`; refuses to replace a remote one unless `force`. Both
+    locks are held: no local run changes the manifest while it is copied, and no remote one
+    while it is replaced."""
     env = settings.stack.env
-    local = LocalDocument(manifest_path(settings.state_dir, env))
-    text = local.read()
-    if text is None:
-        raise ManifestError(f"no local state to push: {local.where} does not exist")
-    Manifest.load(local)  # a damaged manifest is not pushed
+    local = factory.env_state(replace(settings, state_url=None))
     remote = s3_state(aws.get("s3"), url, env, factory.RUNTIME.clock)
-    with factory.take_lock(settings, "state push", lambda _: None, remote):
-        existing = remote.manifest.read()
-        if existing is not None and not force:
-            raise UserError(
-                f"a state of environment '{env}' already exists at {remote.manifest.where}; nothing was "
-                "changed. Pass --force to replace it (its version stays in `taskmgmt state history`)"
-            )
-        remote.manifest.write(text)()
+    with factory.take_lock(settings, "state push", lambda _: None, local):
+        text = local.manifest.read()
+        if text is None:
+            raise ManifestError(f"no local state to push: {local.manifest.where} does not exist")
+        Manifest.load(local.manifest)  # a damaged manifest is not pushed
+        with factory.take_lock(settings, "state push", lambda _: None, remote):
+            existing = remote.manifest.read()
+            if existing is not None and not force:
+                raise UserError(
+                    f"a state of environment '{env}' already exists at {remote.manifest.where}; nothing was "
+                    "changed. Pass --force to replace it (its version stays in `taskmgmt state history`)"
+                )
+            remote.manifest.write(text)()
     return remote.manifest.where
 
 

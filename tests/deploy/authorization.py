@@ -301,6 +301,7 @@ RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
         "ListClusters": _star("dsql:ListClusters"),
         "GetCluster": _one("dsql:GetCluster", cluster),
         "GetClusterPolicy": _one("dsql:GetClusterPolicy", cluster),
+        "ListTagsForResource": _one("dsql:ListTagsForResource", lambda call: call.params["resourceArn"]),
         "CreateCluster": _create_cluster,
         "UpdateCluster": _update_cluster,
         **{op: _dsql_change(f"dsql:{op}") for op in ("DeleteCluster", "PutClusterPolicy", "DeleteClusterPolicy")},

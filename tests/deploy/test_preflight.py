@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from taskmgmt_deploy.emulator.fidelity import FidelitySettings
+from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import load_settings
 from taskmgmt_deploy.stack.policy import deployer_policy
 from tests.conftest import READ_PREFIXES
@@ -178,3 +179,20 @@ def test_no_credentials_is_one_line_and_exit_2(cli, monkeypatch):
     result = cli("preflight")
     assert result.code == 2 and result.out == ""
     assert len(result.err.strip().splitlines()) == 1 and "no AWS credentials found" in result.err
+
+
+def test_the_stacks_own_cluster_does_not_count_against_the_quota_even_when_get_cluster_omits_tags(
+    aws, runtime, cli, clock, tmp_path
+):
+    """GetCluster may answer without `tags` (row D23): the check asks ListTagsForResource."""
+    stack = load_settings({}, {}, tmp_path).stack
+    east = boto3.client("dsql", region_name="us-east-1")
+    tags = {**stack.tags(), "taskmgmt:key": blueprint.cluster_key(stack, "us-east-1")}
+    ours = east.create_cluster(
+        deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": "us-east-2"}, tags=tags
+    )
+    east.create_cluster(deletionProtectionEnabled=False, multiRegionProperties={"witnessRegion": "us-east-2"})
+    clock.advance(aws.settings.dsql_listing)
+    assert "tags" not in east.get_cluster(identifier=ours["identifier"])
+    line = next(line for line in cli("preflight").out.splitlines() if "DSQL quota us-east-1:" in line)
+    assert "1 of 2 multi-Region clusters used" in line and "needs 0 more" in line, line

@@ -263,6 +263,25 @@ def test_push_moves_a_local_state_to_s3_and_refuses_to_replace_one_and_pull_copi
     assert cli("state", "pull", "--state", STATE).code == 2  # the copy exists: not overwritten
 
 
+def test_push_waits_for_no_local_run_it_is_refused_while_one_holds_the_local_lock(
+    aws, runtime, cli, bucket, tmp_path, monkeypatch
+):
+    from taskmgmt_deploy.core.lock import EnvLock
+    from taskmgmt_deploy.core.manifest import Manifest
+    from taskmgmt_deploy.core.state import LocalDocument
+    from taskmgmt_deploy.stack.config import load_settings
+
+    monkeypatch.delenv("TASKMGMT_STATE")
+    local = tmp_path / ".taskmgmt" / "dev.json"
+    config = load_settings({}, {}, tmp_path).stack
+    Manifest(store=LocalDocument(local), env="dev", account_id="123456789012", config=config).save()
+    with EnvLock(tmp_path / ".taskmgmt" / "dev.lock", "dev") as held:
+        held.acquire("deploy")
+        refused = cli("state", "push", "--to", STATE)
+    assert refused.code == 2 and "deploy" in refused.err, refused.err
+    assert s3().list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
 # -- two machines: two working directories and two processes, one emulator -----------------------
 # The emulator is a moto server in this test process; the other machine is a forked process in
 # its own directory, stopped at its first CreateCluster (the lock held, the intent recorded).

@@ -732,3 +732,11 @@ def test_dsql_a_pair_shares_storage_made_with_it_and_released_with_its_last_clus
     assert status(east, a) == "PENDING_DELETE" and len(storage.calls) == 2  # the pair still serves through b
     west.delete_cluster(identifier=b)
     assert sorted(storage.calls[2:]) == sorted([("deleted", ea, []), ("deleted", eb, [])])  # in either order
+
+
+def test_dsql_get_cluster_answers_without_tags_which_list_tags_for_resource_gives(aws):
+    """D23"""
+    east, _ = dsql_clients()
+    created = east.create_cluster(deletionProtectionEnabled=False, tags={"team": "a"})
+    assert "tags" not in east.get_cluster(identifier=created["identifier"])
+    assert east.list_tags_for_resource(resourceArn=created["arn"])["tags"] == {"team": "a"}

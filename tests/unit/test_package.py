@@ -44,6 +44,7 @@ def test_arm64_package_layout_and_size(arm64_package):
     with zipfile.ZipFile(arm64_package.path) as archive:
         names = archive.namelist()
     assert "task_processor/handler.py" in names
+    assert {f"task_processor/board/{name}" for name in ("index.html", "board.js", "board.css")} <= set(names)
     assert any(name.startswith("psycopg/") for name in names)
     assert any(name.startswith("psycopg_binary/") for name in names)
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
