@@ -20,6 +20,13 @@ class BadRequest(TaskError):
     code = "invalid_request"
 
 
+class Unauthorized(TaskError):
+    """A WebSocket $connect without a valid token (API_AUTH=jwt): the connection is refused."""
+
+    status = 401
+    code = "unauthorized"
+
+
 class PayloadTooLarge(TaskError):
     status = 413
     code = "payload_too_large"

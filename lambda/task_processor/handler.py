@@ -1,7 +1,7 @@
 """Lambda entry point: task_processor.handler.lambda_handler. It only delegates.
 
-The database connection and the notifier live at module level, so warm invocations
-reuse them.
+The database connection, the notifier and the management API clients live at module level,
+so warm invocations reuse them.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import logging
 import uuid
 from typing import Any
 
-from task_processor import api, events, observability
+from task_processor import api, events, live, observability
 from task_processor.app import TaskApp
 from task_processor.db import from_environment
 from task_processor.errors import BadRequest
 from task_processor.notify import Notifier
 
 _app: TaskApp | None = None
+_live: live.LiveApp | None = None
 
 
 def app() -> TaskApp:
@@ -26,11 +27,20 @@ def app() -> TaskApp:
     return _app
 
 
+def live_app() -> live.LiveApp:
+    global _live  # noqa: PLW0603 - as app(): one per execution environment, sharing its database
+    if _live is None:
+        _live = live.LiveApp.from_environment(app().db)
+    return _live
+
+
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
     with observability.invocation(request_id):
         if events.is_event(event):
             return events.handle(event, app())  # raises on transient failures: Lambda retries
+        if live.is_websocket(event):
+            return live_app().handle(event)
         if api.is_http(event):
             return api.handle(event, app(), request_id)
         observability.log_fields(

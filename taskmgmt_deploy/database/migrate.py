@@ -35,6 +35,8 @@ APP_GRANTS = {
     "tasks": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "task_updates": ("SELECT", "INSERT", "DELETE"),
     "processed_events": ("SELECT", "INSERT"),
+    "connections": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "subscriptions": ("SELECT", "INSERT", "DELETE"),
 }
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 MIGRATIONS_TABLE = (

@@ -21,6 +21,10 @@ TASK_DETAIL_TYPES = ("Task Created", "Task Updated", "Task Completed")
 ENV_DSQL_ENDPOINT = "DSQL_ENDPOINT"
 ENV_EVENT_BUS = "EVENT_BUS_NAME"
 ENV_STACK = "TASKMGMT_STACK"
+ENV_API_AUTH = "API_AUTH"
+ENV_JWT_ISSUER = "JWT_ISSUER"
+ENV_JWT_AUDIENCE = "JWT_AUDIENCE"
+ENV_JWT_LOGIN_URL = "JWT_LOGIN_URL"
 
 RULE_RETRY = {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 3600}
 ASYNC_RETRIES = 2
@@ -333,6 +337,7 @@ def _function(stack: StackConfig, region: str, logs_key: str, bus: str) -> Resou
                 ENV_DSQL_ENDPOINT: Ref(cluster_key(stack, region), "endpoint"),
                 ENV_EVENT_BUS: bus,
                 ENV_STACK: stack.stack_name,
+                **_auth_environment(stack),
             },
             "logging": {
                 "LogFormat": "JSON",
@@ -342,6 +347,17 @@ def _function(stack: StackConfig, region: str, logs_key: str, bus: str) -> Resou
             },
         },
     )
+
+
+def _auth_environment(stack: StackConfig) -> dict[str, str]:
+    """What $connect needs to check a token itself (WebSocket APIs have no JWT authorizer)."""
+    env = {ENV_API_AUTH: stack.api_auth}
+    if stack.api_auth == "jwt":
+        env[ENV_JWT_ISSUER] = stack.jwt_issuer or ""
+        env[ENV_JWT_AUDIENCE] = ",".join(stack.jwt_audience)
+        if stack.jwt_login_url:
+            env[ENV_JWT_LOGIN_URL] = stack.jwt_login_url
+    return env
 
 
 def _dlq_policy(queue_arn: Ref, rule_arn: Ref) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Any
 
 import boto3
 
+from taskmgmt_deploy.aws.finder import cluster_tags
+
 REGIONS = ("us-east-1", "us-west-2")
 
 
@@ -56,19 +58,7 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
     ]
     for region in REGIONS:
         dsql = client("dsql", region)
-        for summary in dsql.list_clusters()["clusters"]:
-            try:
-                cluster = dsql.get_cluster(identifier=summary["identifier"])
-            except dsql.exceptions.ResourceNotFoundException:
-                continue
-            if (cluster.get("tags") or {}).get("taskmgmt:env") == stack.rsplit("-", 1)[-1]:
-                key = cluster["tags"].get("taskmgmt:key")
-                found["clusters"].append((region, key, cluster["status"]))
-                try:
-                    dsql.get_cluster_policy(identifier=cluster["identifier"])
-                    found["cluster_policies"].append((region, key))
-                except dsql.exceptions.ResourceNotFoundException:
-                    pass
+        _clusters(dsql, region, stack.rsplit("-", 1)[-1], found)
         lam = client("lambda", region)
         for fn in lam.list_functions()["Functions"]:
             found["functions"].append((region, fn["FunctionName"]))
@@ -170,3 +160,20 @@ def expected(
 
 def empty() -> dict[str, list[Any]]:
     return {key: [] for key in expected()}
+
+
+def _clusters(dsql: Any, region: str, env: str, found: dict[str, list[Any]]) -> None:
+    for summary in dsql.list_clusters()["clusters"]:
+        try:
+            cluster = dsql.get_cluster(identifier=summary["identifier"])
+        except dsql.exceptions.ResourceNotFoundException:
+            continue
+        tags = cluster_tags(dsql, cluster)
+        if tags.get("taskmgmt:env") == env:
+            key = tags.get("taskmgmt:key")
+            found["clusters"].append((region, key, cluster["status"]))
+            try:
+                dsql.get_cluster_policy(identifier=cluster["identifier"])
+                found["cluster_policies"].append((region, key))
+            except dsql.exceptions.ResourceNotFoundException:
+                pass

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 
 from taskmgmt_deploy.aws.clients import AwsClients
+from taskmgmt_deploy.aws.finder import cluster_tags
 from taskmgmt_deploy.core.models import Observed, Resource, refs_in, resolve_refs
 from taskmgmt_deploy.core.step import Step
 from taskmgmt_deploy.stack import blueprint
@@ -141,7 +142,7 @@ class Hand:
         dsql = self.client("dsql", key)
         for summary in dsql.list_clusters()["clusters"]:
             cluster = dsql.get_cluster(identifier=summary["identifier"])
-            if (cluster.get("tags") or {}).get("taskmgmt:key") == key:
+            if cluster_tags(dsql, cluster).get("taskmgmt:key") == key:
                 return cluster
         raise AssertionError(f"no live cluster for {key}")
 

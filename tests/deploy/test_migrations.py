@@ -28,7 +28,7 @@ DDL = re.compile(r"^\s*(create|alter|drop|grant|revoke|comment)\b", re.IGNORECAS
 def test_every_statement_in_sql_runs_on_dsql():
     # docs/pessimistic-emulation.md row Q10
     migrations = load_migrations(sql_dir())
-    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004"]
+    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004", "0005"]
     assert check_migrations(migrations) == []
 
 
@@ -89,7 +89,7 @@ def test_migrations_apply_once_and_a_second_run_does_nothing(database_url, monke
         indexes = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'tasks'")}
         assert {"tasks_created_idx", "tasks_status_idx", "tasks_assigned_to_idx", "tasks_project_idx"} <= indexes
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == ["0001", "0002", "0003", "0004"]
+        assert versions == ["0001", "0002", "0003", "0004", "0005"]
 
 
 def test_a_changed_migration_is_refused(database_url, tmp_path: Path):
@@ -295,12 +295,12 @@ def test_dsql_flow_one_statement_per_transaction_async_indexes_and_iam_mapping(d
     for entry in changes:  # each alone between BEGIN and COMMIT
         index = log.index(entry)
         assert (log[index - 1], log[index + 1]) == ("BEGIN", "COMMIT"), entry
-    assert len([entry for entry in log if "INDEX ASYNC" in entry]) == 5
+    assert len([entry for entry in log if "INDEX ASYNC" in entry]) == len(INDEXES)
     assert f"AWS IAM GRANT \"{APP_ROLE}\" TO '{ROLE_ARN}'" in log
     assert any(entry.startswith('GRANT SELECT, INSERT, UPDATE, DELETE ON "tasks"') for entry in log)
     assert any(entry.startswith('GRANT SELECT, INSERT ON "processed_events"') for entry in log)
     assert not any('schema_migrations" TO' in entry for entry in log)
-    assert recorded(database_url) == ["0001", "0002", "0003", "0004"]
+    assert recorded(database_url) == ["0001", "0002", "0003", "0004", "0005"]
     stand_in.log.clear()
     assert dsql_migrator(stand_in, clock).apply() == []
     assert not any(entry.startswith(("CREATE", "GRANT", "AWS IAM", "INSERT", "DELETE")) for entry in stand_in.log)
@@ -346,7 +346,7 @@ def test_dsql_conflicts_during_migration_are_retried(database_url, clock):
     # docs/pessimistic-emulation.md row Q9
     stand_in = StandIn(database_url, polls=0, conflicts=3)
     dsql_migrator(stand_in, clock).apply()
-    assert stand_in.conflicts == 0 and recorded(database_url) == ["0001", "0002", "0003", "0004"]
+    assert stand_in.conflicts == 0 and recorded(database_url) == ["0001", "0002", "0003", "0004", "0005"]
 
 
 def test_the_stand_in_refuses_two_ddl_statements_or_ddl_with_dml_in_one_transaction(database_url):
@@ -377,10 +377,10 @@ def test_each_index_job_is_polled_in_short_statements_until_it_completes(databas
     assert all(log[i - 1] != "BEGIN" for i in polls)  # each poll is its own statement, outside any transaction
     last_poll = max(polls)
     record = next(
-        i for i, entry in enumerate(log) if entry.startswith("INSERT INTO schema_migrations") and "'0004'" in entry
+        i for i, entry in enumerate(log) if entry.startswith("INSERT INTO schema_migrations") and "'0005'" in entry
     )
     assert record > last_poll  # recorded only after its last index job completed
-    assert clock.slept == pytest.approx(5 * (1 + 2 + 4 + 8))  # one growing wait per 'submitted'/'processing'
+    assert clock.slept == pytest.approx(len(INDEXES) * (1 + 2 + 4 + 8))  # one growing wait per 'submitted'/'processing'
     assert "index job" in progress[progress.index("applying 0004_create_indexes") + 1]
     assert any(line.endswith(": processing, 1 s") for line in progress)
     assert sum(line.startswith("index tasks_") for line in progress) == 4
@@ -401,7 +401,7 @@ def test_a_failed_index_job_stops_the_migration_with_its_id_and_reason_on_every_
         admin.execute("DROP INDEX tasks_status_idx")  # what the message tells the user to do
     stand_in.failing.clear()
     dsql_migrator(stand_in, clock).apply()
-    assert recorded(database_url) == ["0001", "0002", "0003", "0004"]
+    assert recorded(database_url) == ["0001", "0002", "0003", "0004", "0005"]
 
 
 def test_a_build_that_outlives_the_wait_is_waited_for_again_by_the_next_run(database_url, clock):
@@ -415,7 +415,7 @@ def test_a_build_that_outlives_the_wait_is_waited_for_again_by_the_next_run(data
     stand_in.polls = stand_in.jobs["job001tasks_cr"].polls_left = 2  # builds take a few looks from now on
     progress: list[str] = []
     dsql_migrator(stand_in, clock, progress, index_wait=600).apply()
-    assert recorded(database_url) == ["0001", "0002", "0003", "0004"]
+    assert recorded(database_url) == ["0001", "0002", "0003", "0004", "0005"]
     assert "index tasks_created_idx built (job job001tasks_cr)" in progress
     assert len(stand_in.jobs) == len(INDEXES)  # the rerun submitted no second build of the first index
 
@@ -444,7 +444,7 @@ def test_a_rerun_after_a_crash_mid_wait_finds_the_still_running_job(database_url
         ).apply()
     assert recorded(database_url) == ["0001", "0002", "0003"]
     dsql_migrator(stand_in, clock).apply()
-    assert recorded(database_url) == ["0001", "0002", "0003", "0004"]
+    assert recorded(database_url) == ["0001", "0002", "0003", "0004", "0005"]
     assert stand_in.polls_of("tasks_created_idx") == [7]  # the same job, polled on to completion
 
 
@@ -464,6 +464,8 @@ INDEXES = (
     "tasks_assigned_to_idx",
     "tasks_project_idx",
     "task_updates_task_idx",
+    "subscriptions_connection_idx",
+    "connections_expires_idx",
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,27 @@ def schema_url(database_url: str) -> str:
     return database_url
 
 
+@pytest.fixture(scope="module")
+def shared_schema_url(pg_server: Any) -> str:
+    """One migrated database for a whole module (creating and migrating one costs about a
+    second); tests that use it start by emptying the tables they use (see live_url)."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = pg_server.get_uri().replace("/postgres?", f"/{name}?")
+    Migrator(from_url(url), load_migrations(sql_dir()), dsql=False, role_arn=None).apply()
+    return url
+
+
+@pytest.fixture
+def live_url(shared_schema_url: str) -> str:
+    """The module's database, emptied, as the function's role."""
+    with psycopg.connect(shared_schema_url, autocommit=True) as conn:
+        for table in ("subscriptions", "connections", "task_updates", "tasks", "processed_events"):
+            conn.execute(f"DELETE FROM {table}")
+    return shared_schema_url.replace("postgres:@", "taskmgmt_app:@")
+
+
 @pytest.fixture
 def app_url(schema_url: str) -> str:
     """The same database, as the least-privileged role the function uses."""
@@ -225,3 +247,82 @@ def task_event(kind: str, detail: dict[str, Any], event_id: str = "evt-1") -> di
 
 def send_event(app: TaskApp, event: dict[str, Any]) -> dict[str, Any]:
     return events.handle(event, app)
+
+
+class FakeManagement:
+    """Every region's management API at once: records posts per (endpoint, connection id);
+    connections can be gone (410), failing (500) or slow (blocked until released)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, str, str, dict[str, Any]]] = []  # endpoint, region, connection id, message
+        self.gone: set[str] = set()
+        self.failing: set[str] = set()
+        self.slow: dict[str, threading.Event] = {}
+        self.clients: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def client(self, endpoint: str, region: str) -> Any:
+        self.clients.append((endpoint, region))
+        return _FakeClient(self, endpoint, region)
+
+    def received(self, connection_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [message for _, _, cid, message in self.posts if cid == connection_id]
+
+
+class _FakeClient:
+    def __init__(self, fake: FakeManagement, endpoint: str, region: str):
+        self.fake, self.endpoint, self.region = fake, endpoint, region
+
+    def post_to_connection(self, ConnectionId: str, Data: bytes) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        gate = self.fake.slow.get(ConnectionId)
+        if gate is not None:
+            gate.wait(timeout=10)
+        for ids, code, status in (
+            (self.fake.gone, "GoneException", 410),
+            (self.fake.failing, "InternalServerError", 500),
+        ):
+            if ConnectionId in ids:
+                error = {"Error": {"Code": code, "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": status}}
+                raise ClientError(error, "PostToConnection")
+        assert len(Data) <= 128 * 1024  # botocore's limit on Data
+        with self.fake.lock:
+            self.fake.posts.append((self.endpoint, self.region, ConnectionId, json.loads(Data)))
+        return {}
+
+
+def ws_event(
+    route: str,
+    connection_id: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+    domain: str = "abc123.execute-api.us-east-1.amazonaws.com",
+    stage: str = "live",
+) -> dict[str, Any]:
+    """An API Gateway WebSocket request as the Lambda proxy integration sends it."""
+    kinds = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}
+    event: dict[str, Any] = {
+        "requestContext": {
+            "routeKey": route,
+            "eventType": kinds.get(route, "MESSAGE"),
+            "connectionId": connection_id,
+            "domainName": domain,
+            "stage": stage,
+            "apiId": domain.split(".", maxsplit=1)[0],
+            "messageDirection": "IN",
+            "identity": {"sourceIp": "203.0.113.9"},
+        },
+        "isBase64Encoded": False,
+    }
+    if query is not None:
+        event["queryStringParameters"] = query
+    if body is not None:
+        event["body"] = body if isinstance(body, str) else json.dumps(body)
+    return event
+
+
+@pytest.fixture
+def management() -> FakeManagement:
+    return FakeManagement()

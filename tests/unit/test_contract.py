@@ -26,23 +26,54 @@ def _lambda_module(name: str):
     return module
 
 
+ENV_NAMES = (
+    "ENV_DSQL_ENDPOINT",
+    "ENV_EVENT_BUS",
+    "ENV_STACK",
+    "ENV_API_AUTH",
+    "ENV_JWT_ISSUER",
+    "ENV_JWT_AUDIENCE",
+    "ENV_JWT_LOGIN_URL",
+)
+
+
 def test_the_function_and_the_deployer_agree():
     contract = _lambda_module("contract")
-    assert (blueprint.ENV_DSQL_ENDPOINT, blueprint.ENV_EVENT_BUS, blueprint.ENV_STACK) == (
-        contract.ENV_DSQL_ENDPOINT,
-        contract.ENV_EVENT_BUS,
-        contract.ENV_STACK,
-    )
+    assert [getattr(blueprint, name) for name in ENV_NAMES] == [getattr(contract, name) for name in ENV_NAMES]
     assert blueprint.EVENT_SOURCE == contract.EVENT_SOURCE
     assert list(blueprint.TASK_DETAIL_TYPES) == list(contract.DETAIL_TYPES)
     assert migrate.APP_ROLE == contract.DB_APP_ROLE
 
 
+def _environment(tmp_path, env: dict[str, str]) -> dict[str, object]:
+    stack = load_settings(env, {}, tmp_path).stack
+    return next(r for r in blueprint.build(stack) if r.kind == "lambda_function").spec["environment"]
+
+
 def test_the_function_gets_exactly_the_environment_it_reads(tmp_path):
     contract = _lambda_module("contract")
-    stack = load_settings({}, {}, tmp_path).stack
-    function = next(r for r in blueprint.build(stack) if r.kind == "lambda_function")
-    assert set(function.spec["environment"]) == {contract.ENV_DSQL_ENDPOINT, contract.ENV_EVENT_BUS, contract.ENV_STACK}
+    environment = _environment(tmp_path, {})
+    assert set(environment) == {contract.ENV_DSQL_ENDPOINT, contract.ENV_EVENT_BUS, contract.ENV_STACK, "API_AUTH"}
+    assert environment[contract.ENV_API_AUTH] == "iam"
+
+
+def test_with_jwt_the_function_gets_the_issuer_and_audiences_to_check_tokens_itself(tmp_path):
+    contract = _lambda_module("contract")
+    jwt = {
+        "API_AUTH": "jwt",
+        "JWT_ISSUER": "https://issuer.example.com/pool",
+        "JWT_AUDIENCE": "app-1, app-2",
+        "JWT_LOGIN_URL": "https://login.example.com/",
+    }
+    environment = _environment(tmp_path, jwt)
+    assert {key: environment[key] for key in jwt} == {
+        contract.ENV_API_AUTH: "jwt",
+        contract.ENV_JWT_ISSUER: "https://issuer.example.com/pool",
+        contract.ENV_JWT_AUDIENCE: "app-1,app-2",
+        contract.ENV_JWT_LOGIN_URL: "https://login.example.com/",
+    }
+    del jwt["JWT_LOGIN_URL"]
+    assert contract.ENV_JWT_LOGIN_URL not in _environment(tmp_path, jwt)
 
 
 def test_the_handler_string_names_a_real_function():
@@ -75,7 +106,7 @@ def test_the_function_imports_only_what_its_package_or_runtime_has():
     import sys
 
     stdlib = set(sys.stdlib_module_names)
-    assert third_party - stdlib == {"psycopg", "boto3"}  # boto3 comes with the Lambda runtime
+    assert third_party - stdlib <= {"psycopg", "boto3", "botocore"}  # boto3 and botocore come with the runtime
 
 
 def test_serve_refuses_an_oversized_body_with_the_functions_own_answer(monkeypatch):
