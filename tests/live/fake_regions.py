@@ -34,8 +34,10 @@ class Hub:
     sockets: dict[Any, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # what each connection asked for (its ?token=)
 
     def serve(self, connection: Any) -> None:
+        self.paths.append(connection.request.path)
         try:
             for raw in connection:
                 message = json.loads(raw)
@@ -103,7 +105,11 @@ def static(path: str) -> dict[str, Any] | None:
 
 
 @contextmanager
-def regions(app_url: str, names: tuple[str, ...] = ("us-east-1", "us-east-2")) -> Iterator[tuple[Hub, list[Region]]]:
+def regions(
+    app_url: str, names: tuple[str, ...] = ("us-east-1", "us-east-2"), token: str | None = None
+) -> Iterator[tuple[Hub, list[Region]]]:
+    """With a token, the regions are configured for API_AUTH=jwt: the task API answers 401, as
+    the JWT authorizer does, unless the request carries that token."""
     from websockets.sync.server import serve as websocket_serve
 
     from taskmgmt_deploy.usecases.serve import make_server
@@ -118,7 +124,7 @@ def regions(app_url: str, names: tuple[str, ...] = ("us-east-1", "us-east-2")) -
             threading.Thread(target=sockets.serve_forever, daemon=True).start()
             websocket_url = f"ws://127.0.0.1:{sockets.socket.getsockname()[1]}/live"
             app = TaskApp(Database(url_connect(app_url)), Notifier("task-bus", name, client=Bus(hub)))
-            site = make_server(0, _invoke(app, name, websocket_url), lambda line: None)
+            site = make_server(0, _invoke(app, name, websocket_url, token), lambda line: None)
             servers.append(site)
             threading.Thread(target=site.serve_forever, daemon=True).start()
             made.append(Region(name, f"http://127.0.0.1:{site.server_port}", websocket_url))
@@ -128,17 +134,32 @@ def regions(app_url: str, names: tuple[str, ...] = ("us-east-1", "us-east-2")) -
             server.shutdown()
 
 
-def _invoke(app: TaskApp, region: str, websocket_url: str):
+LOGIN_URL = "https://login.example.com/oauth2/authorize?client_id=board&response_type=token"
+UNAUTHORIZED = {
+    "statusCode": 401,
+    "headers": {"content-type": "application/json"},
+    "body": '{"message":"Unauthorized"}',
+}
+
+
+def _invoke(app: TaskApp, region: str, websocket_url: str, token: str | None):
     lock = threading.Lock()  # one function instance handles one request at a time, as on Lambda
 
     def invoke(payload: bytes) -> tuple[bytes, str | None]:
         event = json.loads(payload)
         path = event["rawPath"]
         if path == "/board/config.json":
-            config = {"websocketUrl": websocket_url, "region": region, "auth": "iam", "loginUrl": None}
+            config = {
+                "websocketUrl": websocket_url,
+                "region": region,
+                "auth": "jwt" if token else "iam",
+                "loginUrl": LOGIN_URL if token else None,
+            }
             answer = {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(config)}
         else:
             answer = static(path) if event["requestContext"]["http"]["method"] == "GET" else None
+            if answer is None and token and event["headers"].get("authorization") != f"Bearer {token}":
+                answer = UNAUTHORIZED
             if answer is None:
                 with lock:
                     answer = api.handle(event, app, event["requestContext"]["requestId"])

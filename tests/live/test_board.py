@@ -3,14 +3,17 @@ within a second, without a reload; an edit that lost the race shows the conflict
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.live.fake_regions import Region, regions
+from tests.live.fake_regions import LOGIN_URL, Region, regions
 
 WITHIN = 1.0  # seconds from the change answered in one page to it shown in the other
 
@@ -21,9 +24,26 @@ def two_regions(live_database: str) -> Iterator[list[Region]]:
         yield made
 
 
-def open_board(browser: Any, region: Region, name: str, **context: Any) -> Any:
-    page = browser.new_context(**context).new_page()
-    page.on("dialog", lambda dialog: dialog.accept())
+@pytest.fixture
+def new_page(browser: Any) -> Iterator[Any]:
+    """Pages, each in its own browser context (its own storage), closed after the test: a page
+    left open keeps its socket, and the stand-in regions wait for sockets when they stop."""
+    contexts: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        contexts.append(browser.new_context(**options))
+        page = contexts[-1].new_page()
+        page.on("dialog", lambda dialog: dialog.accept())  # yes to "Delete ...?"
+        page.set_default_timeout(10_000)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def open_board(new_page: Any, region: Region, name: str, **context: Any) -> Any:
+    page = new_page(**context)
     page.goto(region.url + "/")
     page.wait_for_selector("body[data-ready=true]")
     page.wait_for_selector("#live[data-state=live]", timeout=5000)
@@ -83,10 +103,10 @@ def lose_the_race(a: Any, b: Any, artifacts: Path) -> None:
 
 
 def test_a_change_in_one_region_shows_in_the_other_and_a_lost_race_shows_the_conflict(
-    browser: Any, two_regions: list[Region], artifacts: Path
+    new_page: Any, two_regions: list[Region], artifacts: Path
 ):
     east, west = two_regions
-    a, b = open_board(browser, east, "ana"), open_board(browser, west, "bo")
+    a, b = open_board(new_page, east, "ana"), open_board(new_page, west, "bo")
     assert a.locator("#region").inner_text() == f"region {east.name}"
     assert b.locator("#region").inner_text() == f"region {west.name}"
 
@@ -138,8 +158,8 @@ def test_a_change_in_one_region_shows_in_the_other_and_a_lost_race_shows_the_con
     b.screenshot(path=str(artifacts / "page-b-final.png"), full_page=True)
 
 
-def test_a_phone_sized_board_works_from_the_keyboard(browser: Any, two_regions: list[Region], artifacts: Path):
-    page = open_board(browser, two_regions[0], "fy", viewport={"width": 390, "height": 844}, is_mobile=True)
+def test_a_phone_sized_board_works_from_the_keyboard(new_page: Any, two_regions: list[Region], artifacts: Path):
+    page = open_board(new_page, two_regions[0], "fy", viewport={"width": 390, "height": 844}, is_mobile=True)
     unlabelled = page.evaluate(
         """() => [...document.querySelectorAll("input, select, textarea")]
                  .filter((e) => !e.labels.length && !e.getAttribute("aria-label")).map((e) => e.name || e.id)"""
@@ -173,3 +193,44 @@ def test_a_phone_sized_board_works_from_the_keyboard(browser: Any, two_regions: 
     page.keyboard.press("c")
     page.locator(".column[data-status=completed] .card", has_text="Call the printer back").wait_for()
     page.screenshot(path=str(artifacts / "phone.png"), full_page=True)
+
+
+def unsigned_jwt(claims: dict[str, Any]) -> str:
+    """A token shaped like the issuer's; the board reads its claims, the API checks the rest."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256', 'kid': 'k1'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def test_with_jwt_the_board_takes_a_pasted_or_hosted_login_token_and_sends_it(new_page: Any, live_database: str):
+    token = unsigned_jwt({"sub": "u-1", "preferred_username": "gus", "exp": int(time.time()) + 3600})
+    with regions(live_database, names=("us-east-1",), token=token) as (hub, [region]):
+        page = new_page()
+        page.goto(region.url + "/")
+        page.locator("#signin").wait_for()
+        assert not page.locator("#main").is_visible()
+        href = page.locator("#login").get_attribute("href")
+        assert href.startswith(LOGIN_URL + "&redirect_uri=" + quote(region.url + "/", safe=""))
+
+        page.fill("#token", "not-a-token")
+        page.click("#token-form button")
+        assert "not a JWT" in page.locator("#problem").inner_text()
+        page.fill("#token", token)
+        page.click("#token-form button")  # stored for the tab, then the page reloads
+        page.wait_for_selector("#live[data-state=live]")
+        assert page.input_value("#me") == "gus"  # the name the token carries
+        page.fill("#new [name=title]", "Signed work")
+        with page.expect_response(lambda r: r.request.method == "POST") as created:
+            page.click("#new button[type=submit]")
+        assert created.value.status == 201  # the API saw the bearer token
+        assert hub.paths[-1] == "/live?" + urlencode({"token": token})
+
+        back = new_page()  # back from the hosted login, the token in the fragment
+        back.goto(region.url + "/#id_token=" + token + "&token_type=Bearer")
+        back.wait_for_selector("#live[data-state=live]")
+        assert back.evaluate("location.hash") == ""  # not left in the address bar
+        card(back, "Signed work").wait_for()
+        card(back, "Signed work").get_by_role("button", name="Delete Signed work").click()
+        card(back, "Signed work").wait_for(state="detached")
