@@ -204,8 +204,12 @@ def unsigned_jwt(claims: dict[str, Any]) -> str:
     return f"{part({'alg': 'RS256', 'kid': 'k1'})}.{part(claims)}.c2lnbmF0dXJl"
 
 
-def test_with_jwt_the_board_takes_a_pasted_or_hosted_login_token_and_sends_it(new_page: Any, live_database: str):
+def test_with_jwt_the_board_takes_a_pasted_or_hosted_login_token_and_sends_it(
+    new_page: Any, live_database: str, monkeypatch: pytest.MonkeyPatch
+):
     token = unsigned_jwt({"sub": "u-1", "preferred_username": "gus", "exp": int(time.time()) + 3600})
+    monkeypatch.setenv("API_AUTH", "jwt")  # the function's environment: what config.json says
+    monkeypatch.setenv("JWT_LOGIN_URL", LOGIN_URL)
     with regions(live_database, names=("us-east-1",), token=token) as (hub, [region]):
         page = new_page()
         page.goto(region.url + "/")
