@@ -967,4 +967,146 @@ NOTHING_TO_MAKE_KINDER = {
     "more an emulator could answer; its status UPDATING is D7's, made kinder there",
 }
 
+
+GATEWAY = "taskmgmt_deploy/emulator/gateway"
+GATEWAY_ROWS = "tests/sandbox/test_gateway.py"
+
+EMULATOR += [
+    kinder(
+        "W1",
+        f"{GATEWAY}/__init__.py",
+        "        api.api_endpoint = self._listen(api)  # W1",
+        "        self._listen(api)",
+        f"{GATEWAY_ROWS}::test_api_endpoint_is_a_loopback_port_of_its_own_for_each_api",
+    ),
+    kinder(
+        "W2",
+        f"{GATEWAY}/auth.py",
+        """    if not hmac.compare_digest(expected, match["signature"]):""",
+        "    if False:",
+        f"{GATEWAY_ROWS}::test_iam_routes_need_a_valid_sigv4_signature_for_this_api",
+    ),
+    kinder(
+        "W3",
+        f"{GATEWAY}/auth.py",
+        "    if not set(map(str, given)) & set(audiences):",
+        "    if False:",
+        f"{GATEWAY_ROWS}::test_jwt_routes_take_only_a_valid_token_of_the_issuer_for_the_audience",
+    ),
+    kinder(
+        "W4",
+        f"{GATEWAY}/http_api.py",
+        "        is_text = content_type.startswith(TEXT_TYPES)",
+        "        is_text = True",
+        f"{GATEWAY_ROWS}::test_a_body_that_is_not_text_reaches_the_function_base64_encoded",
+    ),
+    kinder(
+        "W5",
+        f"{GATEWAY}/integration.py",
+        "    if not allows(\n",
+        "    if False and not allows(\n",
+        f"{GATEWAY_ROWS}::test_without_the_invoke_permission_the_api_answers_500_and_the_function_never_runs",
+    ),
+    kinder(
+        "W6",
+        f"{GATEWAY}/http_api.py",
+        """        for key in [k for k in response.headers if k.lower().startswith("access-control-")]:
+            del response.headers[key]
+""",
+        "",
+        f"{GATEWAY_ROWS}::test_cors_preflight_is_answered_by_the_api_and_the_functions_cors_headers_dropped",
+    ),
+    kinder(
+        "W7",
+        f"{GATEWAY}/websocket_api.py",
+        "FRAME_LIMIT = 32 * 1024",
+        "FRAME_LIMIT = 1024 * 1024",
+        f"{GATEWAY_ROWS}::test_the_management_api_needs_a_signature_and_refuses_oversized_posts",
+        f"{GATEWAY_ROWS}::test_a_frame_over_32_kb_from_the_client_closes_the_connection",
+    ),
+    kinder(
+        "W8",
+        f"{GATEWAY}/websocket_api.py",
+        "IDLE_SECONDS = 600.0",
+        "IDLE_SECONDS = 1e9",
+        f"{GATEWAY_ROWS}::test_idle_connections_close_after_10_minutes_and_every_connection_after_2_hours",
+    ),
+    kinder(
+        "W9",
+        f"{GATEWAY}/websocket_api.py",
+        """conn.state != "open":  # W9""",
+        """conn.state == "closed":  # W9""",
+        f"{GATEWAY_ROWS}::test_connect_refused_or_unsigned_opens_no_socket_and_a_post_during_connect_is_gone",
+    ),
+    kinder(
+        "W10",
+        f"{GATEWAY}/websocket_api.py",
+        "        if reply is not None and _two_way(route):",
+        "        if reply is not None:",
+        f"{GATEWAY_ROWS}::test_a_route_answers_the_client_only_with_a_route_response",
+    ),
+    kinder(
+        "W11",
+        f"{GATEWAY}/http_api.py",
+        "        if not self.throttle.allow((api.api_id, stage.name), burst, rate):",
+        "        if False:",
+        f"{GATEWAY_ROWS}::test_default_route_throttling_answers_429_past_the_burst",
+    ),
+]
+
+LIVE = "tests/function/test_broadcast.py"
+TOKENS = "tests/function/test_tokens.py"
+
+CODE += [
+    one(
+        "a gone connection is kept",
+        "every broadcast posts again to connections that answered 410 Gone, and the table only grows",
+        "lambda/task_processor/broadcast.py",
+        "            if outcome == GONE:\n",
+        "            if False:\n",
+        f"{LIVE}::test_a_gone_connection_is_deleted_a_failing_one_kept_and_expired_ones_skipped_and_deleted",
+    ),
+    one(
+        "expired connections are posted to",
+        "rows whose $disconnect never came are posted to for ever and never deleted",
+        "lambda/task_processor/broadcast.py",
+        "                if subscriber.expired:\n",
+        "                if False:\n",
+        f"{LIVE}::test_a_gone_connection_is_deleted_a_failing_one_kept_and_expired_ones_skipped_and_deleted",
+    ),
+    one(
+        "only the first page of subscribers is read",
+        "past the first page of subscribers nobody hears of a change",
+        "lambda/task_processor/broadcast.py",
+        "            if len(page) < subscriptions.READ_BATCH:\n",
+        "            if True:\n",
+        f"{LIVE}::test_subscribers_are_read_in_pages_and_gone_ones_deleted_in_batches",
+    ),
+    one(
+        "the fan-out posts one connection at a time",
+        "one slow or dead connection delays every other subscriber's update",
+        "lambda/task_processor/management.py",
+        "ThreadPoolExecutor(max_workers=self.workers,",
+        "ThreadPoolExecutor(max_workers=1,",
+        f"{LIVE}::test_a_slow_connection_does_not_delay_the_others",
+        f"{LIVE}::test_the_pool_is_bounded",
+    ),
+    one(
+        "the token's signature is not checked",
+        "anyone can connect to the WebSocket API with a token they wrote themselves",
+        "lambda/task_processor/tokens.py",
+        '        if not rsa_sha256_verify(key[0], key[1], f"{header_part}.{payload_part}".encode("ascii"), signature):',
+        "        if False:",
+        f"{TOKENS}::test_a_forged_or_malformed_token_is_refused",
+    ),
+    one(
+        "the token's audience is not checked",
+        "a token the issuer made for another application opens a socket here",
+        "lambda/task_processor/tokens.py",
+        "        if not any(isinstance(a, str) and a in self.audiences for a in audiences):",
+        "        if False:",
+        f"{TOKENS}::test_claims_are_checked_as_the_jwt_authorizer_checks_them",
+    ),
+]
+
 MUTATIONS = CODE + EMULATOR

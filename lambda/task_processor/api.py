@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from task_processor import fields, observability
+from task_processor import board, fields, observability
 from task_processor.app import TaskApp
 from task_processor.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, TaskError, VersionConflict
 
@@ -26,6 +26,7 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
+    stage_variables: dict[str, str] = field(default_factory=dict)
 
 
 def is_http(event: Any) -> bool:
@@ -43,9 +44,9 @@ def parse(event: dict[str, Any]) -> Request:
         method, path = event.get("httpMethod", ""), event.get("path") or "/"
     query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    return Request(
-        str(method).upper(), str(path), query, headers, _body(event.get("body"), bool(event.get("isBase64Encoded")))
-    )
+    stage_variables = {str(k): str(v) for k, v in (event.get("stageVariables") or {}).items()}
+    body = _body(event.get("body"), bool(event.get("isBase64Encoded")))
+    return Request(str(method).upper(), str(path), query, headers, body, stage_variables)
 
 
 def _body(raw: Any, base64_encoded: bool) -> Any:
@@ -107,8 +108,23 @@ def _delete(app: TaskApp, req: Request, task_id: str) -> dict[str, Any]:
     return {"statusCode": 204, "headers": dict(JSON_HEADERS), "body": ""}
 
 
+def _board_index(app: TaskApp, req: Request) -> dict[str, Any]:
+    return board.BOARD.response(board.INDEX, req.headers.get("if-none-match"))
+
+
+def _board_file(app: TaskApp, req: Request, file: str) -> dict[str, Any]:
+    return board.BOARD.response(file, req.headers.get("if-none-match"))
+
+
+def _board_config(app: TaskApp, req: Request) -> dict[str, Any]:
+    return board.config_response(req.stage_variables)
+
+
 # path shape -> method -> handler; "{name}" matches one path segment and is passed as `name`
 ROUTES: dict[tuple[str, ...], dict[str, Handler]] = {
+    (): {"GET": _board_index},
+    ("board", "config.json"): {"GET": _board_config},  # before board/{file}: the first shape that matches wins
+    ("board", "{file}"): {"GET": _board_file},
     ("health",): {"GET": _health},
     ("tasks",): {"GET": _list, "POST": _create},
     ("tasks", "{task_id}"): {"GET": _get, "PUT": _update, "PATCH": _update, "DELETE": _delete},

