@@ -909,7 +909,7 @@ EMULATOR += [
         GATEWAY,
         """ and route_key != "$connect" and authorization not in (None, "NONE"):""",
         " and False:",
-        f"{GATEWAY_ROWS}::test_a_websocket_api_is_authorized_at_connect_only_and_answers_a_wss_endpoint",
+        f"{GATEWAY_ROWS}::test_a_websocket_api_is_authorized_at_connect_only",
     ),
     kinder(
         "H2",

@@ -1,8 +1,7 @@
 """API Gateway v2's control plane as AWS documents it (docs/pessimistic-emulation.md, section H):
-UpdateStage and GetAuthorizers, which moto lacks; a WebSocket API's endpoint in AWS's wss:// form;
-list calls that answer in pages; and the validation AWS does that moto skips (authorization on a
-WebSocket route other than $connect, a JWT authorizer's settings, the access-log destination,
-stage variables)."""
+UpdateStage and GetAuthorizers, which moto lacks; list calls that answer in pages; and the
+validation AWS does that moto skips (authorization on a WebSocket route other than $connect, a
+JWT authorizer's settings, the access-log destination, stage variables)."""
 
 from __future__ import annotations
 
@@ -38,7 +37,6 @@ class ApiGatewayFidelity:
         """It keeps nothing beside moto's state."""
 
     def install(self, patches: Patches) -> None:
-        patches.around(Api, "__init__", self.api_init)
         patches.around(ApiGatewayV2Backend, "create_route", self.create_route)
         patches.around(ApiGatewayV2Backend, "update_route", self.update_route)
         patches.around(ApiGatewayV2Backend, "create_authorizer", self.create_authorizer)
@@ -47,13 +45,6 @@ class ApiGatewayFidelity:
         patches.operation(ApiGatewayV2Response, "GetAuthorizers", self.get_authorizers)
         for listing in ("get_apis", "get_routes", "get_integrations"):
             patches.around(ApiGatewayV2Response, listing, self.paged)
-
-    @staticmethod
-    def api_init(original: Any, api: Api, *args: Any, **kwargs: Any) -> None:
-        """A WebSocket API's ApiEndpoint is wss://... (moto answers https:// for every protocol)."""
-        original(api, *args, **kwargs)
-        if api.protocol_type == "WEBSOCKET":
-            api.api_endpoint = api.api_endpoint.replace("https://", "wss://", 1)
 
     @staticmethod
     def create_route(original: Any, backend: ApiGatewayV2Backend, api_id: str, *args: Any, **kwargs: Any) -> Any:
