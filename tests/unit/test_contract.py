@@ -7,6 +7,7 @@ the names they share are written twice and compared here.
 from __future__ import annotations
 
 import ast
+import re
 import importlib.util
 from pathlib import Path
 
@@ -53,7 +54,15 @@ def test_the_apis_route_what_the_function_serves_and_pass_what_it_reads(monkeypa
 
     contract = _lambda_module("contract")
     served = {f"{method} /{'/'.join(shape)}" for shape, methods in api.ROUTES.items() for method in methods}
-    assert served - set(blueprint.BOARD_ROUTES) == set(blueprint.TASK_ROUTES)
+    routed = set(blueprint.TASK_ROUTES + blueprint.BOARD_ROUTES)
+
+    def matches(route: str, request: str) -> bool:  # "{name}" in a route key stands for any one segment
+        method, path = route.split(" ", 1)
+        pattern = "/".join("[^/]+" if part.startswith("{") else re.escape(part) for part in path.split("/"))
+        return request.startswith(method + " ") and re.fullmatch(pattern, request.split(" ", 1)[1]) is not None
+
+    assert {s for s in served if not any(matches(route, s) for route in routed)} == set()
+    assert {route for route in routed if not any(matches(route, s) for s in served)} == set()
     assert (blueprint.STAGE_VARIABLE_WEBSOCKET_URL, blueprint.STAGE_VARIABLE_REGION) == (
         contract.STAGE_VARIABLE_WEBSOCKET_URL,
         contract.STAGE_VARIABLE_REGION,
