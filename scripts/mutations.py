@@ -913,7 +913,7 @@ GATEWAY_ROWS = "tests/sandbox/test_gateway.py"
 EMULATOR += [
     kinder(
         "W1",
-        f"{GATEWAY}/__init__.py",
+        f"{GATEWAY}/plane.py",
         "        api.api_endpoint = self._listen(api)  # W1",
         "        self._listen(api)",
         f"{GATEWAY_ROWS}::test_api_endpoint_is_a_loopback_port_of_its_own_for_each_api",
