@@ -1031,6 +1031,14 @@ CODE += [
         f"{LIVE}::test_the_pool_is_bounded",
     ),
     one(
+        "a post on a dropped connection is not retried",
+        "a kept-alive connection the endpoint closed meanwhile loses the message it was about to carry",
+        "lambda/task_processor/management.py",
+        '                if attempt == 2:\n                    raise PostFailed("ConnectionError")',
+        '                if True:\n                    raise PostFailed("ConnectionError")',
+        "tests/function/test_management.py::test_gone_failed_and_retried_posts",
+    ),
+    one(
         "the token's signature is not checked",
         "anyone can connect to the WebSocket API with a token they wrote themselves",
         "lambda/task_processor/tokens.py",
