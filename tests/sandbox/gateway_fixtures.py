@@ -243,7 +243,8 @@ class TaskFunction:
                 message = {"type": "task", "event": "task.created", "task": task, "region": region}
                 for connection, (endpoint, their_region) in subscribers:
                     _post(endpoint, their_region, connection, message)
-            return {"statusCode": 201, "headers": {"content-type": "application/json"}, "body": json.dumps(task)}
+            answer = {"task": task}  # as the task API answers
+            return {"statusCode": 201, "headers": {"content-type": "application/json"}, "body": json.dumps(answer)}
         if path.startswith("/tasks/") and method == "DELETE":
             with self.lock:
                 gone = self.tasks.pop(path.split("/")[2], None)
