@@ -7,8 +7,8 @@ the names they share are written twice and compared here.
 from __future__ import annotations
 
 import ast
-import re
 import importlib.util
+import re
 from pathlib import Path
 
 from taskmgmt_deploy.assets import lambda_dir
