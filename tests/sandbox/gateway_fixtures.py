@@ -118,6 +118,7 @@ def http_api(
     permit: bool = True,
     throttle: tuple[int, int] = (50, 100),
     name: str = "test-tasks",
+    access_log: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     api_client = client("apigatewayv2", endpoint, region)
     extra = {"CorsConfiguration": cors} if cors else {}
@@ -155,6 +156,7 @@ def http_api(
         AutoDeploy=True,
         StageVariables={"websocketUrl": "ws://x/live", "region": region},
         DefaultRouteSettings={"ThrottlingBurstLimit": throttle[0], "ThrottlingRateLimit": throttle[1]},
+        **({"AccessLogSettings": {"DestinationArn": access_log[0], "Format": access_log[1]}} if access_log else {}),
     )
     if permit:
         allow(endpoint, region, function, api_id, f"http-{api_id}")

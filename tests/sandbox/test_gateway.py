@@ -386,3 +386,30 @@ def test_the_sandbox_issuers_login_page_hands_a_token_back_to_a_loopback_redirec
     assert call(url, headers={"Authorization": f"Bearer {fragment['id_token']}"})[0] == 200
     elsewhere = {**asked, "redirect_uri": "https://evil.example/"}
     assert call(f"{emulator.issuer}/login?{urlencode(elsewhere)}")[0] == 400
+
+
+def test_an_http_api_writes_its_access_log_only_to_a_log_group_that_exists(emulator: Emulator) -> None:
+    """W12: one line a request, in the stage's format; a group that is gone gets nothing, and is not made."""
+    logs = client("logs", emulator.url)
+    form = (
+        '{"id":"$context.requestId","route":"$context.routeKey",'
+        '"status":"$context.status","ip":"$context.identity.sourceIp"}'
+    )
+    arns = {}
+    for group in ("/test/access", "/test/gone"):
+        logs.create_log_group(logGroupName=group)
+        arns[group] = f"arn:aws:logs:{REGION}:123456789012:log-group:{group}"
+    logged = http_api(emulator.url, REGION, emulator.function, auth="NONE", access_log=(arns["/test/access"], form))
+    unlogged = http_api(emulator.url, REGION, emulator.function, auth="NONE", access_log=(arns["/test/gone"], form))
+    logs.delete_log_group(logGroupName="/test/gone")
+    _, headers, _ = call(logged["ApiEndpoint"] + "/tasks")
+    call(logged["ApiEndpoint"] + "/nope")
+    lines = [json.loads(e["message"]) for e in logs.filter_log_events(logGroupName="/test/access")["events"]]
+    assert lines == [
+        {"id": headers["apigw-requestid"], "route": "GET /tasks", "status": "200", "ip": "127.0.0.1"},
+        {"id": lines[1]["id"], "route": "-", "status": "404", "ip": "127.0.0.1"},
+    ]
+    assert call(unlogged["ApiEndpoint"] + "/tasks")[0] == 200
+    assert "/test/gone" not in [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]]
+    for api in (logged, unlogged):
+        client("apigatewayv2", emulator.url).delete_api(ApiId=api["ApiId"])
