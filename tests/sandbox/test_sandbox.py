@@ -193,7 +193,7 @@ def test_sandbox_end_to_end(workdir: Path):
 
     deployed = run(workdir, "deploy", "--sandbox", "--yes")
     assert deployed.returncode == 0, deployed.stderr
-    assert "smoke test passed: 8 checks" in deployed.stderr
+    assert "smoke test passed: 13 checks" in deployed.stderr
 
     smoke = run(workdir, "smoke", "--sandbox")
     assert smoke.returncode == 0, smoke.stderr
