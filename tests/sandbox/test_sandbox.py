@@ -197,7 +197,7 @@ def test_sandbox_end_to_end(workdir: Path):
 
     smoke = run(workdir, "smoke", "--sandbox")
     assert smoke.returncode == 0, smoke.stderr
-    assert smoke.stderr.count("ok    ") == 8
+    assert smoke.stderr.count("ok    ") == 13  # the function (7 and the cleanup), the HTTP APIs (4), the live check
 
     status = run(workdir, "status", "--sandbox")
     assert status.returncode == 0, status.stdout + status.stderr
@@ -240,8 +240,8 @@ def test_sandbox_end_to_end(workdir: Path):
 
         destroyed = run(workdir, "destroy", "--sandbox", "--yes")
         assert destroyed.returncode == 0, destroyed.stderr
-        gone = _get_json(f"http://127.0.0.1:{port}/tasks")  # the function is gone: a 502 naming why
-        assert gone["error"] == "function_unavailable" and "taskmgmt deploy --sandbox --env dev" in gone["message"]
+        gone = _get_json(f"http://127.0.0.1:{port}/tasks")  # the HTTP API is gone: a 502 naming why
+        assert gone["error"] == "api_unavailable" and "taskmgmt deploy --sandbox --env dev" in gone["message"]
     finally:
         serving.terminate()
         _, served_log = serving.communicate(timeout=10)
