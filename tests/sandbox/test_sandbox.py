@@ -193,7 +193,7 @@ def test_sandbox_end_to_end(workdir: Path):
 
     deployed = run(workdir, "deploy", "--sandbox", "--yes")
     assert deployed.returncode == 0, deployed.stderr
-    assert "smoke test passed: 13 checks" in deployed.stderr
+    assert "smoke test passed: 13 checks" in deployed.stderr  # the last: a change seen live in the other region
 
     smoke = run(workdir, "smoke", "--sandbox")
     assert smoke.returncode == 0, smoke.stderr
@@ -235,8 +235,10 @@ def test_sandbox_end_to_end(workdir: Path):
         text=True,
     )
     try:
-        listed = _get_json(f"http://127.0.0.1:{port}/tasks?limit=5")
+        listed = _get_json(f"http://127.0.0.1:{port}/tasks?limit=5")  # through the HTTP API, signed
         assert [t["id"] for t in listed["tasks"]] == [task["id"]]
+        config = _get_json(f"http://127.0.0.1:{port}/board/config.json")
+        assert config["websocketUrl"] == f"ws://127.0.0.1:{port}/live" and config["auth"] == "iam"
 
         destroyed = run(workdir, "destroy", "--sandbox", "--yes")
         assert destroyed.returncode == 0, destroyed.stderr
