@@ -24,13 +24,11 @@ def two_regions(live_database: str) -> Iterator[list[Region]]:
         yield made
 
 
-def test_a_change_in_one_region_shows_in_the_other_and_a_lost_race_shows_the_conflict(
-    new_page: Any, two_regions: list[Region], artifacts: Path
-):
+def test_a_change_in_one_stand_in_region_shows_in_the_other(new_page: Any, two_regions: list[Region], artifacts: Path):
+    """The flow tests/live/test_sandbox_board.py runs against the sandbox, here in this process:
+    what the board does, apart from the deployment that delivers its changes."""
     east, west = two_regions
     a, b = open_board(new_page, east.url, "ana"), open_board(new_page, west.url, "bo")
-    assert a.locator("#region").inner_text() == f"region {east.name}"
-    assert b.locator("#region").inner_text() == f"region {west.name}"
     two_regions_flow(a, b, artifacts)
 
 

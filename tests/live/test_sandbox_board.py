@@ -1,0 +1,112 @@
+"""The board as a user opens it: the stack deployed into the sandbox, and `taskmgmt serve --sandbox
+--region R` for each region, which serves the board and forwards its calls and its socket to
+that region's HTTP and WebSocket APIs (signed, API_AUTH=iam). Page A in the primary region, page
+B in the secondary: every change reaches the other page through the broadcast within a second."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskmgmt_deploy.emulator.server import free_port
+from tests.live.pages import open_board, two_regions_flow
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import live_bench
+
+TASKMGMT = str(Path(sys.executable).parent / "taskmgmt")
+REGIONS = ("us-east-1", "us-west-2")  # the default stack's primary and secondary
+
+
+def run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TASKMGMT, *args], cwd=cwd, env=_env(), capture_output=True, text=True, check=False, timeout=timeout
+    )
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TASKMGMT_"))}
+
+
+def _answering(url: str, within: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    cwd = tmp_path_factory.mktemp("board-sandbox")
+    deployed = run(cwd, "deploy", "--sandbox", "--yes")
+    try:
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        yield cwd
+    finally:
+        run(cwd, "sandbox", "reset", "--yes")
+
+
+@pytest.fixture(scope="module")
+def served(sandbox: Path) -> Iterator[list[tuple[str, str]]]:
+    """(region, the board's URL) for each region, each from its own `taskmgmt serve`."""
+    servers: list[subprocess.Popen[str]] = []
+    sites = []
+    try:
+        for region in REGIONS:
+            port = free_port()
+            servers.append(
+                subprocess.Popen(
+                    [TASKMGMT, "serve", "--sandbox", "--region", region, "--port", str(port)],
+                    cwd=sandbox,
+                    env=_env(),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            url = f"http://127.0.0.1:{port}"
+            config = _answering(url + "/board/config.json")
+            assert config["region"] == region and config["websocketUrl"] == f"ws://127.0.0.1:{port}/live", config
+            sites.append((region, url))
+        yield sites
+    finally:
+        logs = []
+        for server in servers:
+            server.terminate()
+            logs.append(server.communicate(timeout=10)[1])
+        assert not any("Traceback" in log for log in logs), logs
+
+
+def test_the_board_served_for_each_region_shows_every_change_made_in_the_other(
+    new_page: Any, sandbox: Path, served: list[tuple[str, str]], artifacts: Path
+):
+    (east, east_url), (west, west_url) = served
+    a, b = open_board(new_page, east_url, "ana"), open_board(new_page, west_url, "bo")
+    assert a.locator("#region").inner_text() == f"region {east}"
+    assert b.locator("#region").inner_text() == f"region {west}"
+    two_regions_flow(a, b, artifacts)
+
+    # The live benchmark's own path, tiny, on the same deployment (one test: xdist would deploy per worker)
+    result = live_bench.run(sockets=6, rate=5, seconds=1, workdir=sandbox)
+    assert result["created"] == result["changes"] == 5
+    assert result["delivered"] == result["expected"] == 30 and result["duplicates"] == 0
+    assert result["fanout_ms"]["count"] == 5 and result["fanout_ms"]["posted"] == 30
+    assert {row[0] for row in live_bench.table(result)} == {
+        "live: messages delivered",
+        "live: change-to-delivery latency",
+        "live: fan-out duration per change",
+    }
