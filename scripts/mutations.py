@@ -993,4 +993,59 @@ EMULATOR += [
     ),
 ]
 
+LIVE = "tests/function/test_broadcast.py"
+TOKENS = "tests/function/test_tokens.py"
+
+CODE += [
+    one(
+        "a gone connection is kept",
+        "every broadcast posts again to connections that answered 410 Gone, and the table only grows",
+        "lambda/task_processor/broadcast.py",
+        "            if outcome == GONE:\n",
+        "            if False:\n",
+        f"{LIVE}::test_a_gone_connection_is_deleted_a_failing_one_kept_and_expired_ones_skipped_and_deleted",
+    ),
+    one(
+        "expired connections are posted to",
+        "rows whose $disconnect never came are posted to for ever and never deleted",
+        "lambda/task_processor/broadcast.py",
+        "                if subscriber.expired:\n",
+        "                if False:\n",
+        f"{LIVE}::test_a_gone_connection_is_deleted_a_failing_one_kept_and_expired_ones_skipped_and_deleted",
+    ),
+    one(
+        "only the first page of subscribers is read",
+        "past the first page of subscribers nobody hears of a change",
+        "lambda/task_processor/broadcast.py",
+        "            if len(page) < subscriptions.READ_BATCH:\n",
+        "            if True:\n",
+        f"{LIVE}::test_subscribers_are_read_in_pages_and_gone_ones_deleted_in_batches",
+    ),
+    one(
+        "the fan-out posts one connection at a time",
+        "one slow or dead connection delays every other subscriber's update",
+        "lambda/task_processor/management.py",
+        "ThreadPoolExecutor(max_workers=self.workers,",
+        "ThreadPoolExecutor(max_workers=1,",
+        f"{LIVE}::test_a_slow_connection_does_not_delay_the_others",
+        f"{LIVE}::test_the_pool_is_bounded",
+    ),
+    one(
+        "the token's signature is not checked",
+        "anyone can connect to the WebSocket API with a token they wrote themselves",
+        "lambda/task_processor/tokens.py",
+        '        if not rsa_sha256_verify(key[0], key[1], f"{header_part}.{payload_part}".encode("ascii"), signature):',
+        "        if False:",
+        f"{TOKENS}::test_a_forged_or_malformed_token_is_refused",
+    ),
+    one(
+        "the token's audience is not checked",
+        "a token the issuer made for another application opens a socket here",
+        "lambda/task_processor/tokens.py",
+        "        if not any(isinstance(a, str) and a in self.audiences for a in audiences):",
+        "        if False:",
+        f"{TOKENS}::test_claims_are_checked_as_the_jwt_authorizer_checks_them",
+    ),
+]
+
 MUTATIONS = CODE + EMULATOR

@@ -72,7 +72,7 @@ class Broadcaster:
             observability.log_fields(
                 logging.WARNING, "notification dropped", event_id=event.get("id"), detail_type=event.get("detail-type")
             )
-            return {"status": "dropped"}
+            return {"status": "dropped", "reason": "not a task notification this function sends"}
         started = self._clock()
         task = json.loads(data)["task"]
         outcomes = {SENT: 0, GONE: 0, FAILED: 0}

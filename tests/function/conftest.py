@@ -130,23 +130,33 @@ class FakeEvents:
         return [json.loads(entry["Detail"]) for entry in self.entries]
 
 
+def _new_database(pg_server: Any, template: str | None = None) -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    return pg_server.get_uri().replace("/postgres?", f"/{name}?")
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: Any) -> str:
+    """A database with the schema applied, once per session: each test's database is a copy
+    (as quick to make as an empty one; migrating each took about 0.3 s)."""
+    url = _new_database(pg_server)
+    Migrator(from_url(url), load_migrations(sql_dir()), dsql=False, role_arn=None).apply()
+    return url.split("?")[0].rsplit("/", 1)[1]
+
+
 @pytest.fixture
-def schema_url(database_url: str) -> str:
-    """A database with the schema applied; returns the admin URL."""
-    Migrator(from_url(database_url), load_migrations(sql_dir()), dsql=False, role_arn=None).apply()
-    return database_url
+def schema_url(pg_server: Any, migrated_template: str) -> str:
+    """A fresh database with the schema applied; returns the admin URL."""
+    return _new_database(pg_server, migrated_template)
 
 
 @pytest.fixture(scope="module")
-def shared_schema_url(pg_server: Any) -> str:
-    """One migrated database for a whole module (creating and migrating one costs about a
-    second); tests that use it start by emptying the tables they use (see live_url)."""
-    name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = pg_server.get_uri().replace("/postgres?", f"/{name}?")
-    Migrator(from_url(url), load_migrations(sql_dir()), dsql=False, role_arn=None).apply()
-    return url
+def shared_schema_url(pg_server: Any, migrated_template: str) -> str:
+    """One migrated database for a whole module; tests that use it start by emptying the
+    tables they use (see live_url)."""
+    return _new_database(pg_server, migrated_template)
 
 
 @pytest.fixture
