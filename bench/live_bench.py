@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +74,29 @@ def deploy(cwd: Path) -> None:
         raise SystemExit(f"deploy --sandbox failed:\n{done.stderr[-3000:]}")
 
 
-def emulator_url(cwd: Path) -> str:
+def emulator_of(cwd: Path) -> tuple[str, int]:
+    """The sandbox emulator's URL and process id."""
     status = taskmgmt(cwd, "sandbox", "status", "--json")
     if status.returncode != 0:
         raise SystemExit(f"no sandbox running in {cwd}: {status.stderr.strip()[-300:]}")
-    return next(c["url"] for c in json.loads(status.stdout)["components"] if c["name"] == "emulator")
+    emulator = next(c for c in json.loads(status.stdout)["components"] if c["name"] == "emulator")
+    return emulator["url"], int(emulator["pid"])
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+sys of the emulator (which serves the gateway) and its function workers, alive or reaped."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+        return total
+    except psutil.Error:
+        return float("nan")
 
 
 def stack_settings() -> Any:
@@ -218,13 +238,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]  # nearest rank
 
 
-async def measure(where: list[Endpoints], sockets: int, rate: float, seconds: float) -> dict[str, Any]:
+async def measure(
+    where: list[Endpoints], sockets: int, rate: float, seconds: float, cpu: Callable[[], float]
+) -> dict[str, Any]:
     tally = Tally()
     ready = asyncio.Event()
     count = [0, sockets]
     opened = await asyncio.gather(*(open_socket(i, where[i % len(where)], tally, ready, count) for i in range(sockets)))
     await asyncio.wait_for(ready.wait(), 60)
-    started = time.time()
+    started, cpu_before = time.time(), cpu()
     await asyncio.to_thread(make_changes, where, rate, seconds, tally)
     changes = len(tally.sent)
     created = sum(1 for status in tally.answered.values() if status == 201)
@@ -238,6 +260,7 @@ async def measure(where: list[Endpoints], sockets: int, rate: float, seconds: fl
             break  # nothing more is coming
         await asyncio.sleep(0.05)
     drained = time.monotonic() - ended
+    sandbox_cpu = cpu() - cpu_before
     for socket, reader in opened:
         reader.cancel()
         await socket.close()
@@ -257,6 +280,10 @@ async def measure(where: list[Endpoints], sockets: int, rate: float, seconds: fl
         "p99_ms": percentile(latencies, 0.99),
         "max_ms": max(latencies, default=float("nan")),
         "drained_s": drained,
+        "sandbox_cpu_s": sandbox_cpu,
+        "throughput": len(unique) / (max(at for *_, at in tally.received) - min(tally.sent.values()))
+        if tally.received
+        else 0.0,
         "started": started,
     }
 
@@ -282,9 +309,9 @@ def run(sockets: int, rate: float, seconds: float, workdir: Path | None = None) 
 
 
 def measure_in(cwd: Path, sockets: int, rate: float, seconds: float) -> dict[str, Any]:
-    emulator = emulator_url(cwd)
+    emulator, pid = emulator_of(cwd)
     where = endpoints(emulator)
-    result = asyncio.run(measure(where, sockets, rate, seconds))
+    result = asyncio.run(measure(where, sockets, rate, seconds, lambda: cpu_seconds(pid)))
     settings = stack_settings()
     since = int(result["started"] * 1000) - 1000
     records = fanouts(emulator, settings.name("task-processor"), [w.region for w in where], since)
@@ -327,6 +354,13 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             else "not logged",
             "(measured)",
             True,
+        ),
+        (
+            "live: delivery throughput",
+            f"{result['throughput']:.0f} messages/s ({result['sandbox_cpu_s']:.0f} s of sandbox CPU, "
+            f"{1000 * result['sandbox_cpu_s'] / max(result['delivered'], 1):.1f} ms per message)",
+            f">= {result['rate'] * result['sockets']:.0f} messages/s (rate x sockets)",
+            result["throughput"] >= result["rate"] * result["sockets"],
         ),
     ]
 

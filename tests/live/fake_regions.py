@@ -19,8 +19,9 @@ LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
 if str(LAMBDA_DIR) not in sys.path:
     sys.path.insert(0, str(LAMBDA_DIR))
 
-from task_processor import api  # noqa: E402
+from task_processor import api, broadcast  # noqa: E402
 from task_processor.app import TaskApp  # noqa: E402
+from task_processor.contract import NOTIFICATION_DETAIL_TYPE, NOTIFICATION_SOURCE  # noqa: E402
 from task_processor.db import Database, url_connect  # noqa: E402
 from task_processor.notify import Notifier  # noqa: E402
 
@@ -51,8 +52,10 @@ class Hub:
                 self.sockets.pop(connection, None)
 
     def broadcast(self, detail: dict[str, Any]) -> None:
+        """The message the function's broadcast entry point makes of the notification."""
+        event = {"source": NOTIFICATION_SOURCE, "detail-type": NOTIFICATION_DETAIL_TYPE, "detail": detail}
+        message = json.loads(broadcast.message(event) or b"{}")
         task = detail["data"]
-        message = {"type": "task", "event": detail["eventType"], "task": task, "region": detail["region"]}
         with self.lock:
             targets = [c for c, topic in self.sockets.items() if _wants(topic, task)]
             self.sent.append(message)

@@ -31,6 +31,17 @@ def test_a_change_in_one_stand_in_region_shows_in_the_other(new_page: Any, two_r
     a, b = open_board(new_page, east.url, "ana"), open_board(new_page, west.url, "bo")
     two_regions_flow(a, b, artifacts)
 
+    # a task too large for one frame comes without its description ("partial"): B reads it whole
+    long = "Café, thé, brûlée. " * 500  # 9,500 characters, over 32 KB as JSON (\u00e9 for each é)
+    created = a.evaluate(
+        """async (description) => (await fetch("/tasks", {method: "POST", body: JSON.stringify(
+               {title: "Offsite agenda", created_by: "ana", description})})).status""",
+        long,
+    )
+    assert created == 201
+    card(b, "Offsite agenda").get_by_role("button", name="Edit Offsite agenda").click()
+    assert b.locator("#editor [name=description]").input_value() == long
+
 
 def test_a_phone_sized_board_works_from_the_keyboard(new_page: Any, two_regions: list[Region], artifacts: Path):
     page = open_board(new_page, two_regions[0].url, "fy", viewport={"width": 390, "height": 844}, is_mobile=True)

@@ -249,10 +249,23 @@
   function received(message) {
     if (message.type === "subscribed") return setLive("live");
     if (message.type !== "task" || !message.task || !message.task.id) return;
+    if (message.partial && message.event !== "task.deleted") return readWhole(message);
     if (apply(message.task, message.event)) {
       render(message.task.id);
       const where = message.region ? ` in ${message.region}` : "";
       announce(`${message.task.title}: ${message.event.replace("task.", "")}${where}`);
+    }
+  }
+
+  async function readWhole(message) {
+    // Too large for one frame, the task came without its description: read it whole.
+    const known = board.tasks.get(message.task.id);
+    if (known && known.version >= message.task.version) return;
+    try {
+      const { task } = await call("GET", `/tasks/${message.task.id}`);
+      if (apply(task, message.event)) render(task.id);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) problem(explain(error));
     }
   }
 
