@@ -205,3 +205,17 @@ def test_from_environment(monkeypatch):
     monkeypatch.setenv("JWT_AUDIENCE", "app-1, app-2")
     verifier = Verifier.from_environment()
     assert (verifier.issuer, verifier.audiences) == (ISSUER, ("app-1", "app-2"))
+
+
+def test_a_token_from_the_sandboxs_issuer_verifies():
+    """The function and the sandbox's local issuer agree (its discovery, JWKS and tokens)."""
+    from taskmgmt_deploy.emulator.gateway.issuer import DEFAULT_AUDIENCE
+    from taskmgmt_deploy.emulator.gateway.issuer import Issuer as SandboxIssuer
+
+    sandbox, base = SandboxIssuer(), "http://127.0.0.1:9/_sandbox/issuer"
+    documents = {
+        f"{base}/.well-known/openid-configuration": sandbox.discovery(base),
+        f"{base}/jwks.json": sandbox.jwks(),
+    }
+    verifier = Verifier(base, (DEFAULT_AUDIENCE,), KeySet(base, documents.__getitem__, Clock()))
+    assert verifier.verify(sandbox.mint(base, {"sub": "ana", "aud": DEFAULT_AUDIENCE}))["sub"] == "ana"
