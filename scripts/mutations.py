@@ -913,7 +913,7 @@ GATEWAY_ROWS = "tests/sandbox/test_gateway.py"
 EMULATOR += [
     kinder(
         "W1",
-        f"{GATEWAY}/__init__.py",
+        f"{GATEWAY}/plane.py",
         "        api.api_endpoint = self._listen(api)  # W1",
         "        self._listen(api)",
         f"{GATEWAY_ROWS}::test_api_endpoint_is_a_loopback_port_of_its_own_for_each_api",
@@ -1029,6 +1029,14 @@ CODE += [
         "ThreadPoolExecutor(max_workers=1,",
         f"{LIVE}::test_a_slow_connection_does_not_delay_the_others",
         f"{LIVE}::test_the_pool_is_bounded",
+    ),
+    one(
+        "a post on a dropped connection is not retried",
+        "a kept-alive connection the endpoint closed meanwhile loses the message it was about to carry",
+        "lambda/task_processor/management.py",
+        '                if attempt == 2:\n                    raise PostFailed("ConnectionError")',
+        '                if True:\n                    raise PostFailed("ConnectionError")',
+        "tests/function/test_management.py::test_gone_failed_and_retried_posts",
     ),
     one(
         "the token's signature is not checked",

@@ -275,7 +275,26 @@ def _as_given(key: str, value: object, flags: Mapping[str, str | None]) -> str:
     return f"{key}={value!r}"
 
 
+SANDBOX_ISSUER = "http://127.0.0.1/_sandbox/issuer"  # stands for the sandbox's issuer until its URL is known
+
+
+def _given(key: str, flags: Mapping[str, str | None]) -> str | None:
+    return flags.get(key) or os.environ.get(key) or read_dotenv(Path.cwd() / ".env").get(key)
+
+
+def _sandbox_issuer_defaults(flags: dict[str, str | None]) -> bool:
+    """API_AUTH=jwt in the sandbox without an issuer: the sandbox's own (emulator/gateway/issuer.py)."""
+    if (_given("API_AUTH", flags) or "").lower() != "jwt" or _given("JWT_ISSUER", flags):
+        return False
+    from taskmgmt_deploy.emulator.gateway.issuer import DEFAULT_AUDIENCE
+
+    flags["JWT_ISSUER"] = SANDBOX_ISSUER
+    flags["JWT_AUDIENCE"] = _given("JWT_AUDIENCE", flags) or DEFAULT_AUDIENCE
+    return True
+
+
 def settings_from(flags: dict[str, str | None], start_sandbox: bool = False) -> Settings:
+    own_issuer = bool(flags.get("SANDBOX")) and _sandbox_issuer_defaults(flags)
     settings = load_named(flags)
     if not flags.get("SANDBOX"):
         return settings
@@ -288,6 +307,12 @@ def settings_from(flags: dict[str, str | None], start_sandbox: bool = False) -> 
     if start_sandbox:
         for line in sandbox.start():
             console.info(line)
+    if own_issuer:
+        from taskmgmt_deploy.emulator.gateway.issuer import issuer_url
+
+        issuer = issuer_url(sandbox.endpoint_url)
+        login = settings.stack.jwt_login_url or f"{issuer}/login"
+        settings = replace(settings, stack=replace(settings.stack, jwt_issuer=issuer, jwt_login_url=login))
     return replace(
         settings,
         sandbox=True,

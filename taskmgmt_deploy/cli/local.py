@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from taskmgmt_deploy.cli.common import (
     with_settings,
 )
 from taskmgmt_deploy.errors import UserError
+from taskmgmt_deploy.stack.config import read_dotenv
 
 sandbox_app = typer.Typer(
     help="The local sandbox: an AWS emulator and a PostgreSQL in the background.", no_args_is_help=True
@@ -94,6 +96,29 @@ def sandbox_status(
             console.key_values({row["name"]: {"state": state, "pid": row["pid"], "url": row["url"], "log": row["log"]}})
     if not running:
         raise typer.Exit(1)
+
+
+@sandbox_app.command("token")
+def sandbox_token(
+    state_dir: StateDir = None,
+    user: Annotated[str, typer.Option("--user", help="The token's subject (sub).")] = "sandbox-user",
+    audience: Annotated[
+        str | None,
+        typer.Option("--audience", help="Its audience. \\[default: JWT_AUDIENCE's first, or taskmgmt-sandbox]"),
+    ] = None,
+) -> None:
+    """Print a token from the sandbox's OIDC issuer, for APIs deployed with API_AUTH=jwt (an hour's worth).
+
+    Example: curl -H "Authorization: Bearer $(taskmgmt sandbox token)" ...
+    """
+    from taskmgmt_deploy.emulator.gateway.issuer import DEFAULT_AUDIENCE, issuer_url, request_token
+
+    sandbox = _sandbox(state_dir)
+    configured = os.environ.get("JWT_AUDIENCE") or read_dotenv(Path.cwd() / ".env").get("JWT_AUDIENCE") or ""
+    aud = audience or next((a.strip() for a in configured.split(",") if a.strip()), DEFAULT_AUDIENCE)
+    sys.stdout.write(
+        request_token(issuer_url(sandbox.endpoint_url), {"sub": user, "username": user, "aud": aud}) + "\n"
+    )
 
 
 @app.command(rich_help_panel=TRY_PANEL)
@@ -175,6 +200,8 @@ def run_smoke(settings) -> bool:
 
     with open_stack(settings, console, command="smoke", lock=False, existing=True) as stack:
         checks = Smoke(Functions(stack.aws, stack.manifest), RUNTIME.clock, report).run()
+        if settings.sandbox and all(check.ok for check in checks):
+            checks += _live_check(stack, settings, report)
     passed = sum(check.ok for check in checks)
     if passed == len(checks):
         console.success(f"smoke test passed: {passed} checks")
@@ -183,12 +210,35 @@ def run_smoke(settings) -> bool:
     return False
 
 
+def _live_check(stack, settings, report) -> list:
+    """A change made through the primary's HTTP API reaches a socket of the secondary's
+    WebSocket API within 1 s (usecases/live_check.py); nothing when the stack has no APIs."""
+    from taskmgmt_deploy.aws.signing import Signer
+    from taskmgmt_deploy.emulator.gateway.issuer import request_token
+    from taskmgmt_deploy.usecases.endpoints import Endpoints
+    from taskmgmt_deploy.usecases.factory import RUNTIME, recorded_config
+    from taskmgmt_deploy.usecases.live_check import LiveCheck
+
+    config = recorded_config(stack.manifest)
+    signer = Signer(stack.aws.session) if config.api_auth == "iam" else None
+    token = None
+    if config.api_auth == "jwt" and config.jwt_issuer:
+        token = request_token(config.jwt_issuer, {"aud": config.jwt_audience[0], "sub": "taskmgmt-smoke"})
+    check = LiveCheck(Endpoints(stack.aws, config), config.regions, signer, RUNTIME.clock, token)
+    if not check.deployed():
+        console.info("skip  the live check: no HTTP and WebSocket APIs are deployed in both regions")
+        return []
+    result = check.run()
+    report(result)
+    return [result]
+
+
 @app.command(rich_help_panel=TRY_PANEL)
 @with_settings
 def serve(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
     region: Annotated[
-        str | None, typer.Option("--region", help="Which region's function. \\[default: the primary]")
+        str | None, typer.Option("--region", help="Which region's APIs. \\[default: the primary]")
     ] = None,
     cors_origin: Annotated[
         str,
@@ -197,14 +247,15 @@ def serve(
     *,
     flags: dict[str, str | None],
 ) -> None:
-    """Serve the task API on http://127.0.0.1:PORT by invoking the deployed function.
+    """Serve the task board and its API on http://127.0.0.1:PORT, forwarding to the deployed APIs.
 
-    Every answer is JSON and carries CORS headers; OPTIONS answers a browser's preflight. It
-    listens on loopback only, so any origin (`*`) may call it by default.
+    Requests go to the region's HTTP API (signed with your credentials when API_AUTH=iam), and
+    the board's live socket at /live to its WebSocket API. A stack without an HTTP API is served
+    by invoking the function. It listens on loopback only, so any origin (`*`) may call it by default.
 
-    Example: taskmgmt serve --sandbox --port 8080, then curl localhost:8080/tasks
+    Example: taskmgmt serve --sandbox, then open http://127.0.0.1:8080/
     """
-    from taskmgmt_deploy.usecases.factory import open_stack
+    from taskmgmt_deploy.usecases.factory import open_stack, recorded_config
     from taskmgmt_deploy.usecases.functions import Functions
     from taskmgmt_deploy.usecases.serve import is_origin, make_server
 
@@ -215,14 +266,37 @@ def serve(
         functions = Functions(stack.aws, stack.manifest, deploy_command(settings))
         target = region or functions.regions[0]
         functions.name(target)
+        upstream, board = _upstream(stack, recorded_config(stack.manifest), target, deploy_command(settings))
         try:
-            server = make_server(port, lambda body: functions.invoke_raw(target, body), console.info, cors_origin)
+            if upstream is not None:
+                server = make_server(port, None, console.info, cors_origin, upstream=upstream, board=board)
+            else:
+                server = make_server(port, lambda body: functions.invoke_raw(target, body), console.info, cors_origin)
         except OSError as exc:
             raise UserError(f"--port {port} is invalid: {exc.strerror}; choose another with --port") from None
-        console.success(f"serving the task API of {target} on http://127.0.0.1:{server.server_port} (Ctrl-C stops)")
+        url = f"http://127.0.0.1:{server.server_port}/"
+        if upstream is not None:
+            console.success(f"the task board of {target}: {url} (forwarding to {upstream.http_url}; Ctrl-C stops)")
+        else:
+            console.success(f"serving the task API of {target} on {url} by invoking the function (Ctrl-C stops)")
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             console.info("stopped")
         finally:
             server.server_close()
+
+
+def _upstream(stack, config, region: str, deploy: str):
+    """The region's deployed APIs to forward to, and what the board's config says; (None, None)
+    for a stack deployed without an HTTP API."""
+    from taskmgmt_deploy.aws.signing import Signer
+    from taskmgmt_deploy.usecases.endpoints import Endpoints
+    from taskmgmt_deploy.usecases.forwarding import Upstream
+
+    apis = Endpoints(stack.aws, config).of(region)
+    if apis.http_url is None:
+        return None, None
+    signer = Signer(stack.aws.session) if config.api_auth == "iam" else None
+    upstream = Upstream(apis.http_url, apis.websocket_url, region, signer, hint=f"; deploy it with `{deploy}`")
+    return upstream, {"region": region, "auth": config.api_auth, "loginUrl": config.jwt_login_url}

@@ -15,7 +15,7 @@ from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFideli
 from taskmgmt_deploy.emulator.cloudwatch import CloudWatchFidelity
 from taskmgmt_deploy.emulator.dsql import Authorization, ClusterStorage, DsqlFidelity
 from taskmgmt_deploy.emulator.events import Delivery, EventsFidelity
-from taskmgmt_deploy.emulator.gateway import GatewayFidelity
+from taskmgmt_deploy.emulator.gateway.plane import GatewayFidelity
 from taskmgmt_deploy.emulator.iam import IamFidelity
 from taskmgmt_deploy.emulator.kms import KmsFidelity
 from taskmgmt_deploy.emulator.logs import LogsFidelity

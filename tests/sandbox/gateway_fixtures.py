@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import uuid
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,10 +117,11 @@ def http_api(
     cors: dict | None = None,
     permit: bool = True,
     throttle: tuple[int, int] = (50, 100),
+    name: str = "test-tasks",
 ) -> dict[str, Any]:
     api_client = client("apigatewayv2", endpoint, region)
     extra = {"CorsConfiguration": cors} if cors else {}
-    api = api_client.create_api(Name="test-tasks", ProtocolType="HTTP", **extra)
+    api = api_client.create_api(Name=name, ProtocolType="HTTP", **extra)
     api_id = api["ApiId"]
     integration = api_client.create_integration(
         ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=function, PayloadFormatVersion="2.0"
@@ -133,7 +135,15 @@ def http_api(
             IdentitySource=["$request.header.Authorization"],
             JwtConfiguration={"Issuer": issuer, "Audience": ["board"]},
         )["AuthorizerId"]
-    for key in ("GET /tasks", "POST /tasks", "GET /tasks/{task_id}", "GET /fail", "GET /plain", "ANY /files/{path+}"):
+    for key in (
+        "GET /tasks",
+        "POST /tasks",
+        "GET /tasks/{task_id}",
+        "DELETE /tasks/{task_id}",
+        "GET /fail",
+        "GET /plain",
+        "ANY /files/{path+}",
+    ):
         api_client.create_route(ApiId=api_id, RouteKey=key, Target=f"integrations/{integration}", **authorizer)
     for key in ("GET /", "GET /board/{file}"):
         api_client.create_route(
@@ -152,18 +162,16 @@ def http_api(
 
 
 def websocket_api(
-    endpoint: str, region: str, function: str, auth: str = "AWS_IAM", two_way: bool = False
+    endpoint: str, region: str, function: str, auth: str = "AWS_IAM", two_way: bool = False, name: str = "test-live"
 ) -> dict[str, Any]:
     api_client = client("apigatewayv2", endpoint, region)
-    api = api_client.create_api(
-        Name="test-live", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
-    )
+    api = api_client.create_api(Name=name, ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action")
     api_id = api["ApiId"]
     uri = f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function}/invocations"
     integration = api_client.create_integration(ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=uri)[
         "IntegrationId"
     ]
-    for key in ("$connect", "$disconnect", "echo", "$default", "silent"):
+    for key in ("$connect", "$disconnect", "echo", "$default", "silent", "subscribe"):
         extra: dict[str, Any] = {"AuthorizationType": auth if key == "$connect" else "NONE"}
         if two_way and key == "echo":
             extra["RouteResponseSelectionExpression"] = "$default"
@@ -191,3 +199,80 @@ def signed(
     request = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
     SigV4Auth(Credentials("sandbox", secret), "execute-api", region).add_auth(request)
     return dict(request.headers.items())
+
+
+@dataclass
+class TaskFunction:
+    """A small stand-in for the task processor behind both regions' APIs: one shared store (the
+    database is active-active), tasks created and deleted over HTTP, sockets subscribed to all
+    changes, each change posted to every subscriber of either region through its endpoint."""
+
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subscribers: dict[str, tuple[str, str]] = field(default_factory=dict)  # connection -> (endpoint, region)
+    broadcast: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, invocation: Any) -> tuple[bytes, str | None]:
+        event = json.loads(invocation.payload or b"{}")
+        if event.get("version") == "2.0":
+            return json.dumps(self._http(event, invocation.region)).encode(), None
+        context = event["requestContext"]
+        route, connection = context["routeKey"], context["connectionId"]
+        endpoint = f"http://{context['domainName']}/{context['stage']}"
+        if route == "$connect":
+            refused = (event.get("queryStringParameters") or {}).get("token") == "bad"
+            return json.dumps({"statusCode": 401 if refused else 200}).encode(), None
+        if route == "$disconnect":
+            with self.lock:
+                self.subscribers.pop(connection, None)
+        elif route == "subscribe":
+            with self.lock:
+                self.subscribers[connection] = (endpoint, invocation.region)
+            _post(endpoint, invocation.region, connection, {"type": "subscribed", "all": True})
+        return json.dumps({"statusCode": 200}).encode(), None
+
+    def _http(self, event: dict[str, Any], region: str) -> dict[str, Any]:
+        method, path = event["requestContext"]["http"]["method"], event["rawPath"]
+        if path == "/tasks" and method == "POST":
+            body = json.loads(event.get("body") or "{}")
+            task = {"id": uuid.uuid4().hex, "title": body.get("title"), "version": 1}
+            with self.lock:
+                self.tasks[task["id"]] = task
+                subscribers = list(self.subscribers.items())
+            if self.broadcast:
+                message = {"type": "task", "event": "task.created", "task": task, "region": region}
+                for connection, (endpoint, their_region) in subscribers:
+                    _post(endpoint, their_region, connection, message)
+            return {"statusCode": 201, "headers": {"content-type": "application/json"}, "body": json.dumps(task)}
+        if path.startswith("/tasks/") and method == "DELETE":
+            with self.lock:
+                gone = self.tasks.pop(path.split("/")[2], None)
+            return {"statusCode": 204 if gone else 404}
+        if path == "/tasks" and method == "GET":
+            with self.lock:
+                listed = list(self.tasks.values())
+            headers = {
+                "content-type": "application/json",
+                "x-seen-authorization": event["headers"].get("authorization", ""),
+            }
+            return {"statusCode": 200, "headers": headers, "body": json.dumps({"tasks": listed})}
+        return {"statusCode": 404, "body": "{}"}
+
+
+def _post(endpoint: str, region: str, connection: str, message: dict[str, Any]) -> None:
+    management = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, region_name=region, **CREDENTIALS)
+    management.post_to_connection(ConnectionId=connection, Data=json.dumps(message).encode())
+
+
+def task_stack(
+    endpoint: str, names: tuple[str, str], auth: str = "AWS_IAM", issuer: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per region, the stack's two APIs under the names the deploy gives them ({prefix}-{env}-tasks,
+    -live), each in front of that region's function."""
+    apis = {}
+    for region in (REGION, OTHER_REGION):
+        function = make_function(endpoint, region, name="task-processor")
+        http = http_api(endpoint, region, function, auth=auth, issuer=issuer, name=names[0])
+        live = websocket_api(endpoint, region, function, auth="AWS_IAM" if auth == "AWS_IAM" else "NONE", name=names[1])
+        apis[region] = {"http": http, "live": live}
+    return apis
