@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +107,13 @@ def test_the_board_served_for_each_region_shows_every_change_made_in_the_other(
     assert b.locator("#region").inner_text() == f"region {west}"
     two_regions_flow(a, b, artifacts)
 
-    # The live benchmark's own path, tiny, on the same deployment (one test: xdist would deploy per worker)
-    result = live_bench.run(sockets=6, rate=5, seconds=1, workdir=sandbox)
+    # The live benchmark's own path, tiny, on the same deployment (one test: xdist would deploy per
+    # worker); in a thread of its own, since Playwright's sync API holds this thread's event loop
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(live_bench.run, sockets=6, rate=5, seconds=1, workdir=sandbox).result(timeout=120)
     assert result["created"] == result["changes"] == 5
     assert result["delivered"] == result["expected"] == 30 and result["duplicates"] == 0
-    assert result["fanout_ms"]["count"] == 5 and result["fanout_ms"]["posted"] == 30
+    assert result["fanout_ms"]["count"] == 5 and result["fanout_ms"]["posted"] >= 30  # and to pages A and B
     assert {row[0] for row in live_bench.table(result)} == {
         "live: messages delivered",
         "live: change-to-delivery latency",
