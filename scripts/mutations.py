@@ -991,6 +991,15 @@ EMULATOR += [
         "        if False:",
         f"{GATEWAY_ROWS}::test_default_route_throttling_answers_429_past_the_burst",
     ),
+    kinder(
+        "W12",
+        f"{GATEWAY}/access_logs.py",
+        "            group = backend.groups.get(group_name)\n"
+        "            if group is None:\n                return False\n",
+        "            if group_name not in backend.groups:\n                backend.create_log_group(group_name, {})\n"
+        "            group = backend.groups[group_name]\n",
+        f"{GATEWAY_ROWS}::test_an_http_api_writes_its_access_log_only_to_a_log_group_that_exists",
+    ),
 ]
 
 LIVE = "tests/function/test_broadcast.py"

@@ -31,6 +31,7 @@ from task_processor.errors import NotFound
 
 BOARD_DIR = Path(__file__).with_name("board")
 INDEX = "index.html"
+CONFIG = "config.json"  # GET /board/config.json: answered, never a file of board/
 TEXT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",

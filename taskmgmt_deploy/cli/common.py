@@ -311,7 +311,8 @@ def settings_from(flags: dict[str, str | None], start_sandbox: bool = False) -> 
         from taskmgmt_deploy.emulator.gateway.issuer import issuer_url
 
         issuer = issuer_url(sandbox.endpoint_url)
-        login = settings.stack.jwt_login_url or f"{issuer}/login"
+        client = settings.stack.jwt_audience[0] if settings.stack.jwt_audience else ""
+        login = settings.stack.jwt_login_url or f"{issuer}/login?client_id={client}&response_type=token"
         settings = replace(settings, stack=replace(settings.stack, jwt_issuer=issuer, jwt_login_url=login))
     return replace(
         settings,

@@ -118,7 +118,8 @@ class LiveCheck:
             raise _Failed(
                 f"201 from POST /tasks in {self.primary}", f"{status} {payload[:200].decode(errors='replace')}"
             )
-        task = json.loads(payload)
+        answer = json.loads(payload)
+        task = answer.get("task", answer)  # the API answers {"task": {...}}
         self.created.append({"writer": writer, "task": task})
         return str(task["id"]), made
 

@@ -125,3 +125,10 @@ def test_the_shipped_board_is_served():
     page = shipped.response("index.html")["body"]
     for name in ("board.js", "board.css"):
         assert f"/board/{name}" in page
+
+
+def test_config_json_is_always_made_never_a_shipped_file(site, monkeypatch):
+    (site / "config.json").write_text('{"websocketUrl": "wss://stale.example.com/live"}')
+    monkeypatch.setattr(board, "BOARD", board.Board(site))
+    stage = {"websocketUrl": "wss://abc.execute-api.us-east-1.amazonaws.com/live", "region": "us-east-1"}
+    assert json.loads(http("/board/config.json", stageVariables=stage)["body"])["websocketUrl"] == stage["websocketUrl"]

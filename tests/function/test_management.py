@@ -84,7 +84,7 @@ def api(monkeypatch) -> Iterator[ManagementApi]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
     monkeypatch.setattr(management, "_credentials", [])  # found again from this environment
     server = ManagementApi()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield server
     server.shutdown()

@@ -118,6 +118,7 @@ def http_api(
     permit: bool = True,
     throttle: tuple[int, int] = (50, 100),
     name: str = "test-tasks",
+    access_log: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     api_client = client("apigatewayv2", endpoint, region)
     extra = {"CorsConfiguration": cors} if cors else {}
@@ -155,6 +156,7 @@ def http_api(
         AutoDeploy=True,
         StageVariables={"websocketUrl": "ws://x/live", "region": region},
         DefaultRouteSettings={"ThrottlingBurstLimit": throttle[0], "ThrottlingRateLimit": throttle[1]},
+        **({"AccessLogSettings": {"DestinationArn": access_log[0], "Format": access_log[1]}} if access_log else {}),
     )
     if permit:
         allow(endpoint, region, function, api_id, f"http-{api_id}")
@@ -243,7 +245,8 @@ class TaskFunction:
                 message = {"type": "task", "event": "task.created", "task": task, "region": region}
                 for connection, (endpoint, their_region) in subscribers:
                     _post(endpoint, their_region, connection, message)
-            return {"statusCode": 201, "headers": {"content-type": "application/json"}, "body": json.dumps(task)}
+            answer = {"task": task}  # as the task API answers
+            return {"statusCode": 201, "headers": {"content-type": "application/json"}, "body": json.dumps(answer)}
         if path.startswith("/tasks/") and method == "DELETE":
             with self.lock:
                 gone = self.tasks.pop(path.split("/")[2], None)

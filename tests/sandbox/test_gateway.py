@@ -264,6 +264,7 @@ def test_messages_are_routed_by_the_selection_expression_and_answered_through_th
         assert event["queryStringParameters"] == {"token": "ok"}
         assert event["requestContext"]["domainName"] == emulator.live["ApiEndpoint"].removeprefix("ws://")
         assert event["requestContext"]["stage"] == "live" and connection.endswith("=") and len(connection) == 16
+        assert event["requestContext"]["identity"]["accessKey"] == "sandbox"  # who signed the handshake
     deadline = time.monotonic() + 10
     while not [e for e in emulator.stub.of("$disconnect") if e["requestContext"]["connectionId"] == connection]:
         assert time.monotonic() < deadline, "no $disconnect"
@@ -360,3 +361,55 @@ def test_idle_connections_close_after_10_minutes_and_every_connection_after_2_ho
         emulator.gateway.sweep()
         with pytest.raises(ConnectionClosed):
             busy.recv(timeout=10)
+
+
+def test_the_sandbox_issuers_login_page_hands_a_token_back_to_a_loopback_redirect(emulator: Emulator) -> None:
+    """The hosted login the board sends people to (JWT_LOGIN_URL): the token in the fragment (W3)."""
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    asked = {"client_id": "board", "response_type": "token", "redirect_uri": "http://127.0.0.1:8080/", "state": "s1"}
+    status, headers, page = call(f"{emulator.issuer}/login?{urlencode(asked)}")
+    assert status == 200 and b'<label for="username">' in page and headers["content-type"].startswith("text/html")
+
+    class Keep(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None  # look at the redirect instead of following it
+
+    opener = urllib.request.build_opener(Keep)
+    with pytest.raises(urllib.error.HTTPError) as redirected:
+        opener.open(f"{emulator.issuer}/login?{urlencode({**asked, 'username': 'ana'})}", timeout=10)
+    location = redirected.value.headers["Location"]
+    assert location.startswith("http://127.0.0.1:8080/#")
+    fragment = {k: v[0] for k, v in parse_qs(urlsplit(location).fragment).items()}
+    assert fragment["state"] == "s1" and fragment["token_type"] == "Bearer"
+    url = emulator.jwt_api["ApiEndpoint"] + "/tasks"
+    assert call(url, headers={"Authorization": f"Bearer {fragment['id_token']}"})[0] == 200
+    elsewhere = {**asked, "redirect_uri": "https://evil.example/"}
+    assert call(f"{emulator.issuer}/login?{urlencode(elsewhere)}")[0] == 400
+
+
+def test_an_http_api_writes_its_access_log_only_to_a_log_group_that_exists(emulator: Emulator) -> None:
+    """W12: one line a request, in the stage's format; a group that is gone gets nothing, and is not made."""
+    logs = client("logs", emulator.url)
+    form = (
+        '{"id":"$context.requestId","route":"$context.routeKey",'
+        '"status":"$context.status","ip":"$context.identity.sourceIp"}'
+    )
+    arns = {}
+    for group in ("/test/access", "/test/gone"):
+        logs.create_log_group(logGroupName=group)
+        arns[group] = f"arn:aws:logs:{REGION}:123456789012:log-group:{group}"
+    logged = http_api(emulator.url, REGION, emulator.function, auth="NONE", access_log=(arns["/test/access"], form))
+    unlogged = http_api(emulator.url, REGION, emulator.function, auth="NONE", access_log=(arns["/test/gone"], form))
+    logs.delete_log_group(logGroupName="/test/gone")
+    _, headers, _ = call(logged["ApiEndpoint"] + "/tasks")
+    call(logged["ApiEndpoint"] + "/nope")
+    lines = [json.loads(e["message"]) for e in logs.filter_log_events(logGroupName="/test/access")["events"]]
+    assert lines == [
+        {"id": headers["apigw-requestid"], "route": "GET /tasks", "status": "200", "ip": "127.0.0.1"},
+        {"id": lines[1]["id"], "route": "-", "status": "404", "ip": "127.0.0.1"},
+    ]
+    assert call(unlogged["ApiEndpoint"] + "/tasks")[0] == 200
+    assert "/test/gone" not in [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]]
+    for api in (logged, unlogged):
+        client("apigatewayv2", emulator.url).delete_api(ApiId=api["ApiId"])

@@ -89,7 +89,8 @@ def test_endpoints_are_the_apis_api_endpoints_found_by_name(stack: Stack) -> Non
 
 
 def test_serve_forwards_signed_to_the_http_api_and_answers_the_boards_config_itself(stack: Stack, serve: str) -> None:
-    status, headers, created = call(serve + "/tasks", "POST", {"title": "Plan the launch"})
+    status, headers, answer = call(serve + "/tasks", "POST", {"title": "Plan the launch"})
+    created = answer["task"]
     assert status == 201 and created["title"] == "Plan the launch"  # the IAM API took serve's signature
     status, headers, listed = call(serve + "/tasks")
     assert status == 200 and created in listed["tasks"]
@@ -109,7 +110,7 @@ def test_the_boards_socket_is_relayed_to_the_websocket_api_signed(stack: Stack, 
     with connect(socket_url, open_timeout=10) as socket:  # the browser does not sign; serve does
         socket.send(json.dumps({"action": "subscribe", "all": True}))
         assert json.loads(socket.recv(timeout=10)) == {"type": "subscribed", "all": True}
-        created = call(serve + "/tasks", "POST", {"title": "Seen live"})[2]
+        created = call(serve + "/tasks", "POST", {"title": "Seen live"})[2]["task"]
         message = json.loads(socket.recv(timeout=10))
         assert (message["type"], message["event"], message["task"]) == ("task", "task.created", created)
     with pytest.raises(InvalidStatus) as refused:  # $connect's refusal reaches the browser
@@ -185,3 +186,14 @@ def test_the_live_check_fails_in_one_line_when_the_apis_refuse(stack: Stack) -> 
     unsigned = LiveCheck(stack.endpoints, (REGION, OTHER_REGION), None, SystemClock())
     result = unsigned.run()
     assert not result.ok and result.observed.startswith("InvalidStatus") and "\n" not in result.observed
+
+
+def test_jwt_in_the_sandbox_without_an_issuer_takes_the_sandboxs_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmgmt_deploy.cli.common import SANDBOX_ISSUER, _sandbox_issuer_defaults
+
+    flags: dict[str, str | None] = {"API_AUTH": "jwt"}
+    assert _sandbox_issuer_defaults(flags)
+    assert flags["JWT_ISSUER"] == SANDBOX_ISSUER and flags["JWT_AUDIENCE"] == "taskmgmt-sandbox"
+    monkeypatch.setenv("JWT_ISSUER", "https://issuer.example")
+    assert not _sandbox_issuer_defaults({"API_AUTH": "jwt"})  # an issuer of one's own is kept
+    assert not _sandbox_issuer_defaults({"API_AUTH": "iam"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from taskmgmt_deploy.emulator.gateway import integration as lambda_proxy
+from taskmgmt_deploy.emulator.gateway.access_logs import AccessLogs
 from taskmgmt_deploy.emulator.gateway.auth import Denied, KeySets, SecretFor, bearer, check_sigv4, verify_jwt
 from taskmgmt_deploy.emulator.gateway.wire import Request, Response
 
@@ -116,18 +118,42 @@ class HttpApi:
         self.key_sets = key_sets
         self.record = record
         self.throttle = Throttle(now)
+        self.access_logs = AccessLogs()
 
     # -- the request, step by step ---------------------------------------------------------
     def handle(
         self, api: Any, request: Request, host: str, invoke: Callable[[Any, str, bytes], tuple[bytes, str | None]]
     ) -> Response:
+        started, wall = time.monotonic(), self.wall()
         stage, path = self._stage(api, request.path)
         if stage is None:
             return Response.message(404, "Not Found")
+        context: dict[str, Any] = {
+            "requestId": base64.b64encode(uuid.uuid4().bytes[:12]).decode(),
+            "identity.sourceIp": request.peer,
+            "identity.userAgent": request.header("user-agent"),
+            "requestTime": datetime.fromtimestamp(wall, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "requestTimeEpoch": int(wall * 1000),
+            "httpMethod": request.method,
+            "path": path,
+            "protocol": request.version,
+            "apiId": api.api_id,
+            "stage": stage.name,
+            "domainName": host,
+        }
         cors, origin = api.cors_configuration, request.header("origin")
         if cors and request.method == "OPTIONS" and origin and request.header("access-control-request-method"):
-            return self._preflight(cors, request)
-        return self._with_cors(cors, origin, self._routed(api, stage, path, request, host, invoke))
+            response = self._preflight(cors, request)
+        else:
+            response = self._with_cors(cors, origin, self._routed(api, stage, path, request, host, invoke, context))
+        context.update(
+            status=response.status,
+            responseLength=len(response.body),
+            responseLatency=int((time.monotonic() - started) * 1000),
+        )
+        response.context = context
+        self.access_logs.write(stage, api.api_id, context)
+        return response
 
     def _routed(
         self,
@@ -137,17 +163,20 @@ class HttpApi:
         request: Request,
         host: str,
         invoke: Callable[[Any, str, bytes], tuple[bytes, str | None]],
+        context: dict[str, Any],
     ) -> Response:
-        request_id = base64.b64encode(uuid.uuid4().bytes[:12]).decode()
+        request_id = context["requestId"]
         found = match_route(list(api.routes.values()), request.method, path)
         if found is None:
             return Response.message(404, "Not Found")
         route, params = found
+        context["routeKey"] = route.route_key
         headers = request.lowered()
         try:
             authorizer = self._authorize(api, route, request, headers, host)
         except Denied as denied:
             self.record({"api": api.api_id, "route": route.route_key, "outcome": "denied", "why": str(denied)})
+            context["authorizer.error"] = str(denied) or "Unauthorized"
             return self._denial(route, str(denied))
         settings = {**(stage.default_route_settings or {}), **((stage.route_settings or {}).get(route.route_key) or {})}
         burst, rate = _cfg(settings, "throttlingBurstLimit"), _cfg(settings, "throttlingRateLimit")
@@ -160,6 +189,7 @@ class HttpApi:
             raw, error = invoke(lambda_proxy.integration_of(api, route), source_arn, json.dumps(event).encode())
         except lambda_proxy.IntegrationFailed as failed:
             self.record({"api": api.api_id, "route": route.route_key, "outcome": failed.outcome, "why": str(failed)})
+            context["integrationErrorMessage"] = str(failed)
             timeout = failed.outcome == "timeout"
             status, message = (503, "Service Unavailable") if timeout else (500, "Internal Server Error")
             return Response.message(status, message, {"apigw-requestid": request_id})

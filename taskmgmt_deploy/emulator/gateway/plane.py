@@ -167,7 +167,7 @@ class GatewayFidelity:
                 await writer.drain()
                 if not request.keep_alive:
                     return
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, asyncio.CancelledError):  # cancelled: the emulator is stopping
             return
         finally:
             if not writer.is_closing():

@@ -165,9 +165,10 @@ class WebSocketApis:
         if route is None:
             return None
         headers = request.lowered()
+        caller = None
         if (route.authorization_type or "NONE").upper() == "AWS_IAM":
             try:
-                check_sigv4(
+                caller = check_sigv4(
                     "GET",
                     f"http://{conn.domain}{request.target}",
                     headers,
@@ -191,6 +192,9 @@ class WebSocketApis:
             "requestContext": self._context(conn, "$connect", "CONNECT"),
             "isBase64Encoded": False,
         }
+        if caller is not None:  # who signed, as API Gateway reports an IAM caller
+            identity = {"accessKey": caller.access_key, "accountId": conn.account, "caller": caller.access_key}
+            event["requestContext"]["identity"].update(identity)
         if query:
             event["queryStringParameters"] = {k: v[-1] for k, v in query.items()}
             event["multiValueQueryStringParameters"] = query

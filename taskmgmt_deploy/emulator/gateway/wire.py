@@ -67,6 +67,7 @@ class Response:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    context: dict[str, object] = field(default_factory=dict)  # $context variables, for the access log
 
     @classmethod
     def message(cls, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
