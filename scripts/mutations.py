@@ -899,6 +899,67 @@ CODE += [
     ),
 ]
 
+GATEWAY = "taskmgmt_deploy/emulator/apigateway.py"
+GATEWAY_ROWS = "tests/emulator/test_apigateway_fidelity.py"
+APIS = "taskmgmt_deploy/steps/apigateway.py"
+
+EMULATOR += [
+    kinder(
+        "H1",
+        GATEWAY,
+        """ and route_key != "$connect" and authorization not in (None, "NONE"):""",
+        " and False:",
+        f"{GATEWAY_ROWS}::test_a_websocket_api_is_authorized_at_connect_only",
+    ),
+    kinder(
+        "H2",
+        GATEWAY,
+        """        if kwargs.get("authorizer_type") == "JWT":""",
+        "        if False:",
+        f"{GATEWAY_ROWS}::test_a_jwt_authorizer_is_for_http_apis_with_an_issuer_an_audience_and_a_token_source",
+    ),
+    kinder(
+        "H3",
+        GATEWAY,
+        "    if logs:\n        _check_destination(backend, logs)",
+        "    if False:\n        _check_destination(backend, logs)",
+        f"{GATEWAY_ROWS}::test_access_logs_go_to_an_existing_log_group_named_by_its_arn_without_the_star",
+    ),
+    kinder(
+        "H4",
+        GATEWAY,
+        "PAGE = 5  #",
+        "PAGE = 1000  #",
+        f"{GATEWAY_ROWS}::test_lists_come_in_pages_of_five_and_update_stage_changes_only_what_it_names",
+    ),
+    kinder(
+        "H5",
+        GATEWAY,
+        """    for name, value in (config.get("stageVariables") or {}).items():""",
+        "    for name, value in {}.items():",
+        f"{GATEWAY_ROWS}::test_stage_variables_take_only_the_documented_characters",
+    ),
+]
+
+CODE += [
+    one(
+        "an API found again by its id alone",
+        "a deploy that died after CreateApi answered makes a second API of the same name when run again",
+        APIS,
+        """        api = api or self._find(gw, res.name, res.spec.get("tags", {}).get("taskmgmt:key"))""",
+        "        api = api",
+        f"{DEPLOY_KILL}[CreateTopic > CreateApi http > CreateStage websocket]",
+    ),
+    one(
+        "the APIs' invoke permission open to every API of the account",
+        "any API Gateway API in the account and region may invoke the function",
+        APIS,
+        """                SourceArn=f"{outputs['execution_arn']}/*",""",
+        """                SourceArn=outputs["execution_arn"].rsplit(":", 1)[0] + ":*/*",""",
+        f"{DRIFT}[lambda_permission]",
+    ),
+]
+
 # Rows with nothing to make kinder, and why. (Q2 and Q11 have no stand-in behaviour either:
 # their code mutants above show that the rows' tests bite.)
 NOTHING_TO_MAKE_KINDER = {

@@ -25,7 +25,7 @@ class TagFinder:
         found: dict[str, Record] = {}
         records = self._roles()
         for region in self.regions:
-            records += self._tagged(region) + self._clusters(region) + self._rules(region)
+            records += self._tagged(region) + self._clusters(region) + self._rules(region) + self._apis(region)
         for record in records:
             found.setdefault(record.arn, record)
         return list(found.values())
@@ -69,6 +69,30 @@ class TagFinder:
                 if self._matches({t["Key"]: t["Value"] for t in tags}):
                     records.append(record_for_arn(rule["Arn"]))
         return [r for r in records if r is not None]
+
+    def _apis(self, region: str) -> list[Record]:
+        """API Gateway's APIs are not in the tagging API: listed by the stack's name prefix, kept
+        by their tags (GetApis answers them)."""
+        gateway = self.aws.get("apigatewayv2", region)
+        records = []
+        for page in gateway.get_paginator("get_apis").paginate():
+            for api in page.get("Items", []):
+                if api["Name"].startswith(self.name_prefix) and self._matches(api.get("Tags") or {}):
+                    kind = "http_api" if api.get("ProtocolType") == "HTTP" else "websocket_api"
+                    partition = self.aws.arn("execute-api", region, "-").split(":")[1]
+                    arn = f"arn:{partition}:apigateway:{region}::/apis/{api['ApiId']}"
+                    records.append(
+                        Record(
+                            key=resource_key(kind, f"found:{api['ApiId']}", region),
+                            kind=kind,
+                            region=region,
+                            name=api["Name"],
+                            position=0,
+                            state="ready",
+                            outputs={"id": api["ApiId"], "arn": arn},
+                        )
+                    )
+        return records
 
     def _roles(self) -> list[Record]:
         iam = self.aws.get("iam")

@@ -11,6 +11,7 @@ from moto.moto_api._internal.models import MotoAPIBackend
 
 from taskmgmt_deploy.core.clock import Clock, SystemClock
 from taskmgmt_deploy.emulator.account import AccountFidelity
+from taskmgmt_deploy.emulator.apigateway import ApiGatewayFidelity
 from taskmgmt_deploy.emulator.awslambda import Invocation, Invoker, LambdaFidelity
 from taskmgmt_deploy.emulator.cloudwatch import CloudWatchFidelity
 from taskmgmt_deploy.emulator.dsql import Authorization, ClusterStorage, DsqlFidelity
@@ -84,6 +85,7 @@ class Fidelity:
         self.gateway = GatewayFidelity(self.clock, lock)  # API Gateway's data plane (W rows)
         self._parts: list[Part] = [self.dsql, self.iam, self.awslambda, self.events, self.sqs, self.sns]
         self._parts += [self.cloudwatch, self.account, KmsFidelity(), LogsFidelity(), self.s3, self.gateway]
+        self._parts.append(ApiGatewayFidelity())  # API Gateway's control plane (H rows)
         self._patches = Patches()
 
     @property

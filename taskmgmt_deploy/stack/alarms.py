@@ -143,6 +143,18 @@ def delivery_alarms(bus: str, rule: str, dlq: str, failures: str) -> list[AlarmD
     ]
 
 
+def broadcast_alarms(dlq: str) -> list[AlarmDef]:
+    return [
+        AlarmDef(
+            "broadcast-dlq-messages",
+            f"{dlq}-messages",
+            "Notifications EventBridge could not deliver to the function for the live sockets",
+            single("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": dlq}, "Maximum"),
+            0,
+        ),
+    ]
+
+
 def dsql_alarms(cluster_name: str, cluster_id: Ref | str) -> list[AlarmDef]:
     return [
         AlarmDef(

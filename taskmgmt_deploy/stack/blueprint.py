@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskmgmt_deploy.core.models import Ref, Resource, resource_key
+from taskmgmt_deploy.core.models import Ref, Resource, Template, resource_key
 from taskmgmt_deploy.stack import alarms
 from taskmgmt_deploy.stack.config import StackConfig
 
@@ -35,6 +35,37 @@ PACKAGE = resource_key("lambda_package", "task-processor", None)
 ROLE = resource_key("iam_role", "task-processor", None)
 POLICY = resource_key("iam_role_policy", "task-processor", None)
 PEERING = resource_key("dsql_peering", "clusters", None)
+MANAGE_CONNECTIONS = resource_key("iam_role_policy", "manage-connections", None)
+
+# The HTTP API's routes: every route the function serves (lambda/task_processor/api.py, pinned by
+# tests/unit/test_contract.py) and the board, which is public with API_AUTH=jwt.
+TASK_ROUTES = (
+    "GET /health",
+    "GET /tasks",
+    "POST /tasks",
+    "GET /tasks/{task_id}",
+    "PUT /tasks/{task_id}",
+    "PATCH /tasks/{task_id}",
+    "DELETE /tasks/{task_id}",
+    "POST /tasks/{task_id}/complete",
+)
+BOARD_ROUTES = ("GET /", "GET /board/{file}")
+WEBSOCKET_ROUTES = ("$connect", "$disconnect", "subscribe", "ping", "$default")
+WEBSOCKET_STAGE = "live"
+HTTP_STAGE = "$default"
+PAYLOAD_FORMAT = "2.0"
+NOTIFICATION_SOURCE = "task.management.notifications"
+NOTIFICATION_DETAIL_TYPE = "Task Notification"
+STAGE_VARIABLE_WEBSOCKET_URL = "websocketUrl"
+STAGE_VARIABLE_REGION = "region"
+CORS_HEADERS = ("authorization", "content-type", "if-match", "x-amz-date", "x-amz-security-token")
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+ACCESS_LOG_FORMAT = (
+    '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","requestTime":"$context.requestTime",'
+    '"routeKey":"$context.routeKey","status":"$context.status","protocol":"$context.protocol",'
+    '"responseLength":"$context.responseLength","latency":"$context.responseLatency",'
+    '"integrationError":"$context.integrationErrorMessage","authorizerError":"$context.authorizer.error"}'
+)
 KMS_KEY = "kms_key:customer-key@{region}"
 
 
@@ -59,8 +90,8 @@ def build(stack: StackConfig) -> list[Resource]:
     resources = [_package(), *_kms_keys(stack), _role(stack), *_clusters(stack)]
     for region in stack.regions:
         resources += _regional(stack, region)
-    resources += [_policy(stack), _dashboard(stack), *_cluster_policies(stack), _schema(stack)]
-    return resources
+    resources += [_policy(stack), _manage_connections(stack), _dashboard(stack), *_cluster_policies(stack)]
+    return [*resources, _schema(stack)]
 
 
 def _kms_keys(stack: StackConfig) -> list[Resource]:
@@ -313,7 +344,7 @@ def _regional(stack: StackConfig, region: str) -> list[Resource]:
                 tagged=False,
             )
         )
-    return resources + _alarms(stack, region)
+    return resources + _apis(stack, region) + _broadcast(stack, region) + _alarms(stack, region)
 
 
 def _function(stack: StackConfig, region: str, logs_key: str, bus: str) -> Resource:
@@ -425,6 +456,7 @@ def alarm_definitions(stack: StackConfig, region: str, cluster_id: Ref | str) ->
     return [
         *alarms.function_alarms(stack, fn),
         *alarms.delivery_alarms(bus, rule, dlq, failures),
+        *alarms.broadcast_alarms(stack.name("broadcast-dlq")),
         *alarms.dsql_alarms(stack.name(side(stack, region)), cluster_id),
     ]
 
@@ -473,5 +505,183 @@ def _dashboard(stack: StackConfig) -> Resource:
         stack.primary_region,
         stack.name("dashboard"),
         {"body": dashboard_body(stack, cluster_ids)},
+        tagged=False,
+    )
+
+
+def http_api_key(region: str) -> str:
+    return _key("http_api", "tasks", region)
+
+
+def websocket_api_key(region: str) -> str:
+    return _key("websocket_api", "live", region)
+
+
+def _apis(stack: StackConfig, region: str) -> list[Resource]:
+    """The HTTP API and the WebSocket API, whose URL the HTTP API's stage passes to the function
+    (stage variables: no cycle function -> APIs -> function). The HTTP API's access logs go to the
+    function's log group, made before both with the configured retention (and key): one group per
+    region holds each request and what the function did with it, and the deployer's policy names
+    no other group. WebSocket access logs would need the account-wide API Gateway logging role."""
+    fn = function_name(stack)
+    function = {"function_arn": Ref(_key("lambda_function", "task-processor", region), "arn"), "function_name": fn}
+    throttle = {"burst": stack.api_throttle_burst, "rate": stack.api_throttle_rate}
+    connect = "AWS_IAM" if stack.api_auth == "iam" else "NONE"  # with jwt the function checks ?token=
+    live = _res(
+        stack,
+        "websocket_api",
+        "live",
+        region,
+        stack.name("live"),
+        {
+            **function,
+            "permission_id": stack.name("live-invoke"),
+            "route_selection": "$request.body.action",
+            "routes": {route: connect if route == "$connect" else "NONE" for route in WEBSOCKET_ROUTES},
+            "stage": WEBSOCKET_STAGE,
+            "throttle": throttle,
+        },
+    )
+    http = _res(
+        stack,
+        "http_api",
+        "tasks",
+        region,
+        stack.name("tasks"),
+        {
+            **function,
+            "permission_id": stack.name("tasks-invoke"),
+            "payload_format": PAYLOAD_FORMAT,
+            "routes": _http_routes(stack),
+            **(
+                {"authorizer": {"issuer": stack.jwt_issuer, "audience": list(stack.jwt_audience)}}
+                if stack.api_auth == "jwt"
+                else {}
+            ),
+            **({"cors": _cors(stack)} if stack.cors_origins else {}),
+            "stage": HTTP_STAGE,
+            "throttle": throttle,
+            "access_log_arn": Ref(_key("log_group", "task-processor", region), "arn"),
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "stage_variables": {STAGE_VARIABLE_WEBSOCKET_URL: Ref(live.key, "url"), STAGE_VARIABLE_REGION: region},
+        },
+    )
+    return [live, http]
+
+
+def _http_routes(stack: StackConfig) -> dict[str, str]:
+    if stack.api_auth == "iam":
+        return dict.fromkeys(TASK_ROUTES + BOARD_ROUTES, "AWS_IAM")
+    return {**dict.fromkeys(TASK_ROUTES, "JWT"), **dict.fromkeys(BOARD_ROUTES, "NONE")}
+
+
+def _cors(stack: StackConfig) -> dict[str, Any]:
+    return {
+        "AllowOrigins": list(stack.cors_origins),
+        "AllowMethods": list(CORS_METHODS),
+        "AllowHeaders": list(CORS_HEADERS),
+        "ExposeHeaders": ["etag"],
+        "MaxAge": 600,
+    }
+
+
+def _broadcast(stack: StackConfig, region: str) -> list[Resource]:
+    """The notifications the function puts on its bus, back to the function (which fans them out
+    to the sockets): a second rule with its own dead-letter queue."""
+    bus, rule, dlq = stack.name("task-events"), stack.name("broadcast"), stack.name("broadcast-dlq")
+    k = {
+        "dlq": _key("sqs_queue", "broadcast-dlq", region),
+        "rule": _key("event_rule", "broadcast", region),
+        "permission": _key("lambda_permission", "broadcast", region),
+        "dlq_policy": _key("sqs_queue_policy", "broadcast-dlq", region),
+    }
+    return [
+        _res(stack, "sqs_queue", "broadcast-dlq", region, dlq, {"attributes": QUEUE_ATTRIBUTES}),
+        _res(
+            stack,
+            "event_rule",
+            "broadcast",
+            region,
+            rule,
+            {
+                "bus_name": bus,
+                "description": "Task notifications for the live sockets",
+                "pattern": {"source": [NOTIFICATION_SOURCE], "detail-type": [NOTIFICATION_DETAIL_TYPE]},
+            },
+            after=(_key("event_bus", "task-events", region),),
+        ),
+        _res(
+            stack,
+            "sqs_queue_policy",
+            "broadcast-dlq",
+            region,
+            dlq,
+            {
+                "queue_name": dlq,
+                "queue_url": Ref(k["dlq"], "url"),
+                "policy": _dlq_policy(Ref(k["dlq"], "arn"), Ref(k["rule"], "arn")),
+            },
+            tagged=False,
+        ),
+        _res(
+            stack,
+            "lambda_permission",
+            "broadcast",
+            region,
+            stack.name("broadcast-invoke"),
+            {
+                "function_name": function_name(stack),
+                "principal": "events.amazonaws.com",
+                "source_arn": Ref(k["rule"], "arn"),
+            },
+            after=(_key("lambda_function", "task-processor", region),),
+            tagged=False,
+        ),
+        _res(
+            stack,
+            "event_target",
+            "broadcast",
+            region,
+            "task-processor",
+            {
+                "rule_name": rule,
+                "bus_name": bus,
+                "function_arn": Ref(_key("lambda_function", "task-processor", region), "arn"),
+                "dead_letter_arn": Ref(k["dlq"], "arn"),
+                "retry_policy": RULE_RETRY,
+            },
+            after=(k["rule"], k["permission"], k["dlq_policy"]),
+            tagged=False,
+        ),
+    ]
+
+
+def _manage_connections(stack: StackConfig) -> Resource:
+    """The function posts to the sockets of both regions' WebSocket APIs: a policy of its own,
+    put once the APIs exist (their ids are in it)."""
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PostToTheSockets",
+                "Effect": "Allow",
+                "Action": "execute-api:ManageConnections",
+                "Resource": [
+                    Template(
+                        f"{{0}}/{WEBSOCKET_STAGE}/POST/@connections/*", (Ref(websocket_api_key(r), "execution_arn"),)
+                    )
+                    for r in stack.regions
+                ],
+            }
+        ],
+    }
+    return _res(
+        stack,
+        "iam_role_policy",
+        "manage-connections",
+        None,
+        stack.name("manage-connections"),
+        {"role_name": role_name(stack), "document": document},
+        after=(ROLE,),
         tagged=False,
     )

@@ -133,7 +133,7 @@ def deployer_policy(
                 "events:ListTargetsByRule",
                 "events:RemoveTargets",
             ],
-            names.each("events", "rule/{bus}/{rule}"),
+            names.each("events", "rule/{bus}/{rule}") + names.each("events", "rule/{bus}/{broadcast}"),
         ),
         _statement(
             "SweepRemovesTheEnvironmentsStrayRules",
@@ -150,7 +150,7 @@ def deployer_policy(
                 "sqs:SetQueueAttributes",
                 "sqs:DeleteQueue",
             ],
-            names.each("sqs", "{dlq}") + names.each("sqs", "{failures}"),
+            names.each("sqs", "{dlq}") + names.each("sqs", "{failures}") + names.each("sqs", "{broadcast_dlq}"),
         ),
         _statement(
             "ManageTheLogGroups",
@@ -172,7 +172,7 @@ def deployer_policy(
         _statement(
             "ManageTheAlarms",
             ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource"],
-            [names.arn("cloudwatch", region, f"alarm:{name}") for region, name in names.alarms()],
+            names.alarm_arns(),
         ),
         _statement(
             "ManageTheDashboard",
@@ -193,6 +193,7 @@ def deployer_policy(
             ],
             names.each("sns", stack.name("alarms")),
         ),
+        *_api_statements(stack, names),
         _statement(
             "ReadClusters", ["dsql:GetCluster", "dsql:GetClusterPolicy", "dsql:ListTagsForResource"], names.clusters()
         ),
@@ -278,6 +279,32 @@ def _key_statements(stack: StackConfig, names: _Names) -> list[dict[str, Any]]:
     ]
 
 
+def _api_statements(stack: StackConfig, names: _Names) -> list[dict[str, Any]]:
+    """API Gateway authorizes an HTTP verb on a path (https://docs.aws.amazon.com/service-authorization/
+    latest/reference/list_amazonapigatewaymanagementv2.html). An API's id is generated: reading is
+    allowed on every API of the two regions (a deleted one must read as not found), creating one
+    only with this environment's tags, and changing one (its routes, integrations, authorizers,
+    stage, tags) only where the API carries them; the pessimistic reading is that a route or a
+    stage is authorized with its API's tags, as it has none of its own."""
+    scope = _scope_tags(stack)
+    return [
+        _statement("ReadTheApis", ["apigateway:GET"], [names.gateway(region, "/apis*") for region in stack.regions]),
+        # CreateApi (POST /apis) and TagResource (POST /tags/ARN): what carries this environment's tags.
+        _statement(
+            "CreateTaggedApis",
+            ["apigateway:POST"],
+            [names.gateway(region, "/*") for region in stack.regions],
+            {"StringEquals": {f"aws:RequestTag/{k}": v for k, v in scope.items()}},
+        ),
+        _statement(
+            "ManageTaggedApis",
+            ["apigateway:POST", "apigateway:PATCH", "apigateway:DELETE"],
+            [names.gateway(region, "/apis/*") for region in stack.regions],
+            {"StringEquals": {f"aws:ResourceTag/{k}": v for k, v in scope.items()}},
+        ),
+    ]
+
+
 def _scope_tags(stack: StackConfig) -> dict[str, str]:
     tags = stack.tags()
     return {k: tags[k] for k in ("taskmgmt:env", "taskmgmt:prefix")}
@@ -301,6 +328,8 @@ class _Names:
             "rule": stack.name("task-processing"),
             "dlq": stack.name("task-events-dlq"),
             "failures": stack.name("task-processor-failures"),
+            "broadcast": stack.name("broadcast"),
+            "broadcast_dlq": stack.name("broadcast-dlq"),
             "prefix": stack.name(""),  # what destroy's sweep looks for in names
         }
         self.role = f"arn:{partition}:iam::{account}:role/{blueprint.role_name(stack)}"
@@ -308,6 +337,10 @@ class _Names:
 
     def arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:{self.partition}:{service}:{region}:{self.account}:{resource}"
+
+    def gateway(self, region: str, path: str) -> str:
+        """API Gateway's ARNs name no account."""
+        return f"arn:{self.partition}:apigateway:{region}::{path}"
 
     def each(self, service: str, pattern: str) -> list[str]:
         """The resource in each region of the stack."""
@@ -318,3 +351,15 @@ class _Names:
 
     def alarms(self) -> list[tuple[str, str]]:
         return [(r, a.name) for r in self.stack.regions for a in blueprint.alarm_definitions(self.stack, r, "-")]
+
+    def alarm_arns(self) -> list[str]:
+        """Each alarm by name, but the function's (and its failures queue's) as one `{fn}-*` (the
+        policy must fit 10,240 characters). No other environment's alarm matches that: its name
+        would start with '{env}-task-processor-', 16 characters more than an environment's name may have."""
+        family = f"{blueprint.function_name(self.stack)}-"
+        arns = [
+            self.arn("cloudwatch", region, f"alarm:{name}")
+            for region, name in self.alarms()
+            if not name.startswith(family)
+        ]
+        return [self.arn("cloudwatch", region, f"alarm:{family}*") for region in self.stack.regions] + arns

@@ -42,6 +42,7 @@ from taskmgmt_deploy.core.step import Step
 from taskmgmt_deploy.errors import ManifestError, UserError
 from taskmgmt_deploy.stack import blueprint
 from taskmgmt_deploy.stack.config import Settings, StackConfig
+from taskmgmt_deploy.steps.apigateway import HttpApiStep, WebSocketApiStep
 from taskmgmt_deploy.steps.cloudwatch import DashboardStep, MetricAlarmStep
 from taskmgmt_deploy.steps.dsql import DsqlClusterStep, DsqlPeeringStep
 from taskmgmt_deploy.steps.dsql_policy import DsqlClusterPolicyStep
@@ -157,6 +158,8 @@ def make_steps(aws: AwsClients, builder: PackageBuilder, schema: SchemaTarget) -
         SnsSubscriptionStep(aws),
         MetricAlarmStep(aws),
         DashboardStep(aws),
+        HttpApiStep(aws),
+        WebSocketApiStep(aws),
     ]
     return {step.kind: step for step in steps}
 

@@ -34,6 +34,9 @@ def stack_outputs(manifest: Manifest, endpoint_url: str | None = None) -> dict[s
             "dlq_arn": out("sqs_queue", "events-dlq", "arn"),
             "failed_invocations_queue_url": out("sqs_queue", "failed-invocations", "url"),
             "failed_invocations_queue_arn": out("sqs_queue", "failed-invocations", "arn"),
+            "http_api_url": out("http_api", "tasks", "url"),
+            "websocket_url": out("websocket_api", "live", "url"),
+            "broadcast_dlq_url": out("sqs_queue", "broadcast-dlq", "url"),
         }
     dashboard = next((r for r in manifest if r.kind == "dashboard"), None)
     return {

@@ -187,6 +187,36 @@ def _read_object(call: Call) -> list[Request]:
     return [Request("s3:GetObject", _object(call)), Request("s3:ListBucket", f"arn:aws:s3:::{call.params['Bucket']}")]
 
 
+def _gateway(action: str, path: str, tagged: bool = True):
+    """An API Gateway call: an HTTP verb on the path it calls (`path` is formatted with the call's
+    parameters), with the tags of the API it names (a route or a stage has none of its own)."""
+
+    def rule(call: Call) -> list[Request]:
+        resource = f"arn:aws:apigateway:{call.region}::" + path.format(**call.params)
+        return [Request(action, resource, context=_resource_tags(call) if tagged else {})]
+
+    return rule
+
+
+def _create_api(call: Call) -> list[Request]:
+    tags = call.params.get("Tags") or {}
+    context = {**{f"aws:RequestTag/{k}": v for k, v in tags.items()}, "aws:TagKeys": sorted(tags)}
+    found = [Request("apigateway:POST", f"arn:aws:apigateway:{call.region}::/apis", context=context)]
+    if tags:  # pessimistic: the tags are authorized as a tagging call too
+        found.append(Request("apigateway:POST", f"arn:aws:apigateway:{call.region}::/tags/new", context=context))
+    return found
+
+
+def _tag_api(call: Call) -> list[Request]:
+    tags = call.params.get("Tags") or {}
+    context = {**_resource_tags(call), **{f"aws:RequestTag/{k}": v for k, v in tags.items()}}
+    return [
+        Request(
+            "apigateway:POST", f"arn:aws:apigateway:{call.region}::/tags/{call.params['ResourceArn']}", context=context
+        )
+    ]
+
+
 RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
     "sts": {"GetCallerIdentity": lambda call: []},  # needs no permission, and cannot be denied
     "iam": {
@@ -305,6 +335,31 @@ RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
         "CreateCluster": _create_cluster,
         "UpdateCluster": _update_cluster,
         **{op: _dsql_change(f"dsql:{op}") for op in ("DeleteCluster", "PutClusterPolicy", "DeleteClusterPolicy")},
+    },
+    "apigatewayv2": {
+        "GetApis": _gateway("apigateway:GET", "/apis", tagged=False),
+        "GetApi": _gateway("apigateway:GET", "/apis/{ApiId}", tagged=False),
+        "CreateApi": _create_api,
+        "UpdateApi": _gateway("apigateway:PATCH", "/apis/{ApiId}"),
+        "DeleteApi": _gateway("apigateway:DELETE", "/apis/{ApiId}"),
+        "DeleteCorsConfiguration": _gateway("apigateway:DELETE", "/apis/{ApiId}/cors"),
+        "TagResource": _tag_api,
+        **{
+            f"Get{kind}s": _gateway("apigateway:GET", f"/apis/{{ApiId}}/{kind.lower()}s", tagged=False)
+            for kind in ("Route", "Integration", "Authorizer", "Stage")
+        },
+        "GetStage": _gateway("apigateway:GET", "/apis/{ApiId}/stages/{StageName}", tagged=False),
+        **{
+            f"Create{kind}": _gateway("apigateway:POST", f"/apis/{{ApiId}}/{kind.lower()}s")
+            for kind in ("Route", "Integration", "Authorizer", "Stage")
+        },
+        **{
+            f"{operation}{kind}": _gateway(f"apigateway:{verb}", f"/apis/{{ApiId}}/{kind.lower()}s/{{{kind}Id}}")
+            for operation, verb in (("Update", "PATCH"), ("Delete", "DELETE"))
+            for kind in ("Route", "Integration", "Authorizer")
+        },
+        "UpdateStage": _gateway("apigateway:PATCH", "/apis/{ApiId}/stages/{StageName}"),
+        "DeleteStage": _gateway("apigateway:DELETE", "/apis/{ApiId}/stages/{StageName}"),
     },
     "resourcegroupstaggingapi": {"GetResources": _star("tag:GetResources")},
     "account": {"GetRegionOptStatus": _star("account:GetRegionOptStatus")},

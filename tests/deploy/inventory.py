@@ -41,6 +41,7 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
             "subscriptions",
             "cluster_policies",
             "reserved_concurrency",
+            "apis",
         )
     }
     iam = client("iam")
@@ -98,6 +99,10 @@ def inventory(stack: str = "task-mgmt-dev", **client_kwargs: Any) -> dict[str, l
             )
             if policy:
                 found["queue_policies"].append((region, name))
+        gateway = client("apigatewayv2", region)
+        for api in (api for page in gateway.get_paginator("get_apis").paginate() for api in page["Items"]):
+            stages = sorted(s["StageName"] for s in gateway.get_stages(ApiId=api["ApiId"])["Items"])
+            found["apis"].append((region, api["Name"], api["ProtocolType"], *stages))
         found["log_groups"] += [
             (region, g["logGroupName"]) for g in client("logs", region).describe_log_groups()["logGroups"]
         ]
@@ -113,7 +118,8 @@ def expected(
     """What one deployment of the stack consists of, with the options given (ALARM_EMAIL,
     DSQL_CLUSTER_POLICY, LAMBDA_RESERVED_CONCURRENCY; KMS_KEY adds no resource)."""
     fn, bus, rule = f"{stack}-task-processor", f"{stack}-task-events", f"{stack}-task-processing"
-    queues = (f"{stack}-task-events-dlq", f"{stack}-task-processor-failures")
+    broadcast = f"{stack}-broadcast"
+    queues = (f"{stack}-task-events-dlq", f"{stack}-task-processor-failures", f"{broadcast}-dlq")
     alarms = (
         f"{fn}-errors",
         f"{fn}-throttles",
@@ -121,6 +127,7 @@ def expected(
         f"{queues[0]}-messages",
         f"{queues[1]}-messages",
         f"{rule}-failed-invocations",
+        f"{queues[2]}-messages",
     )
     cluster_alarms = [
         (region, f"{stack}-{side}-{metric}")
@@ -129,7 +136,7 @@ def expected(
     ]
     data: dict[str, list[Any]] = {
         "roles": [f"{stack}-task-processor-role"],
-        "inline_policies": [f"{stack}-task-processor-policy"],
+        "inline_policies": [f"{stack}-task-processor-policy", f"{stack}-manage-connections"],
         "attached_policies": [],
         "dashboards": [f"{stack}-dashboard"],
         "clusters": [
@@ -137,13 +144,17 @@ def expected(
             ("us-west-2", "dsql_cluster:secondary@us-west-2", "ACTIVE"),
         ],
         "functions": [(r, fn) for r in REGIONS],
-        "permissions": [(r, fn, f"{stack}-task-processing-invoke") for r in REGIONS],
+        "permissions": [
+            (r, fn, f"{stack}-{sid}-invoke")
+            for r in REGIONS
+            for sid in ("task-processing", "broadcast", "tasks", "live")
+        ],
         "invoke_configs": [(r, fn) for r in REGIONS],
         "buses": [(r, bus) for r in REGIONS],
-        "rules": [(r, bus, rule) for r in REGIONS],
-        "targets": [(r, rule, "task-processor") for r in REGIONS],
+        "rules": [(r, bus, name) for r in REGIONS for name in (rule, broadcast)],
+        "targets": [(r, name, "task-processor") for r in REGIONS for name in (rule, broadcast)],
         "queues": [(r, q) for r in REGIONS for q in queues],
-        "queue_policies": [(r, queues[0]) for r in REGIONS],
+        "queue_policies": [(r, q) for r in REGIONS for q in (queues[0], queues[2])],
         "log_groups": [(r, f"/aws/lambda/{fn}") for r in REGIONS],
         "alarms": [(r, a) for r in REGIONS for a in alarms] + cluster_alarms,
         "topics": [(r, f"{stack}-alarms") for r in REGIONS],
@@ -154,8 +165,13 @@ def expected(
         if cluster_policy
         else [],
         "reserved_concurrency": [(r, fn, reserved) for r in REGIONS if reserved],
+        "apis": [(r, name, protocol, stage) for r in REGIONS for name, protocol, stage in _apis(stack)],
     }
     return {key: sorted(values) for key, values in data.items()}
+
+
+def _apis(stack: str) -> list[tuple[str, str, str]]:
+    return [(f"{stack}-tasks", "HTTP", "$default"), (f"{stack}-live", "WEBSOCKET", "live")]
 
 
 def empty() -> dict[str, list[Any]]:

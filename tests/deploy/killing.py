@@ -56,6 +56,10 @@ NAME_PARAMETERS = (
     "TopicArn",
     "AttributeName",
     "SubscriptionArn",
+    "ApiId",
+    "RouteKey",
+    "StageName",
+    "IntegrationUri",
 )
 
 

@@ -214,6 +214,21 @@ class Hand:
             Name=self.name(key), EventBusName=self.res(key).spec["bus_name"], **{**current, **changes}
         )
 
+    # -- the APIs ----------------------------------------------------------------------------
+    def api(self, key: str) -> dict[str, Any]:
+        """The live API a key stands for, found by its name and tags (GetApis pages: H4)."""
+        gateway = self.client("apigatewayv2", key)
+        for page in gateway.get_paginator("get_apis").paginate():
+            for api in page["Items"]:
+                if api["Name"] == self.name(key) and (api.get("Tags") or {}).get("taskmgmt:key") == key:
+                    return dict(api)
+        raise AssertionError(f"no live API for {key}")
+
+    def route(self, key: str, route_key: str) -> dict[str, Any]:
+        gateway, api_id = self.client("apigatewayv2", key), self.api(key)["ApiId"]
+        routes = [r for page in gateway.get_paginator("get_routes").paginate(ApiId=api_id) for r in page["Items"]]
+        return next(r for r in routes if r["RouteKey"] == route_key)
+
 
 def without(mapping: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k not in keys}

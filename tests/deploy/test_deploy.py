@@ -16,12 +16,12 @@ STACK = "task-mgmt-dev"
 def test_deploy_status_destroy_leaves_nothing(aws, runtime, cli, tmp_path):
     deployed = cli("deploy", "--yes")
     assert deployed.code == 0, deployed.err
-    assert "deployed task-mgmt-dev: created 48, updated 0, unchanged 0 in " in deployed.err
+    assert "deployed task-mgmt-dev: created 65, updated 0, unchanged 0 in " in deployed.err
 
     manifest = json.loads((tmp_path / ".taskmgmt" / "dev.json").read_text())
     assert {r["state"] for r in manifest["resources"]} == {"ready"}
     assert manifest["account_id"] == "123456789012"
-    assert len(manifest["resources"]) == 48
+    assert len(manifest["resources"]) == 65
 
     status = cli("status", "--json")
     assert status.code == 0, status.out + status.err
@@ -72,18 +72,21 @@ def test_redeploy_of_an_up_to_date_stack_makes_no_mutating_call(aws, runtime, cl
     again = cli("deploy", "--yes", "--skip-preflight")  # the preflight's reads are counted in test_preflight.py
     assert again.code == 0, again.err
     assert calls.mutating() == []
-    assert "created 0, updated 0, unchanged 48" in again.err
+    assert "created 0, updated 0, unchanged 65" in again.err
     # One read per resource that lives in AWS (46: not the package or the schema), except the
     # alarms (one DescribeAlarms per region: 30), plus the peering's second cluster, each
     # function's ListTags and each topic's tags and subscriptions (37), and one for the account.
-    assert len(calls.reads()) <= 38 + 3
+    # The live updates add 37: per region the broadcast's queue, its policy, rule, target and
+    # permission, and each API's GetApi, integrations, routes (the HTTP API's in two pages: H4),
+    # authorizers, stage and the function's policy; and the ManageConnections policy.
+    assert len(calls.reads()) <= 38 + 37 + 3
 
 
 def test_plan_makes_no_mutating_call_and_names_each_change(aws, runtime, cli, calls):
     fresh = cli("deploy", "--plan")
     assert fresh.code == 0, fresh.err
     assert calls.mutating() == []
-    assert sum(line.startswith("+ ") for line in fresh.out.splitlines()) == 48
+    assert sum(line.startswith("+ ") for line in fresh.out.splitlines()) == 65
     assert cli("deploy", "--yes").code == 0
     calls.clear()
     changed = cli("deploy", "--plan", "--lambda-memory", "1024")
@@ -118,6 +121,12 @@ def test_outputs_lists_each_region(aws, runtime, cli):
         assert values["cluster_endpoint"].endswith(f".dsql.{region}.on.aws")
         assert values["function_arn"].startswith(f"arn:aws:lambda:{region}:")
         assert values["dlq_url"].endswith(f"{STACK}-task-events-dlq")
+        assert values["broadcast_dlq_url"].endswith(f"{STACK}-broadcast-dlq")
+        # Each API's URL is what GetApi answers (the sandbox points it at its loopback data plane).
+        gateway = boto3.client("apigatewayv2", region_name=region)
+        endpoints = {api["Name"]: api["ApiEndpoint"] for api in gateway.get_apis()["Items"]}
+        assert values["http_api_url"] == endpoints[f"{STACK}-tasks"]
+        assert values["websocket_url"] == endpoints[f"{STACK}-live"] + "/live"
     assert data["dashboard"]["name"] == f"{STACK}-dashboard"
     assert "cloudwatch/home" in data["dashboard"]["url"]
 

@@ -46,6 +46,8 @@ TOPIC = "sns_topic:alarms@us-west-2"
 CONCURRENCY = "lambda_concurrency:task-processor@us-east-1"
 CLUSTER_POLICY = "dsql_cluster_policy:secondary@us-west-2"
 ANOTHER_RULE = "arn:aws:events:us-east-1:123456789012:rule/someone-else"
+HTTP_API = "http_api:tasks@us-east-1"
+WEBSOCKET_API = "websocket_api:live@us-west-2"
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,47 @@ def widen_cluster_policy(hand: Hand) -> None:
     dsql.put_cluster_policy(identifier=cluster["identifier"], policy=json.dumps(widened))
 
 
+def gateway(key: str, operation: str, **arguments: Any) -> Callable[[Hand], Any]:
+    """One API Gateway call on the API `key` stands for (ApiId filled in)."""
+    return lambda hand: getattr(hand.client("apigatewayv2", key), operation)(ApiId=hand.api(key)["ApiId"], **arguments)
+
+
+def reroute(key: str, route_key: str, **changes: Any) -> Callable[[Hand], Any]:
+    return lambda hand: hand.client("apigatewayv2", key).update_route(
+        ApiId=hand.api(key)["ApiId"], RouteId=hand.route(key, route_key)["RouteId"], **changes
+    )
+
+
+def payload_1_0(hand: Hand) -> None:
+    gw, api_id = hand.client("apigatewayv2", HTTP_API), hand.api(HTTP_API)["ApiId"]
+    (integration,) = gw.get_integrations(ApiId=api_id)["Items"]
+    gw.update_integration(ApiId=api_id, IntegrationId=integration["IntegrationId"], PayloadFormatVersion="1.0")
+
+
+def api_permission_from_anywhere(key: str) -> Callable[[Hand], Any]:
+    """The API's invoke permission, replaced by one any API of the account may use."""
+
+    def change(hand: Hand) -> None:
+        lam, spec = hand.client("lambda", key), hand.res(key).spec
+        lam.remove_permission(FunctionName=spec["function_name"], StatementId=spec["permission_id"])
+        lam.add_permission(
+            FunctionName=spec["function_name"],
+            StatementId=spec["permission_id"],
+            Action="lambda:InvokeFunction",
+            Principal="apigateway.amazonaws.com",
+            SourceArn=f"arn:aws:execute-api:{hand.res(key).region}:{ACCOUNT}:*",
+        )
+
+    return change
+
+
+def untag_api(key: str) -> Callable[[Hand], Any]:
+    return lambda hand: hand.client("apigatewayv2", key).untag_resource(
+        ResourceArn=f"arn:aws:apigateway:{hand.res(key).region}::/apis/{hand.api(key)['ApiId']}",
+        TagKeys=["managed-by"],
+    )
+
+
 def sql(statement: str, database: str | None = None) -> Callable[[Hand], Any]:
     """Run SQL on the stack's database (or, as its admin, on `database` of the same server)."""
 
@@ -307,6 +350,34 @@ DRIFT: dict[str, dict[str, Drift]] = {
         )
     },
     "dsql_cluster_policy": {"policy": Drift(CLUSTER_POLICY, widen_cluster_policy, options=True)},
+    "http_api": {
+        "routes": Drift(HTTP_API, reroute(HTTP_API, "GET /tasks", AuthorizationType="NONE")),
+        "payload_format": Drift(HTTP_API, payload_1_0),
+        "authorizer": Drift(
+            HTTP_API,
+            gateway(
+                HTTP_API,
+                "create_authorizer",
+                Name="jwt",
+                AuthorizerType="JWT",
+                IdentitySource=["$request.header.Authorization"],
+                JwtConfiguration={"Issuer": "https://someone.example.com", "Audience": ["them"]},
+            ),
+        ),
+        "cors": Drift(HTTP_API, gateway(HTTP_API, "update_api", CorsConfiguration={"AllowOrigins": ["*"]})),
+        "stage": Drift(
+            HTTP_API,
+            gateway(HTTP_API, "update_stage", StageName="$default", StageVariables={"websocketUrl": "wss://elsewhere"}),
+        ),
+        "permission": Drift(HTTP_API, api_permission_from_anywhere(HTTP_API)),
+        "tags": Drift(HTTP_API, untag_api(HTTP_API)),
+    },
+    "websocket_api": {
+        "routes": Drift(WEBSOCKET_API, gateway(WEBSOCKET_API, "create_route", RouteKey="added-by-hand")),
+        "stage": Drift(WEBSOCKET_API, gateway(WEBSOCKET_API, "delete_stage", StageName="live")),
+        "permission": Drift(WEBSOCKET_API, api_permission_from_anywhere(WEBSOCKET_API)),
+        "tags": Drift(WEBSOCKET_API, untag_api(WEBSOCKET_API)),
+    },
     "db_schema": {
         "pending": Drift(
             SCHEMA, sql("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)")
@@ -344,7 +415,9 @@ def by_kind(
     return groups
 
 
-GROUPS = by_kind(ROWS, lambda row: DRIFT[row[0]][row[1]].options)
+# The APIs' rows ride with the permission's group: one deploy fewer each.
+RIDES_WITH = {"http_api": "lambda_permission", "websocket_api": "lambda_permission"}
+GROUPS = by_kind(ROWS, lambda row: DRIFT[row[0]][row[1]].options, kind=lambda row: RIDES_WITH.get(row[0], row[0]))
 
 
 def test_every_compared_field_has_a_drift_row():

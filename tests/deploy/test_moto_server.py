@@ -50,7 +50,7 @@ def test_deploy_status_destroy_against_moto_server(moto_server, tmp_path):
     assert deployed.returncode == 0, deployed.stderr
     # The schema is skipped (no database behind the emulator); the package may already be cached.
     assert re.search(
-        r"deployed task-mgmt-dev: (created 47, updated 0, unchanged 0|created 46, updated 0, unchanged 1), skipped 1",
+        r"deployed task-mgmt-dev: (created 64, updated 0, unchanged 0|created 63, updated 0, unchanged 1), skipped 1",
         deployed.stderr,
     )
     status = taskmgmt(tmp_path, moto_server, "status", "--json")

@@ -43,7 +43,9 @@ class Recorder:
     @staticmethod
     def _before(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         context["recorded_params"] = copy.deepcopy(params)
-        context["recorded_tags"] = _cluster_tags(context.get("client_region"), params.get("identifier"))
+        context["recorded_tags"] = _cluster_tags(context.get("client_region"), params.get("identifier")) or _api_tags(
+            context.get("client_region"), params.get("ApiId")
+        )
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         self.calls.append(
@@ -65,6 +67,16 @@ def _cluster_tags(region: str | None, identifier: str | None) -> dict[str, str]:
         return {}
     found = dsql_backends[ACCOUNT][region].clusters.get(identifier)
     return dict(found.tags or {}) if found else {}
+
+
+def _api_tags(region: str | None, api_id: str | None) -> dict[str, str]:
+    from moto.apigatewayv2.models import apigatewayv2_backends
+
+    if not (region and api_id):
+        return {}
+    backend = apigatewayv2_backends[ACCOUNT][region]
+    api = backend.apis.get(api_id)
+    return dict(backend.get_tags(api.arn)) if api else {}
 
 
 @pytest.fixture
@@ -265,7 +277,8 @@ def test_the_policy_is_scoped_to_the_environment(cli):
         for resource in statement["Resource"]:
             if resource == "*":
                 assert set(statement["Action"]) <= set(STAR)
-            elif ":dsql:" not in resource and ":kms:" not in resource and ":iam::" not in resource:
+            elif not any(f":{service}:" in resource for service in ("dsql", "kms", "iam", "apigateway")):
+                # ids that are generated: scoped by the environment's tags (or a read), not by name
                 assert STACK in resource, f"{statement['Sid']}: {resource}"
     other_env = Request(
         "dsql:DeleteCluster",
@@ -273,6 +286,14 @@ def test_the_policy_is_scoped_to_the_environment(cli):
         context={"aws:ResourceTag/taskmgmt:env": "prod", "aws:ResourceTag/taskmgmt:prefix": "task-mgmt"},
     )
     assert decide([policy], other_env) == "implicitDeny"
+    other_api = Request(
+        "apigateway:DELETE",
+        "arn:aws:apigateway:us-east-1::/apis/x",
+        context={"aws:ResourceTag/taskmgmt:env": "prod", "aws:ResourceTag/taskmgmt:prefix": "task-mgmt"},
+    )
+    assert decide([policy], other_api) == "implicitDeny"
+    untagged_api = Request("apigateway:POST", "arn:aws:apigateway:us-east-1::/apis")
+    assert decide([policy], untagged_api) == "implicitDeny"
     untagged_create = Request("dsql:CreateCluster", f"arn:aws:dsql:us-east-1:{ACCOUNT}:cluster/x")
     assert decide([policy], untagged_create) == "implicitDeny"
     assert not allowed([policy], Request("dsql:DbConnect", f"arn:aws:dsql:us-east-1:{ACCOUNT}:cluster/x", Principal()))

@@ -172,6 +172,12 @@ def extra_subscription(hand: Hand) -> Exists:
     return lambda: any(s["Endpoint"] == "someone@example.com" for s in sns.list_subscriptions()["Subscriptions"])
 
 
+def stray_api(hand: Hand) -> Exists:
+    gateway = hand.client("apigatewayv2", region="us-west-2")
+    api_id = gateway.create_api(Name=STRAY, ProtocolType="HTTP", Tags=hand.tags)["ApiId"]
+    return lambda: not gone(lambda: gateway.get_api(ApiId=api_id))
+
+
 TAGS = "tagged as the environment's: destroy's sweep finds it"
 BY_PREFIX = "the tagging API may miss it: the sweep lists the kind by the stack's name prefix and checks its tags"
 
@@ -203,6 +209,10 @@ STRAYS: dict[str, dict[str, Stray] | NoStray] = {
     "kms_key": NoStray("the user's, never created or deleted by taskmgmt: destroy leaves every key"),
     "lambda_concurrency": NoStray("a setting of its function, one per function: it goes with the function"),
     "dsql_cluster_policy": NoStray("one per cluster, part of it: it goes with the cluster"),
+    "http_api": {"tagged": Stray(stray_api, "not in the tagging API: " + BY_PREFIX)},
+    "websocket_api": NoStray(
+        "found by the sweep the http_api row proves: GetApis lists both protocols, and the protocol picks the kind"
+    ),
 }
 
 CASES = [(kind, name) for kind, rows in STRAYS.items() if isinstance(rows, dict) for name in rows]

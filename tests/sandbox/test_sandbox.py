@@ -201,7 +201,7 @@ def test_sandbox_end_to_end(workdir: Path):
 
     status = run(workdir, "status", "--sandbox")
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "all 48 resources as deployed" in status.stderr
+    assert "all 65 resources as deployed" in status.stderr
 
     notifications = subscribe_to_notifications(components(workdir)["emulator"]["url"])
     code, created = api(workdir, "POST", "/tasks", {"title": "Plan the launch", "created_by": "ana"})

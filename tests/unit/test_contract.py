@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 from taskmgmt_deploy.assets import lambda_dir
@@ -43,6 +44,33 @@ def test_the_function_and_the_deployer_agree():
     assert blueprint.EVENT_SOURCE == contract.EVENT_SOURCE
     assert list(blueprint.TASK_DETAIL_TYPES) == list(contract.DETAIL_TYPES)
     assert migrate.APP_ROLE == contract.DB_APP_ROLE
+
+
+def test_the_apis_route_what_the_function_serves_and_pass_what_it_reads(monkeypatch):
+    """Every route the handler serves is a route of the HTTP API (and nothing else is, but the
+    board's); the stage variables and the broadcast rule's pattern are the function's names."""
+    monkeypatch.syspath_prepend(str(lambda_dir()))
+    from task_processor import api
+
+    contract = _lambda_module("contract")
+    served = {f"{method} /{'/'.join(shape)}" for shape, methods in api.ROUTES.items() for method in methods}
+    routed = set(blueprint.TASK_ROUTES + blueprint.BOARD_ROUTES)
+
+    def matches(route: str, request: str) -> bool:  # "{name}" in a route key stands for any one segment
+        method, path = route.split(" ", 1)
+        pattern = "/".join("[^/]+" if part.startswith("{") else re.escape(part) for part in path.split("/"))
+        return request.startswith(method + " ") and re.fullmatch(pattern, request.split(" ", 1)[1]) is not None
+
+    assert {s for s in served if not any(matches(route, s) for route in routed)} == set()
+    assert {route for route in routed if not any(matches(route, s) for s in served)} == set()
+    assert (blueprint.STAGE_VARIABLE_WEBSOCKET_URL, blueprint.STAGE_VARIABLE_REGION) == (
+        contract.STAGE_VARIABLE_WEBSOCKET_URL,
+        contract.STAGE_VARIABLE_REGION,
+    )
+    assert (blueprint.NOTIFICATION_SOURCE, blueprint.NOTIFICATION_DETAIL_TYPE) == (
+        contract.NOTIFICATION_SOURCE,
+        contract.NOTIFICATION_DETAIL_TYPE,
+    )
 
 
 def _environment(tmp_path, env: dict[str, str]) -> dict[str, object]:
