@@ -21,13 +21,18 @@ from typing import Any
 import pytest
 
 from taskmgmt_deploy.emulator.server import free_port
-from tests.live.pages import open_board, two_regions_flow
+from tests.live.pages import open_board, two_regions_flow, warm_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import live_bench
 
 TASKMGMT = str(Path(sys.executable).parent / "taskmgmt")
 REGIONS = ("us-east-1", "us-west-2")  # the default stack's primary and secondary
+# Each change crosses the HTTP API, the function, the bus, the broadcast rule, a second invocation,
+# the management API and serve's socket relay, all Python processes on this machine. Unloaded,
+# that takes ~0.1-0.3 s; on 2 cores under the parallel suite it took up to 2.4 s. The board's own
+# part is held to 1 s in test_board.py; here, that every change arrives live, without a reload.
+SANDBOX_WITHIN = 5.0
 
 
 def run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -105,7 +110,8 @@ def test_the_board_served_for_each_region_shows_every_change_made_in_the_other(
     a, b = open_board(new_page, east_url, "ana"), open_board(new_page, west_url, "bo")
     assert a.locator("#region").inner_text() == f"region {east}"
     assert b.locator("#region").inner_text() == f"region {west}"
-    two_regions_flow(a, b, artifacts)
+    warm_up(a, b)
+    two_regions_flow(a, b, artifacts, within=SANDBOX_WITHIN)  # each change's time: artifacts/latencies.json
 
     # The live benchmark's own path, tiny, on the same deployment (one test: xdist would deploy per
     # worker); in a thread of its own, since Playwright's sync API holds this thread's event loop
