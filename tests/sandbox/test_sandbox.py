@@ -193,11 +193,11 @@ def test_sandbox_end_to_end(workdir: Path):
 
     deployed = run(workdir, "deploy", "--sandbox", "--yes")
     assert deployed.returncode == 0, deployed.stderr
-    assert "smoke test passed: 8 checks" in deployed.stderr
+    assert "smoke test passed: 9 checks" in deployed.stderr  # the last: a change seen live in the other region
 
     smoke = run(workdir, "smoke", "--sandbox")
     assert smoke.returncode == 0, smoke.stderr
-    assert smoke.stderr.count("ok    ") == 8
+    assert smoke.stderr.count("ok    ") == 9
 
     status = run(workdir, "status", "--sandbox")
     assert status.returncode == 0, status.stdout + status.stderr
@@ -235,13 +235,15 @@ def test_sandbox_end_to_end(workdir: Path):
         text=True,
     )
     try:
-        listed = _get_json(f"http://127.0.0.1:{port}/tasks?limit=5")
+        listed = _get_json(f"http://127.0.0.1:{port}/tasks?limit=5")  # through the HTTP API, signed
         assert [t["id"] for t in listed["tasks"]] == [task["id"]]
+        config = _get_json(f"http://127.0.0.1:{port}/board/config.json")
+        assert config["websocketUrl"] == f"ws://127.0.0.1:{port}/live" and config["auth"] == "iam"
 
         destroyed = run(workdir, "destroy", "--sandbox", "--yes")
         assert destroyed.returncode == 0, destroyed.stderr
-        gone = _get_json(f"http://127.0.0.1:{port}/tasks")  # the function is gone: a 502 naming why
-        assert gone["error"] == "function_unavailable" and "taskmgmt deploy --sandbox --env dev" in gone["message"]
+        gone = _get_json(f"http://127.0.0.1:{port}/tasks")  # the API is gone: a 502 naming why
+        assert gone["error"] == "api_unavailable" and "taskmgmt deploy --sandbox --env dev" in gone["message"]
     finally:
         serving.terminate()
         _, served_log = serving.communicate(timeout=10)

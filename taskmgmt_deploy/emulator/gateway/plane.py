@@ -160,7 +160,12 @@ class GatewayFidelity:
                 if request is None:
                     return
                 if api.protocol_type == "WEBSOCKET" and request.is_upgrade:
-                    await self.websocket.session(api, request, reader, writer, host)
+                    try:
+                        await self.websocket.session(api, request, reader, writer, host)
+                    except (ConnectionError, OSError, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:  # a fault of the emulator: the socket is dropped, and said why
+                        log.exception("API Gateway emulation failed on a socket: %s", exc)
                     return
                 response = await self._answer(api, request, host)
                 writer.write(response.encode(head_only=request.method == "HEAD", close=not request.keep_alive))
