@@ -1,8 +1,9 @@
-"""Both benchmarks in one run, summarised in one table: `make bench` or `python bench/run.py`.
+"""The benchmarks in one run, summarised in one table: `make bench` or `python bench/run.py`.
 
-Exits 0 when both ran; with --strict, only when every target holds. --quick makes every
+Exits 0 when they ran; with --strict, only when every target holds. --quick makes every
 delay tiny: it shows the benchmarks work (CI runs that), not how fast anything is; it leaves
-out the run with the state in S3 (`deploy_bench.py --state s3`), which a full run adds.
+out the run with the state in S3 (`deploy_bench.py --state s3`) and the live updates under
+load (`live_bench.py`, whose quick form tests/live runs on its own sandbox), which a full run adds.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = ["--quick"] if args.quick else []
     deploy = run("deploy_bench.py", "--compare-serial", *(quick or ["--state", "s3"]))
     handler = run("handler_bench.py", *quick)
+    live = None if args.quick else run("live_bench.py")  # a sandbox of its own and minutes of load: not in CI
     runs = {r["operation"]: r for r in deploy["runs"]}
     serial = {r["operation"]: r for r in deploy["serial"]}
     latency = deploy["delays"]["latency"]
@@ -100,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     rows += state_rows(deploy)
+    if live is not None:
+        from live_bench import table as live_rows
+
+        rows += live_rows(live)
     table = [("measure", "result", "target", "")] + [(a, b, c, "PASS" if ok else "FAIL") for a, b, c, ok in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     table.insert(1, tuple("-" * width for width in widths))  # a Markdown table, pasted into the README as is
@@ -109,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{deploy['delays']['dsql_activation']:g} s; handler: {handler['threads']} threads x {handler['seconds']:g} s"
         + (", TLS" if handler.get("tls") else "")
         + f"; hot task: {hot['writers']} writer processes x {hot['updates'] // hot['writers']} updates"
+        + (
+            f"; live: {live['sockets']} sockets across both sandbox regions, {live['rate']:g} changes/s "
+            f"for {live['seconds']:g} s"
+            if live
+            else ""
+        )
     )
     for row in table:
         print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + " |")

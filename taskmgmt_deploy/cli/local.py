@@ -176,18 +176,28 @@ def _payload(text: str) -> bytes:
 
 @app.command(rich_help_panel=TRY_PANEL)
 @with_settings
-def smoke(*, flags: dict[str, str | None]) -> None:
+def smoke(
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", envvar="SMOKE_TOKEN", help="With API_AUTH=jwt: a token from the issuer for the HTTP APIs."
+        ),
+    ] = None,
+    *,
+    flags: dict[str, str | None],
+) -> None:
     """Prove the deployed stack works end to end, one line per check; exit 0 only if all pass.
 
     Puts a Task Created event on the primary bus, reads the task through the function in
-    both regions, updates it with its version, checks a stale version gets 409, completes
-    it, checks its history, and removes it.
+    both regions and over HTTP through each region's HTTP API (signed with your credentials,
+    or with --token for API_AUTH=jwt; refused without them), updates it with its version,
+    checks a stale version gets 409, completes it, checks its history, and removes it.
     """
-    if not run_smoke(settings_from(flags)):
+    if not run_smoke(settings_from(flags), token):
         raise typer.Exit(1)
 
 
-def run_smoke(settings) -> bool:
+def run_smoke(settings, token: str | None = None) -> bool:
     from taskmgmt_deploy.usecases.factory import RUNTIME, open_stack
     from taskmgmt_deploy.usecases.functions import Functions
     from taskmgmt_deploy.usecases.smoke import Check, Smoke
@@ -199,7 +209,8 @@ def run_smoke(settings) -> bool:
             console.error(f"FAIL  {check.name}: expected {check.expected}, observed {check.observed}")
 
     with open_stack(settings, console, command="smoke", lock=False, existing=True) as stack:
-        checks = Smoke(Functions(stack.aws, stack.manifest), RUNTIME.clock, report).run()
+        apis = _http_apis(stack, settings, token)
+        checks = Smoke(Functions(stack.aws, stack.manifest), RUNTIME.clock, report, apis).run()
         if settings.sandbox and all(check.ok for check in checks):
             checks += _live_check(stack, settings, report)
     passed = sum(check.ok for check in checks)
@@ -208,6 +219,40 @@ def run_smoke(settings) -> bool:
         return True
     console.error(f"smoke test failed: {len(checks) - passed} of {len(checks)} checks failed")
     return False
+
+
+def _http_apis(stack, settings, token: str | None):
+    """Each region's HTTP API as the smoke test calls it; None (and a line saying so) when the
+    stack has none. With API_AUTH=jwt a token is needed: the sandbox's issuer makes one."""
+    from taskmgmt_deploy.aws.signing import Signer
+    from taskmgmt_deploy.core.models import resource_key
+    from taskmgmt_deploy.usecases.factory import recorded_config
+    from taskmgmt_deploy.usecases.forwarding import Upstream
+    from taskmgmt_deploy.usecases.smoke import HttpApis
+
+    config = recorded_config(stack.manifest)
+    urls = {}
+    for region in config.regions:
+        record = stack.manifest.get(resource_key("http_api", "tasks", region))
+        if record is None or not record.outputs.get("url"):
+            console.info("skip  the HTTP API checks: no HTTP API is deployed in both regions")
+            return None
+        urls[region] = record.outputs["url"]
+    signer = None
+    if config.api_auth == "iam":
+        signer = Signer(stack.aws.session)
+    elif token is None and settings.sandbox and config.jwt_issuer:
+        from taskmgmt_deploy.emulator.gateway.issuer import request_token
+
+        token = request_token(config.jwt_issuer, {"aud": config.jwt_audience[0], "sub": "taskmgmt-smoke"})
+    elif token is None:
+        raise UserError("API_AUTH=jwt: the smoke test needs a token from the issuer: give --token or SMOKE_TOKEN")
+    hint = "the HTTP API"
+    return HttpApis(
+        signed={r: Upstream(url, None, r, signer, hint) for r, url in urls.items()},
+        anonymous={r: Upstream(url, None, r, None, hint) for r, url in urls.items()},
+        token=token if config.api_auth == "jwt" else None,
+    )
 
 
 def _live_check(stack, settings, report) -> list:

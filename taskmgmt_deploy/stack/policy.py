@@ -296,6 +296,12 @@ def _api_statements(stack: StackConfig, names: _Names) -> list[dict[str, Any]]:
             [names.gateway(region, "/*") for region in stack.regions],
             {"StringEquals": {f"aws:RequestTag/{k}": v for k, v in scope.items()}},
         ),
+        # The smoke test reads its task through each HTTP API, signed (AWS_IAM routes).
+        _statement(
+            "SmokeCallsTheHttpApis",
+            ["execute-api:Invoke"],
+            [names.arn("execute-api", region, "*/$default/GET/tasks/*") for region in stack.regions],
+        ),
         _statement(
             "ManageTaggedApis",
             ["apigateway:POST", "apigateway:PATCH", "apigateway:DELETE"],

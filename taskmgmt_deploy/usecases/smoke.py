@@ -1,16 +1,18 @@
 """The end-to-end check after a deploy: events reach the function, one database serves both
-regions, versions protect updates, history is kept. It cleans up its test task."""
+regions, each region's HTTP API answers over HTTP only to a caller with credentials (SigV4, or a
+token with API_AUTH=jwt), versions protect updates, history is kept. It cleans up its test task."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from taskmgmt_deploy.core.clock import Clock
 from taskmgmt_deploy.core.models import resource_key
+from taskmgmt_deploy.usecases.forwarding import Upstream
 from taskmgmt_deploy.usecases.functions import Functions
 
 WAIT_FOR_EVENT = 90.0
@@ -34,9 +36,30 @@ class _Failed(Exception):
         self.expected, self.observed = expected, observed if isinstance(observed, str) else json.dumps(observed)[:300]
 
 
+@dataclass(frozen=True)
+class HttpApis:
+    """Each region's HTTP API: `signed` calls it as the operator (SigV4 with API_AUTH=iam),
+    `anonymous` without credentials; `token` goes in Authorization with API_AUTH=jwt."""
+
+    signed: Mapping[str, Upstream]
+    anonymous: Mapping[str, Upstream]
+    token: str | None = None
+
+    def get(self, region: str, path: str, credentials: bool = True) -> tuple[int, Any]:
+        upstream = (self.signed if credentials else self.anonymous)[region]
+        headers = {"authorization": f"Bearer {self.token}"} if credentials and self.token else {}
+        status, _, body = upstream.forward("GET", path, headers, b"")
+        try:
+            return status, json.loads(body) if body else None
+        except ValueError:
+            return status, body.decode(errors="replace")[:200]
+
+
 class Smoke:
-    def __init__(self, functions: Functions, clock: Clock, report: Callable[[Check], None]):
-        self.functions, self.clock, self.report = functions, clock, report
+    def __init__(
+        self, functions: Functions, clock: Clock, report: Callable[[Check], None], apis: HttpApis | None = None
+    ):
+        self.functions, self.clock, self.report, self.apis = functions, clock, report, apis
         self.primary, self.secondary = functions.regions
         self.marker = f"smoke-{uuid.uuid4().hex[:12]}"
         self.checks: list[Check] = []
@@ -47,6 +70,7 @@ class Smoke:
             (f"a Task Created event on the {self.primary} bus is accepted", self._put_event),
             (f"the task appears through the function in {self.primary}", self._read_primary),
             (f"the same task is read through the function in {self.secondary}", self._read_secondary),
+            *self._http_steps(),
             (f"an update with its version succeeds ({self.secondary})", self._update),
             ("an update with the stale version is refused with 409", self._stale_update),
             (f"completing it succeeds ({self.primary})", self._complete),
@@ -116,6 +140,31 @@ class Smoke:
         if status != 200 or body["task"]["id"] != self.task["id"]:
             raise _Failed(f"200 with task {self.task['id']}", f"{status} {body}")
         return f"version {body['task']['version']}"
+
+    def _http_steps(self) -> list[tuple[str, Callable[[], str]]]:
+        if self.apis is None:
+            return []
+        steps: list[tuple[str, Callable[[], str]]] = []
+        for region in (self.primary, self.secondary):
+            steps += [
+                (f"the HTTP API in {region} refuses a call without credentials", lambda r=region: self._refused(r)),
+                (f"the task is read over HTTP through the HTTP API in {region}", lambda r=region: self._read_http(r)),
+            ]
+        return steps
+
+    def _refused(self, region: str) -> str:
+        assert self.apis is not None
+        status, body = self.apis.get(region, f"/tasks/{self.task['id']}", credentials=False)
+        if status not in (401, 403):
+            raise _Failed("401 or 403", f"{status} {body}")
+        return f"{status}"
+
+    def _read_http(self, region: str) -> str:
+        assert self.apis is not None
+        status, body = self.apis.get(region, f"/tasks/{self.task['id']}")
+        if status != 200 or not isinstance(body, dict) or body.get("task", {}).get("id") != self.task["id"]:
+            raise _Failed(f"200 with task {self.task['id']}", f"{status} {body}")
+        return f"200, version {body['task']['version']}"
 
     def _update(self) -> str:
         version = self.task["version"]

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from tests.live.fake_regions import LOGIN_URL, Region, regions
-from tests.live.pages import card, open_board, two_regions_flow
+from tests.live.pages import card, edit, open_board, two_regions_flow
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,21 @@ def test_a_change_in_one_stand_in_region_shows_in_the_other(new_page: Any, two_r
     east, west = two_regions
     a, b = open_board(new_page, east.url, "ana"), open_board(new_page, west.url, "bo")
     two_regions_flow(a, b, artifacts)
+
+    # another lost race, and B discards its change: the saved version stays, in both pages
+    a.fill("#new [name=title]", "Book the venue")
+    a.click("#new button[type=submit]")
+    card(b, "Book the venue").wait_for()
+    edit(b, "Book the venue", priority="low")
+    edit(a, "Book the venue", priority="urgent")
+    a.click("#save")
+    b.locator(".card[data-version='2']", has_text="Book the venue").wait_for()
+    b.click("#save")
+    b.locator("#conflict").wait_for()
+    b.click("#discard")
+    assert not b.locator("#editor").is_visible()
+    assert card(b, "Book the venue").locator(".priority").inner_text() == "urgent"
+    assert card(a, "Book the venue").get_attribute("data-version") == "2"
 
     # a task too large for one frame comes without its description ("partial"): B reads it whole
     long = "Café, thé, brûlée. " * 500  # 9,500 characters, over 32 KB as JSON (\u00e9 for each é)

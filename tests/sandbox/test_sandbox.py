@@ -193,11 +193,11 @@ def test_sandbox_end_to_end(workdir: Path):
 
     deployed = run(workdir, "deploy", "--sandbox", "--yes")
     assert deployed.returncode == 0, deployed.stderr
-    assert "smoke test passed: 9 checks" in deployed.stderr  # the last: a change seen live in the other region
+    assert "smoke test passed: 13 checks" in deployed.stderr  # the last: a change seen live in the other region
 
     smoke = run(workdir, "smoke", "--sandbox")
     assert smoke.returncode == 0, smoke.stderr
-    assert smoke.stderr.count("ok    ") == 9
+    assert smoke.stderr.count("ok    ") == 13  # the function (7 and the cleanup), the HTTP APIs (4), the live check
 
     status = run(workdir, "status", "--sandbox")
     assert status.returncode == 0, status.stdout + status.stderr
@@ -242,7 +242,7 @@ def test_sandbox_end_to_end(workdir: Path):
 
         destroyed = run(workdir, "destroy", "--sandbox", "--yes")
         assert destroyed.returncode == 0, destroyed.stderr
-        gone = _get_json(f"http://127.0.0.1:{port}/tasks")  # the API is gone: a 502 naming why
+        gone = _get_json(f"http://127.0.0.1:{port}/tasks")  # the HTTP API is gone: a 502 naming why
         assert gone["error"] == "api_unavailable" and "taskmgmt deploy --sandbox --env dev" in gone["message"]
     finally:
         serving.terminate()
