@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -25,6 +26,7 @@ from taskmgmt_deploy.emulator.patching import Patches
 
 SANDBOX_CREDENTIALS = {"sandbox": "sandbox"}  # what the sandbox's CLI and functions sign with
 SWEEP_SECONDS = 5.0
+RECORDS_KEPT = 1000  # a sandbox runs for days: what it remembers is bounded
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +37,7 @@ class GatewayFidelity:
         self.credentials = dict(SANDBOX_CREDENTIALS if credentials is None else credentials)
         self.issuer = Issuer()
         self.key_sets = KeySets()
-        self.records: list[dict[str, Any]] = []
+        self.records: deque[dict[str, Any]] = deque(maxlen=RECORDS_KEPT)  # what happened, for tests
         self.http = HttpApi(clock.now, self._wall, self.secret_for, self.key_sets, self._record)
         self.websocket = WebSocketApis(clock.now, self._wall, self.secret_for, self._record, self._call)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -73,7 +75,7 @@ class GatewayFidelity:
         for api_id in list(self._servers):
             self._stop(api_id)
         with self.lock:
-            self.records = []
+            self.records.clear()
         self.key_sets.clear()
 
     # -- the event loop ----------------------------------------------------------------------
