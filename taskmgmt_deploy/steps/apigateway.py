@@ -97,16 +97,21 @@ class ApiStep(AwsStep):
             api = gw.get_api(ApiId=observed.outputs["id"])
             self._update_api(gw, api, spec, res.region)
         api_id = api["ApiId"]
-        integration = self._integration(gw, api_id, res.region, spec)
-        authorizer = self._authorizer(gw, api_id, spec.get("authorizer"))
-        self._routes(gw, api_id, spec["routes"], integration, authorizer)
-        for name, stale in self._authorizers(gw, api_id).items():
-            if name != AUTHORIZER or authorizer is None:
+
+        def listed(operation: str) -> list[dict[str, Any]]:
+            return [] if observed is None else _pages(gw, operation, ApiId=api_id)  # a new API has none yet
+
+        integrations, authorizers = listed("get_integrations"), listed("get_authorizers")
+        integration = self._integration(gw, api_id, res.region, spec, integrations)
+        authorizer = self._authorizer(gw, api_id, spec.get("authorizer"), authorizers)
+        self._routes(gw, api_id, spec["routes"], integration, authorizer, listed("get_routes"))
+        for stale in authorizers:
+            if stale["Name"] != AUTHORIZER or authorizer is None:
                 gw.delete_authorizer(ApiId=api_id, AuthorizerId=stale["AuthorizerId"])
-        for stale in _pages(gw, "get_integrations", ApiId=api_id):
+        for stale in integrations:
             if stale["IntegrationId"] != integration:
                 gw.delete_integration(ApiId=api_id, IntegrationId=stale["IntegrationId"])
-        self._stage(gw, api_id, spec)
+        self._stage(gw, api_id, spec, fresh=observed is None)
         outputs = self._outputs(api, res.region, spec)
         self._permit(res, spec, outputs, ctx)
         return outputs
@@ -122,17 +127,21 @@ class ApiStep(AwsStep):
                 Tags=dict(spec["tags"]),
             )
 
-    def _integration(self, gw: Any, api_id: str, region: str, spec: Mapping[str, Any]) -> str:
+    def _integration(
+        self, gw: Any, api_id: str, region: str, spec: Mapping[str, Any], current: list[dict[str, Any]]
+    ) -> str:
         uri = self.integration_uri(region, spec["function_arn"])
         fields = {"IntegrationType": "AWS_PROXY", "IntegrationUri": uri, **self.integration_fields(spec)}
-        for found in _pages(gw, "get_integrations", ApiId=api_id):
+        for found in current:
             if found.get("IntegrationUri") == uri:
                 if any(found.get(k) != v for k, v in fields.items()):
                     gw.update_integration(ApiId=api_id, IntegrationId=found["IntegrationId"], **fields)
                 return str(found["IntegrationId"])
         return str(gw.create_integration(ApiId=api_id, **fields)["IntegrationId"])
 
-    def _authorizer(self, gw: Any, api_id: str, wanted: Mapping[str, Any] | None) -> str | None:
+    def _authorizer(
+        self, gw: Any, api_id: str, wanted: Mapping[str, Any] | None, current: list[dict[str, Any]]
+    ) -> str | None:
         if not wanted:
             return None
         fields = {
@@ -140,7 +149,7 @@ class ApiStep(AwsStep):
             "IdentitySource": ["$request.header.Authorization"],
             "JwtConfiguration": {"Issuer": wanted["issuer"], "Audience": list(wanted["audience"])},
         }
-        found = self._authorizers(gw, api_id).get(AUTHORIZER)
+        found = next((a for a in current if a["Name"] == AUTHORIZER), None)
         if found is None:
             return str(gw.create_authorizer(ApiId=api_id, Name=AUTHORIZER, **fields)["AuthorizerId"])
         if _authorizer_live(found) != dict(wanted):
@@ -148,8 +157,15 @@ class ApiStep(AwsStep):
         return str(found["AuthorizerId"])
 
     @staticmethod
-    def _routes(gw: Any, api_id: str, wanted: Mapping[str, str], integration: str, authorizer: str | None) -> None:
-        current = {r["RouteKey"]: r for r in _pages(gw, "get_routes", ApiId=api_id)}
+    def _routes(
+        gw: Any,
+        api_id: str,
+        wanted: Mapping[str, str],
+        integration: str,
+        authorizer: str | None,
+        listed: list[dict[str, Any]],
+    ) -> None:
+        current = {r["RouteKey"]: r for r in listed}
         for key, auth in wanted.items():
             fields = {"AuthorizationType": auth, "Target": f"integrations/{integration}"}
             if auth == "JWT":
@@ -164,7 +180,7 @@ class ApiStep(AwsStep):
                 gw.delete_route(ApiId=api_id, RouteId=have["RouteId"])
 
     @staticmethod
-    def _stage(gw: Any, api_id: str, spec: Mapping[str, Any]) -> None:
+    def _stage(gw: Any, api_id: str, spec: Mapping[str, Any], fresh: bool) -> None:
         fields: dict[str, Any] = {
             "AutoDeploy": True,
             "DefaultRouteSettings": {
@@ -178,7 +194,7 @@ class ApiStep(AwsStep):
                 "DestinationArn": _group_arn(spec["access_log_arn"]),
                 "Format": spec["access_log_format"],
             }
-        stage = absent_is_none(lambda: gw.get_stage(ApiId=api_id, StageName=spec["stage"]))
+        stage = None if fresh else absent_is_none(lambda: gw.get_stage(ApiId=api_id, StageName=spec["stage"]))
         if stage is None:
             gw.create_stage(ApiId=api_id, StageName=spec["stage"], **fields)
         elif _stage_live(stage) != _stage_want(spec):
