@@ -60,7 +60,8 @@ def test_the_function_role_is_least_privilege(deployed):
     assert [s["Principal"] for s in statements(trust)] == [{"Service": "lambda.amazonaws.com"}]
     assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []  # no AWSLambdaBasicExecutionRole
     names = iam.list_role_policies(RoleName=role)["PolicyNames"]
-    assert names == [f"{STACK}-task-processor-policy"]
+    assert sorted(names) == [f"{STACK}-manage-connections", f"{STACK}-task-processor-policy"]
+    names = [f"{STACK}-task-processor-policy"]  # the other is execute-api:ManageConnections on the APIs alone
     document = iam.get_role_policy(RoleName=role, PolicyName=names[0])["PolicyDocument"]
     owned = our_arns()
     granted: dict[str, set[str]] = {}
@@ -93,13 +94,16 @@ def test_queue_policies_allow_only_their_rule(deployed):
         rule_arn = task_rule_arn(region)
         for url in sqs.list_queues()["QueueUrls"]:
             attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy", "QueueArn"])["Attributes"]
-            if url.endswith("-task-events-dlq"):
+            if url.endswith(("-task-events-dlq", "-broadcast-dlq")):
                 policy = json.loads(attributes["Policy"])
                 (statement,) = statements(policy)
                 assert statement["Principal"] == {"Service": "events.amazonaws.com"}
                 assert statement["Action"] == "sqs:SendMessage"
                 assert statement["Resource"] == attributes["QueueArn"]
-                assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+                rule = (
+                    rule_arn if url.endswith("-task-events-dlq") else rule_arn.replace("-task-processing", "-broadcast")
+                )
+                assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule}}
             else:
                 assert "Policy" not in attributes  # the function's role sends here; nobody else may
 
@@ -150,10 +154,21 @@ def test_the_function_accepts_invocations_only_from_its_rule(deployed):
     for region in ("us-east-1", "us-west-2"):
         lam = boto3.client("lambda", region_name=region)
         rule_arn = task_rule_arn(region)
-        (statement,) = statements(json.loads(lam.get_policy(FunctionName=f"{STACK}-task-processor")["Policy"]))
-        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-        assert statement["Action"] == "lambda:InvokeFunction"
-        assert statement["Condition"] == {"ArnLike": {"AWS:SourceArn": rule_arn}}
+        found = statements(json.loads(lam.get_policy(FunctionName=f"{STACK}-task-processor")["Policy"]))
+        by_sid = {s["Sid"]: s for s in found}
+        assert set(by_sid) == {f"{STACK}-{n}-invoke" for n in ("task-processing", "broadcast", "tasks", "live")}
+        for name, rule in (
+            ("task-processing", rule_arn),
+            ("broadcast", rule_arn.replace("-task-processing", "-broadcast")),
+        ):
+            statement = by_sid[f"{STACK}-{name}-invoke"]
+            assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+            assert statement["Action"] == "lambda:InvokeFunction"
+            assert statement["Condition"] == {"ArnLike": {"AWS:SourceArn": rule}}
+        for name in ("tasks", "live"):  # each API, scoped to it (tests/deploy/test_apis.py names the ids)
+            statement = by_sid[f"{STACK}-{name}-invoke"]
+            assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+            assert statement["Condition"]["ArnLike"]["AWS:SourceArn"].startswith(f"arn:aws:execute-api:{region}:")
 
 
 def test_no_secret_or_token_is_written_to_the_manifest_or_the_output(deployed, cli, tmp_path):
