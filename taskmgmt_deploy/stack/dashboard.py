@@ -1,4 +1,5 @@
-"""The CloudWatch dashboard body: Lambda, EventBridge, queues and DSQL for both regions,
+"""The CloudWatch dashboard body: Lambda, EventBridge (the task rule and the broadcast rule's
+failures), queues and DSQL for both regions,
 with the alarms' thresholds drawn on the metrics they watch (stack/alarms.py).
 
 DSQL widgets use SEARCH expressions on the cluster id rather than a fixed dimension: the
@@ -21,7 +22,8 @@ WIDTH, HEIGHT = 8, 6
 def dashboard_body(stack: StackConfig, cluster_ids: Mapping[str, Ref]) -> dict[str, Any]:
     fn = stack.name("task-processor")
     bus, rule = stack.name("task-events"), stack.name("task-processing")
-    queues = (stack.name("task-events-dlq"), stack.name("task-processor-failures"))
+    broadcast = stack.name("broadcast")
+    queues = (stack.name("task-events-dlq"), stack.name("task-processor-failures"), stack.name("broadcast-dlq"))
     widgets: list[dict[str, Any]] = []
     for row, region in enumerate(stack.regions):
         y = row * HEIGHT * 2
@@ -60,6 +62,7 @@ def dashboard_body(stack: StackConfig, cluster_ids: Mapping[str, Ref]) -> dict[s
                     ["AWS/Events", "MatchedEvents", "EventBusName", bus, "RuleName", rule],
                     ["AWS/Events", "Invocations", "EventBusName", bus, "RuleName", rule],
                     ["AWS/Events", "FailedInvocations", "EventBusName", bus, "RuleName", rule],
+                    ["AWS/Events", "FailedInvocations", "EventBusName", bus, "RuleName", broadcast],
                 ],
             ),
             _metrics(

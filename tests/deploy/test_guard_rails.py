@@ -72,7 +72,7 @@ def test_every_alarm_notifies_its_regions_topic_and_status_says_who_hears_it(aws
         assert json.loads(attributes["Policy"]) == alarm_topic_policy(topic(region))
         assert "KmsMasterKeyId" not in attributes  # never alias/aws/sns: it would silence every alarm
         alarms = boto3.client("cloudwatch", region_name=region).describe_alarms()["MetricAlarms"]
-        assert len(alarms) == 9
+        assert len(alarms) == 10  # the function (3), the delivery path (3), the broadcast DLQ, the cluster (3)
         for alarm in alarms:
             assert alarm["AlarmActions"] == alarm["OKActions"] == [topic(region)], alarm["AlarmName"]
     code, found = statuses(cli)
@@ -188,8 +188,8 @@ def test_hardening_options_are_applied_drift_checked_and_removed(aws, runtime, c
 
 def test_destroy_removes_subscriptions_cluster_policies_and_reservations(aws, runtime, cli, keys):
     deployed = cli("deploy", "--yes", "--alarm-email", "ops@example.com", *HARDENING)
-    # 56 resources (tests/deploy/test_crash.py kills a deploy after each); the keys are only read
-    assert "reading 56 resources" in deployed.err and "created 54, updated 0, unchanged 2" in deployed.err
+    # 73 resources (tests/deploy/test_crash.py kills a deploy after each); the keys are only read
+    assert "reading 73 resources" in deployed.err and "created 71, updated 0, unchanged 2" in deployed.err
     aws.sns.confirm("ops@example.com")
     destroyed = cli("destroy", "--yes")
     assert destroyed.code == 0, destroyed.err
