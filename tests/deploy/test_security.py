@@ -38,6 +38,16 @@ def task_rule_arn(region: str) -> str:
     return events.describe_rule(Name=f"{STACK}-task-processing", EventBusName=f"{STACK}-task-events")["Arn"]
 
 
+def broadcast_rule_arn(region: str) -> str:
+    events = boto3.client("events", region_name=region)
+    return events.describe_rule(Name=f"{STACK}-broadcast", EventBusName=f"{STACK}-task-events")["Arn"]
+
+
+def api_id(region: str, suffix: str) -> str:
+    apis = boto3.client("apigatewayv2", region_name=region).get_apis()["Items"]
+    return next(api["ApiId"] for api in apis if api["Name"] == f"{STACK}-{suffix}")
+
+
 def our_arns() -> set[str]:
     """Every ARN this environment owns, read back from AWS."""
     arns = set()
@@ -61,8 +71,14 @@ def test_the_function_role_is_least_privilege(deployed):
     assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []  # no AWSLambdaBasicExecutionRole
     names = iam.list_role_policies(RoleName=role)["PolicyNames"]
     assert sorted(names) == [f"{STACK}-manage-connections", f"{STACK}-task-processor-policy"]
-    names = [f"{STACK}-task-processor-policy"]  # the other is execute-api:ManageConnections on the APIs alone
-    document = iam.get_role_policy(RoleName=role, PolicyName=names[0])["PolicyDocument"]
+    connections = iam.get_role_policy(RoleName=role, PolicyName=f"{STACK}-manage-connections")["PolicyDocument"]
+    (statement,) = statements(connections)  # posting to sockets, of this stack's WebSocket APIs only
+    assert statement["Effect"] == "Allow" and statement["Action"] == "execute-api:ManageConnections"
+    assert sorted(as_list(statement["Resource"])) == sorted(
+        f"arn:aws:execute-api:{region}:123456789012:{api_id(region, 'live')}/live/POST/@connections/*"
+        for region in ("us-east-1", "us-west-2")
+    )
+    document = iam.get_role_policy(RoleName=role, PolicyName=f"{STACK}-task-processor-policy")["PolicyDocument"]
     owned = our_arns()
     granted: dict[str, set[str]] = {}
     for statement in statements(document):
@@ -94,16 +110,15 @@ def test_queue_policies_allow_only_their_rule(deployed):
         rule_arn = task_rule_arn(region)
         for url in sqs.list_queues()["QueueUrls"]:
             attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy", "QueueArn"])["Attributes"]
-            if url.endswith(("-task-events-dlq", "-broadcast-dlq")):
+            dead_letters = {"-task-events-dlq": rule_arn, "-broadcast-dlq": broadcast_rule_arn(region)}
+            if url.endswith(tuple(dead_letters)):
                 policy = json.loads(attributes["Policy"])
                 (statement,) = statements(policy)
                 assert statement["Principal"] == {"Service": "events.amazonaws.com"}
                 assert statement["Action"] == "sqs:SendMessage"
                 assert statement["Resource"] == attributes["QueueArn"]
-                rule = (
-                    rule_arn if url.endswith("-task-events-dlq") else rule_arn.replace("-task-processing", "-broadcast")
-                )
-                assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule}}
+                owner = next(arn for suffix, arn in dead_letters.items() if url.endswith(suffix))
+                assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": owner}}
             else:
                 assert "Policy" not in attributes  # the function's role sends here; nobody else may
 
@@ -150,25 +165,20 @@ def test_an_event_the_function_may_not_take_reaches_the_deployed_dead_letter_que
     assert [m["MessageAttributes"]["ERROR_CODE"]["StringValue"] for m in messages] == ["NO_PERMISSIONS"]
 
 
-def test_the_function_accepts_invocations_only_from_its_rule(deployed):
+def test_the_function_accepts_invocations_only_from_its_rules_and_its_apis(deployed):
+    """Its two rules, and API Gateway for this region's two APIs only (SourceArn scoped to each API)."""
     for region in ("us-east-1", "us-west-2"):
         lam = boto3.client("lambda", region_name=region)
-        rule_arn = task_rule_arn(region)
         found = statements(json.loads(lam.get_policy(FunctionName=f"{STACK}-task-processor")["Policy"]))
-        by_sid = {s["Sid"]: s for s in found}
-        assert set(by_sid) == {f"{STACK}-{n}-invoke" for n in ("task-processing", "broadcast", "tasks", "live")}
-        for name, rule in (
-            ("task-processing", rule_arn),
-            ("broadcast", rule_arn.replace("-task-processing", "-broadcast")),
-        ):
-            statement = by_sid[f"{STACK}-{name}-invoke"]
-            assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-            assert statement["Action"] == "lambda:InvokeFunction"
-            assert statement["Condition"] == {"ArnLike": {"AWS:SourceArn": rule}}
-        for name in ("tasks", "live"):  # each API, scoped to it (tests/deploy/test_apis.py names the ids)
-            statement = by_sid[f"{STACK}-{name}-invoke"]
-            assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
-            assert statement["Condition"]["ArnLike"]["AWS:SourceArn"].startswith(f"arn:aws:execute-api:{region}:")
+        assert all(s["Action"] == "lambda:InvokeFunction" and s["Effect"] == "Allow" for s in found)
+        sources = {(s["Principal"]["Service"], next(iter(s["Condition"]["ArnLike"].values()))) for s in found}
+        account = "123456789012"
+        assert sources == {
+            ("events.amazonaws.com", task_rule_arn(region)),
+            ("events.amazonaws.com", broadcast_rule_arn(region)),
+            ("apigateway.amazonaws.com", f"arn:aws:execute-api:{region}:{account}:{api_id(region, 'tasks')}/*"),
+            ("apigateway.amazonaws.com", f"arn:aws:execute-api:{region}:{account}:{api_id(region, 'live')}/*"),
+        }
 
 
 def test_no_secret_or_token_is_written_to_the_manifest_or_the_output(deployed, cli, tmp_path):
