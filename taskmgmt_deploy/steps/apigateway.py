@@ -33,18 +33,19 @@ class ApiStep(AwsStep):
         api_id = api["ApiId"]
         outputs = self._outputs(api, res.region, res.spec)
         integrations = {i["IntegrationId"]: i for i in _pages(gw, "get_integrations", ApiId=api_id)}
+        listed = _pages(gw, "get_routes", ApiId=api_id)
         routes = {
             r["RouteKey"]: {
                 "authorization": r.get("AuthorizationType", "NONE"),
                 "target": integrations.get(r.get("Target", "").removeprefix("integrations/"), {}).get("IntegrationUri"),
             }
-            for r in _pages(gw, "get_routes", ApiId=api_id)
+            for r in listed
         }
         stage = absent_is_none(lambda: gw.get_stage(ApiId=api_id, StageName=res.spec["stage"]))
         live = {
             "routes": routes,
             "payload_format": sorted({i.get("PayloadFormatVersion", "1.0") for i in integrations.values()}),
-            "authorizer": _authorizer_live(self._authorizers(gw, api_id).get(AUTHORIZER)),
+            "authorizer": _authorizer_live(self._authorizers(gw, api_id, listed).get(AUTHORIZER)),
             "cors": api.get("CorsConfiguration"),
             "stage": _stage_live(stage),
             "permission": self._permission_live(res, outputs),
@@ -72,8 +73,11 @@ class ApiStep(AwsStep):
         return None
 
     @staticmethod
-    def _authorizers(gw: Any, api_id: str) -> dict[str, dict[str, Any]]:
-        return {a["Name"]: a for a in _pages(gw, "get_authorizers", ApiId=api_id)}
+    def _authorizers(gw: Any, api_id: str, routes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The authorizers the routes use, by name (GetAuthorizer each: moto's server has no GetAuthorizers)."""
+        ids = sorted({r["AuthorizerId"] for r in routes if r.get("AuthorizerId")})
+        found = [absent_is_none(lambda i=i: gw.get_authorizer(ApiId=api_id, AuthorizerId=i)) for i in ids]
+        return {a["Name"]: a for a in found if a}
 
     def _permission_live(self, res: Resource, outputs: Mapping[str, Any]) -> str:
         lam = self.aws.get("lambda", res.region)
@@ -101,10 +105,11 @@ class ApiStep(AwsStep):
         def listed(operation: str) -> list[dict[str, Any]]:
             return [] if observed is None else _pages(gw, operation, ApiId=api_id)  # a new API has none yet
 
-        integrations, authorizers = listed("get_integrations"), listed("get_authorizers")
+        integrations, routes = listed("get_integrations"), listed("get_routes")
+        authorizers = list(self._authorizers(gw, api_id, routes).values())
         integration = self._integration(gw, api_id, res.region, spec, integrations)
         authorizer = self._authorizer(gw, api_id, spec.get("authorizer"), authorizers)
-        self._routes(gw, api_id, spec["routes"], integration, authorizer, listed("get_routes"))
+        self._routes(gw, api_id, spec["routes"], integration, authorizer, routes)
         for stale in authorizers:
             if stale["Name"] != AUTHORIZER or authorizer is None:
                 gw.delete_authorizer(ApiId=api_id, AuthorizerId=stale["AuthorizerId"])

@@ -215,6 +215,19 @@ def payload_1_0(hand: Hand) -> None:
     gw.update_integration(ApiId=api_id, IntegrationId=integration["IntegrationId"], PayloadFormatVersion="1.0")
 
 
+def someone_elses_authorizer(hand: Hand) -> None:
+    gw, api_id = hand.client("apigatewayv2", HTTP_API), hand.api(HTTP_API)["ApiId"]
+    made = gw.create_authorizer(
+        ApiId=api_id,
+        Name="jwt",
+        AuthorizerType="JWT",
+        IdentitySource=["$request.header.Authorization"],
+        JwtConfiguration={"Issuer": "https://someone.example.com", "Audience": ["them"]},
+    )
+    route = hand.route(HTTP_API, "GET /health")["RouteId"]
+    gw.update_route(ApiId=api_id, RouteId=route, AuthorizationType="JWT", AuthorizerId=made["AuthorizerId"])
+
+
 def api_permission_from_anywhere(key: str) -> Callable[[Hand], Any]:
     """The API's invoke permission, replaced by one any API of the account may use."""
 
@@ -353,17 +366,8 @@ DRIFT: dict[str, dict[str, Drift]] = {
     "http_api": {
         "routes": Drift(HTTP_API, reroute(HTTP_API, "GET /tasks", AuthorizationType="NONE")),
         "payload_format": Drift(HTTP_API, payload_1_0),
-        "authorizer": Drift(
-            HTTP_API,
-            gateway(
-                HTTP_API,
-                "create_authorizer",
-                Name="jwt",
-                AuthorizerType="JWT",
-                IdentitySource=["$request.header.Authorization"],
-                JwtConfiguration={"Issuer": "https://someone.example.com", "Audience": ["them"]},
-            ),
-        ),
+        # an authorizer is seen through the routes that use it
+        "authorizer": Drift(HTTP_API, someone_elses_authorizer, also=("routes",)),
         "cors": Drift(HTTP_API, gateway(HTTP_API, "update_api", CorsConfiguration={"AllowOrigins": ["*"]})),
         "stage": Drift(
             HTTP_API,

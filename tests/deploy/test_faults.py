@@ -78,7 +78,8 @@ def test_update_function_configuration_after_the_role_was_recreated(aws, runtime
     assert cli("deploy", "--yes").code == 0
     iam = boto3.client("iam", region_name="us-east-1")
     role = f"{STACK}-task-processor-role"
-    iam.delete_role_policy(RoleName=role, PolicyName=f"{STACK}-task-processor-policy")
+    for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=role, PolicyName=policy)
     iam.delete_role(RoleName=role)
     clock.advance(120)
     calls.clear()
