@@ -283,17 +283,22 @@ def _api_statements(stack: StackConfig, names: _Names) -> list[dict[str, Any]]:
     """API Gateway authorizes an HTTP verb on a path (https://docs.aws.amazon.com/service-authorization/
     latest/reference/list_amazonapigatewaymanagementv2.html). An API's id is generated: reading is
     allowed on every API of the two regions (a deleted one must read as not found), creating one
-    only with this environment's tags, and changing one (its routes, integrations, authorizers,
-    stage, tags) only where the API carries them; the pessimistic reading is that a route or a
-    stage is authorized with its API's tags, as it has none of its own."""
+    only with this environment's tags, and changing or deleting an API only where it carries them.
+    An API's parts (routes, integrations, authorizers, stages, CORS) carry no tags of their own,
+    and only the V1 (REST) API documents that children inherit their API's tags for access
+    control (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-tagging-supported-resources.html):
+    the pessimistic reading is that a V2 part is authorized without tags, so changing parts is
+    allowed on `/apis/*/*`, the narrowest a generated id allows. Their Region is `*` (an
+    apigateway ARN names no account anyway) so that the policy fits an inline role policy's
+    10,240 characters with every option on."""
     scope = _scope_tags(stack)
     return [
-        _statement("ReadTheApis", ["apigateway:GET"], [names.gateway(region, "/apis*") for region in stack.regions]),
+        _statement("ReadTheApis", ["apigateway:GET"], [names.gateway("*", "/apis*")]),
         # CreateApi (POST /apis) and TagResource (POST /tags/ARN): what carries this environment's tags.
         _statement(
             "CreateTaggedApis",
             ["apigateway:POST"],
-            [names.gateway(region, "/*") for region in stack.regions],
+            [names.gateway("*", "/*")],
             {"StringEquals": {f"aws:RequestTag/{k}": v for k, v in scope.items()}},
         ),
         # The smoke test reads its task through each HTTP API, signed (AWS_IAM routes).
@@ -304,9 +309,14 @@ def _api_statements(stack: StackConfig, names: _Names) -> list[dict[str, Any]]:
         ),
         _statement(
             "ManageTaggedApis",
-            ["apigateway:POST", "apigateway:PATCH", "apigateway:DELETE"],
-            [names.gateway(region, "/apis/*") for region in stack.regions],
+            ["apigateway:PATCH", "apigateway:DELETE"],
+            [names.gateway("*", "/apis/*")],
             {"StringEquals": {f"aws:ResourceTag/{k}": v for k, v in scope.items()}},
+        ),
+        _statement(
+            "ChangeApiParts",
+            ["apigateway:POST", "apigateway:PATCH", "apigateway:DELETE"],
+            [names.gateway("*", "/apis/*/*")],
         ),
     ]
 

@@ -5,7 +5,9 @@ Read from the Service Authorization Reference
 (https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html),
 pessimistically where it is open: tags sent with a create are authorized as a tagging action
 too; a multi-Region DSQL create or update is authorized on the new cluster and on each peer,
-and the witness in its own region as well; CloudWatch Logs checks both tagging actions. A
+and the witness in its own region as well; CloudWatch Logs checks both tagging actions; a part
+of an HTTP or WebSocket API (route, integration, authorizer, stage, CORS) is authorized without
+its API's tags, as only the REST API documents that children inherit them. A
 call this table does not know fails the test: a new call needs a row here, and a grant.
 """
 
@@ -189,7 +191,9 @@ def _read_object(call: Call) -> list[Request]:
 
 def _gateway(action: str, path: str, tagged: bool = True):
     """An API Gateway call: an HTTP verb on the path it calls (`path` is formatted with the call's
-    parameters), with the tags of the API it names (a route or a stage has none of its own)."""
+    parameters). `tagged`: with the tags of the API it names; a part of an API (route,
+    integration, authorizer, stage, CORS) is authorized without them, as V2 documents no
+    inheritance of its API's tags (the pessimistic reading)."""
 
     def rule(call: Call) -> list[Request]:
         resource = f"arn:aws:apigateway:{call.region}::" + path.format(**call.params)
@@ -342,7 +346,7 @@ RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
         "CreateApi": _create_api,
         "UpdateApi": _gateway("apigateway:PATCH", "/apis/{ApiId}"),
         "DeleteApi": _gateway("apigateway:DELETE", "/apis/{ApiId}"),
-        "DeleteCorsConfiguration": _gateway("apigateway:DELETE", "/apis/{ApiId}/cors"),
+        "DeleteCorsConfiguration": _gateway("apigateway:DELETE", "/apis/{ApiId}/cors", tagged=False),
         "TagResource": _tag_api,
         **{
             f"Get{kind}s": _gateway("apigateway:GET", f"/apis/{{ApiId}}/{kind.lower()}s", tagged=False)
@@ -350,16 +354,18 @@ RULES: dict[str, dict[str, Callable[[Call], list[Request]]]] = {
         },
         "GetStage": _gateway("apigateway:GET", "/apis/{ApiId}/stages/{StageName}", tagged=False),
         **{
-            f"Create{kind}": _gateway("apigateway:POST", f"/apis/{{ApiId}}/{kind.lower()}s")
+            f"Create{kind}": _gateway("apigateway:POST", f"/apis/{{ApiId}}/{kind.lower()}s", tagged=False)
             for kind in ("Route", "Integration", "Authorizer", "Stage")
         },
         **{
-            f"{operation}{kind}": _gateway(f"apigateway:{verb}", f"/apis/{{ApiId}}/{kind.lower()}s/{{{kind}Id}}")
+            f"{operation}{kind}": _gateway(
+                f"apigateway:{verb}", f"/apis/{{ApiId}}/{kind.lower()}s/{{{kind}Id}}", tagged=False
+            )
             for operation, verb in (("Update", "PATCH"), ("Delete", "DELETE"))
             for kind in ("Route", "Integration", "Authorizer")
         },
-        "UpdateStage": _gateway("apigateway:PATCH", "/apis/{ApiId}/stages/{StageName}"),
-        "DeleteStage": _gateway("apigateway:DELETE", "/apis/{ApiId}/stages/{StageName}"),
+        "UpdateStage": _gateway("apigateway:PATCH", "/apis/{ApiId}/stages/{StageName}", tagged=False),
+        "DeleteStage": _gateway("apigateway:DELETE", "/apis/{ApiId}/stages/{StageName}", tagged=False),
     },
     "resourcegroupstaggingapi": {"GetResources": _star("tag:GetResources")},
     "account": {"GetRegionOptStatus": _star("account:GetRegionOptStatus")},
