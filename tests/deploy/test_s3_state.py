@@ -240,9 +240,8 @@ def test_unlock_clears_a_lock_in_s3_after_confirmation_and_only_if_its_holder_is
     assert "is not locked" in cli("unlock", "--yes").err
 
 
-def test_push_moves_a_local_state_to_s3_and_refuses_to_replace_one_and_pull_copies_it_back(
-    aws, runtime, cli, bucket, tmp_path, monkeypatch
-):
+def local_manifest(tmp_path, monkeypatch):
+    """A local manifest of environment dev, with TASKMGMT_STATE unset: what `state push` copies."""
     from taskmgmt_deploy.core.manifest import Manifest
     from taskmgmt_deploy.core.state import LocalDocument
     from taskmgmt_deploy.stack.config import load_settings
@@ -251,6 +250,13 @@ def test_push_moves_a_local_state_to_s3_and_refuses_to_replace_one_and_pull_copi
     local = tmp_path / ".taskmgmt" / "dev.json"
     config = load_settings({}, {}, tmp_path).stack
     Manifest(store=LocalDocument(local), env="dev", account_id="123456789012", config=config).save()
+    return local
+
+
+def test_push_moves_a_local_state_to_s3_and_refuses_to_replace_one_and_pull_copies_it_back(
+    aws, runtime, cli, bucket, tmp_path, monkeypatch
+):
+    local = local_manifest(tmp_path, monkeypatch)
     pushed = cli("state", "push", "--to", STATE)
     assert pushed.code == 0, pushed.err
     assert s3().get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == local.read_bytes()
@@ -267,14 +273,8 @@ def test_push_waits_for_no_local_run_it_is_refused_while_one_holds_the_local_loc
     aws, runtime, cli, bucket, tmp_path, monkeypatch
 ):
     from taskmgmt_deploy.core.lock import EnvLock
-    from taskmgmt_deploy.core.manifest import Manifest
-    from taskmgmt_deploy.core.state import LocalDocument
-    from taskmgmt_deploy.stack.config import load_settings
 
-    monkeypatch.delenv("TASKMGMT_STATE")
-    local = tmp_path / ".taskmgmt" / "dev.json"
-    config = load_settings({}, {}, tmp_path).stack
-    Manifest(store=LocalDocument(local), env="dev", account_id="123456789012", config=config).save()
+    local_manifest(tmp_path, monkeypatch)
     with EnvLock(tmp_path / ".taskmgmt" / "dev.lock", "dev") as held:
         held.acquire("deploy")
         refused = cli("state", "push", "--to", STATE)
