@@ -2,7 +2,7 @@
 .PHONY: test lint bench bench-quick mutants
 
 test:
-	pytest -q -n 4 --dist worksteal
+	pytest -q -n 4 --dist load --maxschedchunk 2
 
 lint:
 	ruff check .

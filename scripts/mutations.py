@@ -148,7 +148,7 @@ CODE = [
         """        if True:
             return
         strays""",
-        "tests/deploy/test_teardown.py::test_a_stray_of_the_environment_is_removed_by_destroy[sqs_queue:tagged]",
+        "tests/deploy/test_teardown.py::test_a_stray_of_every_kind_is_removed_by_one_destroy",
     ),
     one(
         "status ignores the function's environment",

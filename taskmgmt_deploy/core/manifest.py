@@ -118,11 +118,13 @@ class Manifest:
     def save(self) -> Durable:
         """Write it if anything but the time changed; the returned callable waits until the
         write is durable (a remote document writes in the background)."""
-        content = self._content()
+        lines = _lines(self.to_json())
+        content = _comparable(lines)
         if content == self._saved:
             return durable_now  # nothing to write
         self.updated_at = utc_now()
-        durable = self.store.write(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
+        lines["updated_at"] = _field("updated_at", self.updated_at)
+        durable = self.store.write(_join(lines))
         self._saved = content
         return durable
 
@@ -135,11 +137,35 @@ class Manifest:
         self.store.delete()
         self._saved = None
 
+    def text(self) -> str:
+        """The manifest as it is written."""
+        return _join(_lines(self.to_json()))
+
     def _content(self) -> str:
-        """Everything but the time, as JSON (a tuple and the list it was read back as are alike)."""
-        data = self.to_json()
-        data.pop("updated_at")
-        return json.dumps(data, sort_keys=True)
+        return _comparable(_lines(self.to_json()))
+
+
+def _lines(data: dict[str, Any]) -> dict[str, str]:
+    """The written form by field: one field, and one resource, per line. Readable and diffable,
+    and made by json's C encoder (indent= takes the pure-Python one, and the manifest is
+    written after every step)."""
+    lines = {k: _field(k, v) for k, v in data.items() if k != "resources"}
+    resources = ",\n".join(f"    {json.dumps(r)}" for r in data["resources"])
+    lines["resources"] = f'  "resources": [\n{resources}\n  ]' if resources else '  "resources": []'
+    return lines
+
+
+def _field(name: str, value: Any) -> str:
+    return f"  {json.dumps(name)}: {json.dumps(value)}"
+
+
+def _join(lines: dict[str, str]) -> str:
+    return "{\n" + ",\n".join(lines.values()) + "\n}\n"
+
+
+def _comparable(lines: dict[str, str]) -> str:
+    """Everything but the time (to_json's order is fixed, and a tuple is written as a list)."""
+    return _join({k: v for k, v in lines.items() if k != "updated_at"})
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -46,8 +46,20 @@ class CloudWatchFidelity:
     def install(self, patches: Patches) -> None:
         for name in ("put_dashboard", "get_dashboard", "delete_dashboards", "list_dashboards"):
             patches.around(CloudWatchBackend, name, self._global(name))
-        patches.around(CloudWatchBackend, "put_metric_alarm", self.put_metric_alarm)
+        patches.around(CloudWatchBackend, "put_metric_alarm", self._locked(self.put_metric_alarm))
         patches.around(CloudWatchBackend, "set_alarm_state", self.set_alarm_state)
+        # moto walks its alarms dict in Python while other request threads add to it
+        # ("dictionary changed size during iteration"); AWS has no such race
+        for name in ALARM_READS:
+            patches.around(CloudWatchBackend, name, self._locked(_listed))
+        patches.around(CloudWatchBackend, "delete_alarms", self._locked(_called))
+
+    def _locked(self, hook: Callable[..., Any]) -> Callable[..., Any]:
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return hook(*args, **kwargs)
+
+        return locked
 
     def _global(self, name: str) -> Callable[..., Any]:
         def hook(original: Any, backend: CloudWatchBackend, *args: Any, **kwargs: Any) -> Any:
@@ -104,6 +116,23 @@ class CloudWatchFidelity:
         }[alarm.state_value]
         for action in actions or []:
             self.sns.from_alarm(alarm.alarm_arn, alarm.name, action, alarm.state_value)
+
+
+ALARM_READS = (
+    "describe_alarms",
+    "get_alarms_by_action_prefix",
+    "get_alarms_by_alarm_name_prefix",
+    "get_alarms_by_alarm_names",
+    "get_alarms_by_state_value",
+)
+
+
+def _listed(original: Any, *args: Any, **kwargs: Any) -> list[Any]:
+    return list(original(*args, **kwargs))
+
+
+def _called(original: Any, *args: Any, **kwargs: Any) -> Any:
+    return original(*args, **kwargs)
 
 
 def _metric_problems(kwargs: dict[str, Any]) -> list[str]:

@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from moto.core.model import OperationModel as MotoOperationModel
+from moto.core.model import ServiceModel as MotoServiceModel
 from moto.core.responses import BaseResponse
 from moto.moto_api._internal.models import MotoAPIBackend
 
@@ -108,6 +110,7 @@ class Fidelity:
             part.reset()
 
     def install(self) -> Fidelity:
+        self._patches.around(MotoServiceModel, "operation_model", _moto_operation_model)
         for part in self._parts:
             part.install(self._patches)
         self._patches.around(MotoAPIBackend, "reset", self._reset_with_moto)
@@ -133,6 +136,18 @@ class Fidelity:
 
     def __exit__(self, *exc: object) -> None:
         self.uninstall()
+
+
+def _moto_operation_model(original: Any, service: MotoServiceModel, name: str) -> MotoOperationModel:
+    """moto's ServiceModel caches its operation models under the key botocore's method, which it
+    calls, caches them under: a thread asking between the two gets botocore's model, which
+    lacks the http_trait moto routes by (AttributeError, seen when two requests are a
+    service's first). Such an answer is made moto's, and cached again."""
+    model = original(service, name)
+    if not isinstance(model, MotoOperationModel):
+        model = MotoOperationModel(model._operation_model, service, name)
+        service._instance_cache[("operation_model", (name,))] = model
+    return model
 
 
 __all__ = ["Authorization", "Delivery", "Fidelity", "FidelitySettings", "Invocation", "Invoker", "Notification"]

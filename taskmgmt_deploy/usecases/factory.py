@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 import botocore.loaders
@@ -102,6 +103,38 @@ class Runtime:
     package_target: Target = LAMBDA_ARM64
     installer: Installer = pip_install
     cache_dir: Path = field(default_factory=_default_cache)
+    # AwsClients by what they were made from: a process that opens the stack more than once
+    # (serve, tests) builds each botocore client once
+    _clients: dict[tuple[Any, ...], AwsClients] = field(default_factory=dict, repr=False, compare=False)
+    _clients_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def clients(self, settings: Settings) -> AwsClients:
+        # The session reads credentials, profile and endpoint from AWS_* variables: they are part of the key.
+        aws_environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        key = (
+            self.session_factory,
+            settings.profile,
+            settings.endpoint_url,
+            settings.sandbox,
+            settings.stack.primary_region,
+            read_workers(settings.max_workers),
+            aws_environment,
+        )
+        with self._clients_lock:
+            made = self._clients.get(key)
+            if made is None:
+                try:
+                    session = self.session_factory(settings)
+                except ProfileNotFound as exc:
+                    raise UserError(f"AWS_PROFILE={settings.profile!r} is invalid: {exc}") from None
+                made = AwsClients(
+                    session,
+                    endpoint_url=settings.endpoint_url,
+                    home_region=settings.stack.primary_region,
+                    max_pool=max(16, read_workers(settings.max_workers)),  # room for the read phase
+                )
+                self._clients[key] = made
+            return made
 
 
 RUNTIME = Runtime()
@@ -172,17 +205,7 @@ def package_builder(settings: Settings, runtime: Runtime | None = None) -> Packa
 
 
 def aws_clients(settings: Settings, runtime: Runtime | None = None) -> AwsClients:
-    runtime = runtime or RUNTIME
-    try:
-        session = runtime.session_factory(settings)
-    except ProfileNotFound as exc:
-        raise UserError(f"AWS_PROFILE={settings.profile!r} is invalid: {exc}") from None
-    return AwsClients(
-        session,
-        endpoint_url=settings.endpoint_url,
-        home_region=settings.stack.primary_region,
-        max_pool=max(16, read_workers(settings.max_workers)),  # room for the read phase
-    )
+    return (runtime or RUNTIME).clients(settings)
 
 
 def caller_account(aws: AwsClients) -> str:

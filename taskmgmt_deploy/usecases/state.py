@@ -114,7 +114,7 @@ def pull(settings: Settings, url: S3Url, aws: AwsClients) -> tuple[str, Manifest
     manifest = Manifest.load(document)
     if manifest is None:
         raise ManifestError(f"no state of environment '{settings.stack.env}' at {document.where}")
-    return json.dumps(manifest.to_json(), indent=2) + "\n", manifest
+    return manifest.text(), manifest
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ def two_regions_flow(a: Any, b: Any, artifacts: Path, within: float = WITHIN) ->
     watch.seen(a, final, started, "B's re-applied edit")
     assert final.locator(".priority").inner_text() == "urgent"
     assert final.locator("[data-field=assigned_to]").inner_text() == "ed"  # A's change was kept
-    assert not b.locator("#editor").is_visible()
+    b.locator("#editor").wait_for(state="hidden")  # once B has read the PATCH's answer
 
     # A completes it, B deletes it: each seen in the other page
     with a.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/complete")) as completed:

@@ -83,7 +83,8 @@ def test_a_phone_sized_board_works_from_the_keyboard(new_page: Any, two_regions:
     page.keyboard.press("Enter")
     renamed = page.locator(".card[data-version='2']", has_text="Call the printer back")
     renamed.wait_for()
-    assert not page.locator("#editor").is_visible()
+    # the socket may bring version 2 before the PATCH's answer closes the editor
+    page.locator("#editor").wait_for(state="hidden")
 
     renamed.focus()
     page.keyboard.press("Enter")

@@ -248,10 +248,8 @@ def test_sandbox_end_to_end(workdir: Path):
         serving.terminate()
         _, served_log = serving.communicate(timeout=10)
     assert "Traceback" not in served_log
-
-    redeployed = run(workdir, "deploy", "--sandbox", "--yes")  # a new pair starts empty
-    assert redeployed.returncode == 0, redeployed.stderr
-    assert titles(workdir, "dev") == [] and titles(workdir, "other") == ["Other work"]
+    assert titles(workdir, "other") == ["Other work"]  # destroying dev left the other pair's data
+    # (a pair deployed again starts empty: tests/sandbox/test_databases.py, without a third deploy)
 
     reset_leaves_nothing(workdir)
 
