@@ -111,13 +111,14 @@ class Runtime:
     def clients(self, settings: Settings) -> AwsClients:
         # The session reads credentials, profile and endpoint from AWS_* variables: they are part of the key.
         aws_environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        pool = max(16, read_workers(settings.max_workers))  # room for the read phase
         key = (
             self.session_factory,
             settings.profile,
             settings.endpoint_url,
             settings.sandbox,
             settings.stack.primary_region,
-            read_workers(settings.max_workers),
+            pool,
             aws_environment,
         )
         with self._clients_lock:
@@ -131,7 +132,7 @@ class Runtime:
                     session,
                     endpoint_url=settings.endpoint_url,
                     home_region=settings.stack.primary_region,
-                    max_pool=max(16, read_workers(settings.max_workers)),  # room for the read phase
+                    max_pool=pool,
                 )
                 self._clients[key] = made
             return made
