@@ -27,6 +27,6 @@ def exit_trap() -> str:
     ],
 )
 def test_the_exit_trap_keeps_the_runs_exit_code(tmp_path: Path, body: str, code: int):
-    script = f'set -euo pipefail\nplain={tmp_path}/plain logs={tmp_path}/logs\n{exit_trap()}\n{body}\n'
+    script = f"set -euo pipefail\nplain={tmp_path}/plain logs={tmp_path}/logs\n{exit_trap()}\n{body}\n"
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=20, check=False)
     assert done.returncode == code, done.stderr
