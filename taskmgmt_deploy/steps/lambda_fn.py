@@ -236,15 +236,28 @@ class LambdaPermissionStep(AwsStep):
     """events.amazonaws.com may invoke the function, only from the RuleArn put_rule returned."""
 
     kind = "lambda_permission"
+    reads_in_batches = True  # a function's statements come in one GetPolicy: one call per function
 
     def read(self, res: Resource, record: Record | None) -> Observed | None:
-        function = res.spec.get("function_name") or (record.outputs.get("function_name") if record else None)
-        statement = self._statement(self.aws.get("lambda", res.region), function, res.name)
-        if statement is None:
-            return None
-        return Observed(
-            outputs=_permission_outputs(res.name, function), live=_statement_live(statement), state="present"
-        )
+        return self.read_many([(res, record)])[0]
+
+    def read_many(self, items: list[tuple[Resource, Record | None]]) -> list[Observed | None]:
+        lam = self.aws.get("lambda", items[0][0].region)
+        policies: dict[str, list[dict[str, Any]]] = {}
+        found: list[Observed | None] = []
+        for res, record in items:
+            function = res.spec.get("function_name") or (record.outputs.get("function_name") if record else None)
+            if function and function not in policies:
+                policies[function] = self._statements(lam, function)
+            statement = next((s for s in policies.get(function or "", []) if s.get("Sid") == res.name), None)
+            found.append(
+                None
+                if statement is None
+                else Observed(
+                    outputs=_permission_outputs(res.name, function), live=_statement_live(statement), state="present"
+                )
+            )
+        return found
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"principal": spec["principal"], "action": "lambda:InvokeFunction", "source_arn": spec["source_arn"]}
@@ -290,14 +303,13 @@ class LambdaPermissionStep(AwsStep):
         )
 
     @staticmethod
-    def _statement(lam: Any, function: str | None, sid: str) -> dict[str, Any] | None:
-        if not function:
-            return None
+    def _statements(lam: Any, function: str) -> list[dict[str, Any]]:
         policy = absent_is_none(lambda: lam.get_policy(FunctionName=function))
-        if policy is None:
-            return None
-        statements = json.loads(policy["Policy"]).get("Statement", [])
-        return next((s for s in statements if s.get("Sid") == sid), None)
+        return json.loads(policy["Policy"]).get("Statement", []) if policy else []
+
+    @classmethod
+    def _statement(cls, lam: Any, function: str | None, sid: str) -> dict[str, Any] | None:
+        return next((s for s in cls._statements(lam, function) if s.get("Sid") == sid), None) if function else None
 
 
 def _statement_live(statement: Mapping[str, Any]) -> dict[str, Any]:
