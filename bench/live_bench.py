@@ -5,12 +5,14 @@ reach every socket.
 It deploys the stack into a fresh sandbox (its own state directory, removed at the end), opens
 the sockets on the WebSocket APIs (half per region, each $connect signed with SigV4 as the
 stack's API_AUTH=iam wants), subscribes each to everything, then creates tasks at the given
-rate, alternating the regions, each request signed too. Latency is from the moment the request
+rate, alternating the regions, each request signed too: first for --warmup seconds, which are
+not counted (the functions' execution environments start then, as they would on Lambda in the
+first moments of a steady load), then for --seconds. Latency is from the moment the request
 is sent to the moment a socket receives the change (so it includes the HTTP call, the commit,
 the bus, the broadcast rule and the fan-out). The fan-out's own duration per change is read
 from the function's log lines (its broadcast entry point logs one per notification).
 
-    python bench/live_bench.py [--sockets 200] [--rate 50] [--seconds 10] [--quick] [--json]
+    python bench/live_bench.py [--sockets 200] [--rate 50] [--seconds 10] [--warmup 2] [--quick] [--json]
 
 Target: every message delivered, p99 <= 250 ms.
 """
@@ -44,6 +46,8 @@ CREDENTIALS = ("sandbox", "sandbox")  # what the sandbox accepts for SigV4
 TARGET_P99_MS = 250.0
 QUIET_SECONDS = 10.0  # after the last change, a message still missing when none arrived for this long is lost
 DRAIN_LIMIT = 300.0  # and however slowly they arrive, the wait ends after this
+WARMUP_SECONDS = 2.0  # of changes at the same rate before the measured ones, not counted
+SENDERS = 16  # changes in flight at most
 
 
 @dataclass
@@ -55,10 +59,14 @@ class Endpoints:
 
 @dataclass
 class Tally:
+    """One phase's changes (titled `{prefix}{n}`) and what the sockets received of them."""
+
+    prefix: str = "bench-"
     sent: dict[int, float] = field(default_factory=dict)  # change -> when its request was sent
     answered: dict[int, int] = field(default_factory=dict)  # change -> HTTP status
     answered_at: dict[int, float] = field(default_factory=dict)  # change -> when its answer came
     received: list[tuple[int, int, float]] = field(default_factory=list)  # (socket, change, when)
+    task_ids: set[str] = field(default_factory=set)  # the tasks the changes created
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -174,7 +182,9 @@ def _record(line: str) -> dict[str, Any]:
 
 
 # -- the sockets ---------------------------------------------------------------------------------
-async def open_socket(index: int, where: Endpoints, tally: Tally, ready: asyncio.Event, count: list[int]) -> Any:
+async def open_socket(
+    index: int, where: Endpoints, tallies: list[Tally], ready: asyncio.Event, count: list[int]
+) -> Any:
     from websockets.asyncio.client import connect
 
     headers = signed_headers("GET", where.websocket, where.region)
@@ -192,26 +202,29 @@ async def open_socket(index: int, where: Endpoints, tally: Tally, ready: asyncio
         async for raw in socket:
             now = time.monotonic()
             message = json.loads(raw)
-            title = str((message.get("task") or {}).get("title", ""))
-            if message.get("type") == "task" and title.startswith("bench-"):
+            task = message.get("task") or {}
+            title = str(task.get("title", ""))
+            tally = next((t for t in tallies if title.startswith(t.prefix)), None)
+            if message.get("type") == "task" and tally is not None:
                 with tally.lock:
-                    tally.received.append((index, int(title[6:]), now))
+                    tally.received.append((index, int(title[len(tally.prefix) :]), now))
+                    tally.task_ids.add(str(task.get("id")))
 
     return socket, asyncio.create_task(read())
 
 
 # -- the changes ---------------------------------------------------------------------------------
-def make_changes(where: list[Endpoints], rate: float, seconds: float, tally: Tally) -> None:
-    """rate creates per second for `seconds`, alternating the regions, each sent on schedule."""
-    total = int(rate * seconds)
+def make_changes(where: list[Endpoints], rate: float, total: int, tally: Tally, first: int = 0) -> None:
+    """`total` creates, `rate` a second (each sent on schedule, at most SENDERS at once),
+    alternating the regions, numbered from `first`."""
     start = time.monotonic() + 0.2
 
     def one(i: int) -> None:
         target = where[i % len(where)]
-        delay = start + i / rate - time.monotonic()
+        delay = start + (i - first) / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        body = json.dumps({"title": f"bench-{i}", "created_by": "bench"}).encode()
+        body = json.dumps({"title": f"{tally.prefix}{i}", "created_by": "bench"}).encode()
         url = target.http + "/tasks"
         request = urllib.request.Request(
             url, data=body, method="POST", headers=signed_headers("POST", url, target.region, body)
@@ -228,8 +241,8 @@ def make_changes(where: list[Endpoints], rate: float, seconds: float, tally: Tal
         with tally.lock:
             tally.answered[i], tally.answered_at[i] = status, time.monotonic()
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(one, range(total)))
+    with ThreadPoolExecutor(max_workers=SENDERS) as pool:
+        list(pool.map(one, range(first, first + total)))
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -239,19 +252,8 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]  # nearest rank
 
 
-async def measure(
-    where: list[Endpoints], sockets: int, rate: float, seconds: float, cpu: Callable[[], float]
-) -> dict[str, Any]:
-    tally = Tally()
-    ready = asyncio.Event()
-    count = [0, sockets]
-    opened = await asyncio.gather(*(open_socket(i, where[i % len(where)], tally, ready, count) for i in range(sockets)))
-    await asyncio.wait_for(ready.wait(), 60)
-    started, cpu_before = time.time(), cpu()
-    await asyncio.to_thread(make_changes, where, rate, seconds, tally)
-    changes = len(tally.sent)
-    created = sum(1 for status in tally.answered.values() if status == 201)
-    expected = created * sockets
+async def drain(tally: Tally, expected: int) -> float:
+    """Wait for the phase's messages to arrive; the seconds waited after its last change."""
     ended = time.monotonic()
     last, last_count = ended, 0
     while len(tally.received) < expected and time.monotonic() - ended < DRAIN_LIMIT:
@@ -260,24 +262,68 @@ async def measure(
         elif time.monotonic() - last > QUIET_SECONDS:
             break  # nothing more is coming
         await asyncio.sleep(0.05)
-    drained = time.monotonic() - ended
+    return time.monotonic() - ended
+
+
+async def run_phase(
+    where: list[Endpoints], sockets: int, rate: float, seconds: float, tally: Tally, burst: int = 0
+) -> float:
+    """A burst of changes all at once (if any), then `rate` a second for `seconds`; wait for them."""
+    if burst:
+        await asyncio.to_thread(make_changes, where, math.inf, burst, tally)
+    await asyncio.to_thread(make_changes, where, rate, int(rate * seconds), tally, burst)
+    created = sum(1 for status in tally.answered.values() if status == 201)
+    return await drain(tally, created * sockets)
+
+
+async def measure(
+    where: list[Endpoints], sockets: int, rate: float, seconds: float, warmup: float, cpu: Callable[[], float]
+) -> dict[str, Any]:
+    warm, tally = Tally(prefix="warm-"), Tally()
+    ready = asyncio.Event()
+    count = [0, sockets]
+    opened = await asyncio.gather(
+        *(open_socket(i, where[i % len(where)], [warm, tally], ready, count) for i in range(sockets))
+    )
+    await asyncio.wait_for(ready.wait(), 60)
+    # The functions' execution environments start during the warm-up (a new one imports the
+    # handler and connects to the database): first a burst of as many changes as the senders
+    # can have in flight, which starts as many environments as the load will ever use, then
+    # the rate. The measured phase sees them warm, as a steady load on Lambda would; the
+    # warm-up's own latencies are reported apart.
+    if warmup > 0:
+        await run_phase(where, sockets, rate, warmup, warm, burst=SENDERS)
+    started, cpu_before = time.time(), cpu()
+    drained = await run_phase(where, sockets, rate, seconds, tally)
     sandbox_cpu = cpu() - cpu_before
     for socket, reader in opened:
         reader.cancel()
         await socket.close()
+    return {
+        **summary(tally, sockets),
+        "sockets": sockets,
+        "rate": rate,
+        "seconds": seconds,
+        "drained_s": drained,
+        "sandbox_cpu_s": sandbox_cpu,
+        "started": started,
+        "task_ids": sorted(tally.task_ids),
+        "warmup": {"seconds": warmup, **summary(warm, sockets)},
+    }
+
+
+def summary(tally: Tally, sockets: int) -> dict[str, Any]:
+    created = sum(1 for status in tally.answered.values() if status == 201)
     unique = {(s, c): at for s, c, at in tally.received}
     latencies = [(at - tally.sent[c]) * 1000 for (s, c), at in unique.items() if c in tally.sent]
     # the same from the change's answer (committed): what the bus, the rule and the fan-out add
     after = [(at - tally.answered_at[c]) * 1000 for (s, c), at in unique.items() if c in tally.answered_at]
     requests = [(tally.answered_at[c] - tally.sent[c]) * 1000 for c in tally.answered_at]
     return {
-        "sockets": sockets,
-        "rate": rate,
-        "seconds": seconds,
-        "changes": changes,
+        "changes": len(tally.sent),
         "created": created,
         "refused": {str(k): v for k, v in _counts(tally.answered.values()).items() if k != 201},
-        "expected": expected,
+        "expected": created * sockets,
         "delivered": len(unique),
         "duplicates": len(tally.received) - len(unique),
         "p50_ms": percentile(latencies, 0.50),
@@ -286,12 +332,9 @@ async def measure(
         "after_answer_p50_ms": percentile(after, 0.50),
         "after_answer_p99_ms": percentile(after, 0.99),
         "request_p50_ms": percentile(requests, 0.50),
-        "drained_s": drained,
-        "sandbox_cpu_s": sandbox_cpu,
         "throughput": len(unique) / (max(at for *_, at in tally.received) - min(tally.sent.values()))
         if tally.received
         else 0.0,
-        "started": started,
     }
 
 
@@ -302,26 +345,33 @@ def _counts(values: Any) -> dict[int, int]:
     return counted
 
 
-def run(sockets: int, rate: float, seconds: float, workdir: Path | None = None) -> dict[str, Any]:
+def run(
+    sockets: int, rate: float, seconds: float, workdir: Path | None = None, warmup: float = WARMUP_SECONDS
+) -> dict[str, Any]:
     """In a new sandbox (deployed, then removed), or in the one already deployed in workdir."""
     if workdir is not None:
-        return measure_in(workdir, sockets, rate, seconds)
+        return measure_in(workdir, sockets, rate, seconds, warmup)
     with tempfile.TemporaryDirectory(prefix="live-bench-") as tmp:
         cwd = Path(tmp)
         try:
             deploy(cwd)
-            return measure_in(cwd, sockets, rate, seconds)
+            return measure_in(cwd, sockets, rate, seconds, warmup)
         finally:
             taskmgmt(cwd, "sandbox", "reset", "--yes")
 
 
-def measure_in(cwd: Path, sockets: int, rate: float, seconds: float) -> dict[str, Any]:
+def measure_in(cwd: Path, sockets: int, rate: float, seconds: float, warmup: float) -> dict[str, Any]:
     emulator, pid = emulator_of(cwd)
     where = endpoints(emulator)
-    result = asyncio.run(measure(where, sockets, rate, seconds, lambda: cpu_seconds(pid)))
+    result = asyncio.run(measure(where, sockets, rate, seconds, warmup, lambda: cpu_seconds(pid)))
     settings = stack_settings()
     since = int(result["started"] * 1000) - 1000
-    records = fanouts(emulator, settings.name("task-processor"), [w.region for w in where], since)
+    measured = set(result.pop("task_ids"))
+    records = [
+        r
+        for r in fanouts(emulator, settings.name("task-processor"), [w.region for w in where], since)
+        if r.get("task_id") in measured  # not the warm-up's
+    ]
     durations = [float(r["duration_ms"]) for r in records]
     result["fanout_ms"] = {
         "count": len(durations),
@@ -336,7 +386,7 @@ def measure_in(cwd: Path, sockets: int, rate: float, seconds: float) -> dict[str
 
 
 def table(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
-    fan = result["fanout_ms"]
+    fan, warm = result["fanout_ms"], result["warmup"]
     delivered_all = result["delivered"] == result["expected"] and result["created"] == result["changes"]
     return [
         (
@@ -354,6 +404,16 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             f"{result['after_answer_p99_ms']:.0f} ms; the request itself p50 {result['request_p50_ms']:.0f} ms)",
             f"p99 <= {TARGET_P99_MS:.0f} ms",
             result["p99_ms"] <= TARGET_P99_MS,
+        ),
+        (
+            "live: warm-up, not counted above",
+            f"a burst of {SENDERS}, then {warm['seconds']:g} s: {warm['delivered']} of {warm['expected']} delivered, "
+            f"p50 {warm['p50_ms']:.0f} ms, "
+            f"p99 {warm['p99_ms']:.0f} ms (max {warm['max_ms']:.0f} ms, as the functions' environments start)"
+            if warm["seconds"] > 0
+            else "none",
+            "(measured)",
+            True,
         ),
         (
             "live: fan-out duration per change",
@@ -379,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sockets", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0, help="changes per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=WARMUP_SECONDS,
+        help="seconds of changes at the same rate first, while the functions' environments start; not counted",
+    )
     parser.add_argument("--quick", action="store_true", help="20 sockets, 10 changes/s for 2 s: shows it works")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
@@ -387,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.sockets, args.rate, args.seconds = 20, 10.0, 2.0
-    result = run(args.sockets, args.rate, args.seconds, args.workdir)
+    result = run(args.sockets, args.rate, args.seconds, args.workdir, args.warmup)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -69,6 +69,7 @@ class Invocation:
     code: bytes
     payload: bytes
     asynchronous: bool
+    code_digest: str = ""  # hex SHA-256 of `code`, computed at upload; empty: the runner hashes it
 
 
 # Returns (response payload, function error or None).
@@ -324,4 +325,5 @@ def invocation_for(fn: LambdaFunction, body: Any, asynchronous: bool) -> Invocat
         code=fn.code_bytes,
         payload=payload,
         asynchronous=asynchronous,
+        code_digest=str(getattr(fn, "code_digest", "") or ""),
     )

@@ -116,13 +116,18 @@ def test_the_board_served_for_each_region_shows_every_change_made_in_the_other(
     # The live benchmark's own path, tiny, on the same deployment (one test: xdist would deploy per
     # worker); in a thread of its own, since Playwright's sync API holds this thread's event loop
     with ThreadPoolExecutor(1) as pool:
-        result = pool.submit(live_bench.run, sockets=6, rate=5, seconds=1, workdir=sandbox).result(timeout=120)
+        result = pool.submit(live_bench.run, sockets=6, rate=5, seconds=1, workdir=sandbox, warmup=0.4).result(
+            timeout=120
+        )
     assert result["created"] == result["changes"] == 5
     assert result["delivered"] == result["expected"] == 30 and result["duplicates"] == 0
+    # the warm-up's changes (a burst, then 2) are delivered too, and counted apart
+    assert result["warmup"]["delivered"] == result["warmup"]["expected"] == (live_bench.SENDERS + 2) * 6
     assert result["fanout_ms"]["count"] == 5 and result["fanout_ms"]["posted"] >= 30  # and to pages A and B
     assert {row[0] for row in live_bench.table(result)} == {
         "live: messages delivered",
         "live: change-to-delivery latency",
+        "live: warm-up, not counted above",
         "live: fan-out duration per change",
         "live: delivery throughput",
     }
