@@ -498,13 +498,16 @@ def _dashboard(stack: StackConfig) -> Resource:
     from taskmgmt_deploy.stack.dashboard import dashboard_body
 
     cluster_ids = {region: Ref(cluster_key(stack, region), "id") for region in stack.regions}
+    api_ids = {
+        region: (Ref(http_api_key(region), "id"), Ref(websocket_api_key(region), "id")) for region in stack.regions
+    }
     return _res(
         stack,
         "dashboard",
         "overview",
         stack.primary_region,
         stack.name("dashboard"),
-        {"body": dashboard_body(stack, cluster_ids)},
+        {"body": dashboard_body(stack, cluster_ids, api_ids)},
         tagged=False,
     )
 
