@@ -50,7 +50,8 @@ TASK_ROUTES = (
     "POST /tasks/{task_id}/complete",
 )
 BOARD_ROUTES = ("GET /", "GET /board/{file}")
-WEBSOCKET_ROUTES = ("$connect", "$disconnect", "subscribe", "ping", "$default")
+SOCKET_ACTIONS = ("subscribe", "unsubscribe", "ping")  # the function's message actions
+WEBSOCKET_ROUTES = ("$connect", "$disconnect", *SOCKET_ACTIONS, "$default")
 WEBSOCKET_STAGE = "live"
 HTTP_STAGE = "$default"
 PAYLOAD_FORMAT = "2.0"
