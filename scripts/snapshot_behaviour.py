@@ -206,16 +206,13 @@ def blueprints() -> str:
 
 
 def dashboards() -> str:
-    from taskmgmt_deploy.core.models import Ref
     from taskmgmt_deploy.stack import blueprint
     from taskmgmt_deploy.stack.config import load_settings
-    from taskmgmt_deploy.stack.dashboard import dashboard_body
 
     data = {}
     for name, flags in CONFIGURATIONS.items():
         stack = load_settings(flags, {}, Path("/nonexistent")).stack
-        ids = {region: Ref(blueprint.cluster_key(stack, region), "id") for region in stack.regions}
-        data[name] = as_data(dashboard_body(stack, ids))
+        data[name] = as_data(next(r.spec["body"] for r in blueprint.build(stack) if r.kind == "dashboard"))
     return json.dumps(data, indent=1)
 
 

@@ -14,6 +14,10 @@ ENV_JWT_LOGIN_URL = "JWT_LOGIN_URL"  # optional: the issuer's hosted login, for 
 STAGE_VARIABLE_WEBSOCKET_URL = "websocketUrl"
 STAGE_VARIABLE_REGION = "region"
 
+# The WebSocket API routes these message actions (route selection: $request.body.action) besides
+# $connect, $disconnect and $default
+SOCKET_ACTIONS = ("subscribe", "unsubscribe", "ping")
+
 DB_APP_ROLE = "taskmgmt_app"
 
 EVENT_SOURCE = "task.management"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from task_processor import fields, observability, subscriptions
+from task_processor.contract import SOCKET_ACTIONS
 from task_processor.db import Database
 from task_processor.errors import BadRequest, TaskError
 from task_processor.management import Poster, management_endpoint
@@ -75,11 +76,12 @@ def message_of(raw: Any, base64_encoded: bool) -> dict[str, Any]:
 
 
 def topic_of(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The topic a subscribe message names, and how the reply echoes it: exactly one of
-    project (a project id), assignee (a name) or all (true)."""
+    """The topic a subscribe or unsubscribe message names, and how the reply echoes it:
+    exactly one of project (a project id), assignee (a name) or all (true)."""
     given = [key for key in ("project", "assignee", "all") if key in body]
     if len(given) != 1:
-        raise BadRequest("subscribe to one of: project, assignee, or all")
+        verb = "unsubscribe from" if body.get("action") == "unsubscribe" else "subscribe to"
+        raise BadRequest(f"{verb} one of: project, assignee, or all")
     key, value = given[0], body[given[0]]
     if key == "all":
         if value is not True:
@@ -118,10 +120,12 @@ class LiveApp:
             action = body.get("action")
             if action == "subscribe":
                 self._subscribe(socket, body)
+            elif action == "unsubscribe":
+                self._unsubscribe(socket, body)
             elif action == "ping":
                 self.reply(socket, {"type": "pong"})
             else:
-                raise BadRequest(f"unknown action {str(action)[:40]!r}: use subscribe or ping")
+                raise BadRequest(f"unknown action {str(action)[:40]!r}: use {', '.join(SOCKET_ACTIONS)}")
             return {"statusCode": 200}
         except TaskError as exc:
             return self._refuse(socket, exc)
@@ -147,6 +151,12 @@ class LiveApp:
         topic, echo = topic_of(body)
         self.db.transaction(lambda conn: subscriptions.subscribe(conn, socket.connection_id, topic))
         self.reply(socket, {"type": "subscribed", **echo})
+
+    def _unsubscribe(self, socket: Socket, body: dict[str, Any]) -> None:
+        """Idempotent: a topic the connection did not have is answered the same way."""
+        topic, echo = topic_of(body)
+        self.db.transaction(lambda conn: subscriptions.unsubscribe(conn, socket.connection_id, topic))
+        self.reply(socket, {"type": "unsubscribed", **echo})
 
     def reply(self, socket: Socket, message: dict[str, Any]) -> str:
         data = json.dumps(message, separators=(",", ":")).encode()

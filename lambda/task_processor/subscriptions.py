@@ -80,6 +80,14 @@ def subscribe(conn: Conn, connection_id: str, topic: str) -> bool:
     return True
 
 
+def unsubscribe(conn: Conn, connection_id: str, topic: str) -> bool:
+    """Take one subscription back; False if the connection did not have it."""
+    deleted = conn.execute(
+        "DELETE FROM subscriptions WHERE connection_id = %s AND topic = %s", [connection_id, topic]
+    ).rowcount
+    return deleted > 0
+
+
 def remove_connections(conn: Conn, connection_ids: list[str]) -> int:
     """Delete connections and their subscriptions (at most DELETE_BATCH in one transaction)."""
     assert len(connection_ids) <= DELETE_BATCH

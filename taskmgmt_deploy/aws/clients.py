@@ -12,6 +12,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from taskmgmt_deploy.aws.shared_reads import SharedReads
+
 GLOBAL_SERVICES = ("iam",)
 
 
@@ -39,6 +41,7 @@ class AwsClients:
         self._lock = threading.Lock()
         self._identity: dict[str, str] | None = None
         self._identity_lock = threading.Lock()
+        self.shared_reads = SharedReads()  # describe answers several resources need, once per read phase
 
     def get(self, service: str, region: str | None = None) -> Any:
         region = self.home_region if (region is None or service in GLOBAL_SERVICES) else region

@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from functools import partial
 from typing import Any, Protocol
 
@@ -179,7 +180,12 @@ class Engine:
         self.reporter.phase(f"reading {len(items)} resources")
         results: dict[str, Observed | None] = {}
         failures: list[StepError] = []
-        with ThreadPoolExecutor(read_workers(self.max_workers), thread_name_prefix="read") as pool:
+        with (
+            ExitStack() as phase,
+            ThreadPoolExecutor(read_workers(self.max_workers), thread_name_prefix="read") as pool,
+        ):
+            for step in {id(step): step for step in self.steps.values()}.values():
+                phase.enter_context(step.read_phase())
             futures = {
                 pool.submit(self._step(group[0][0].kind).read_many, group): group
                 for group in _read_groups(items, self.steps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 from taskmgmt_deploy.core.context import StepContext
@@ -38,6 +39,11 @@ class Step(ABC):
 
     def read_many(self, items: list[tuple[Resource, Record | None]]) -> list[Observed | None]:
         return [self.read(res, record) for res, record in items]
+
+    def read_phase(self) -> AbstractContextManager[None]:
+        """Open while the engine reads everything, before any change: reads that several
+        resources share may be made once in it."""
+        return nullcontext()
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         """The live settings we want, in the shape `read` reports them. Pure."""

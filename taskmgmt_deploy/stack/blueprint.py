@@ -50,7 +50,8 @@ TASK_ROUTES = (
     "POST /tasks/{task_id}/complete",
 )
 BOARD_ROUTES = ("GET /", "GET /board/{file}")
-WEBSOCKET_ROUTES = ("$connect", "$disconnect", "subscribe", "ping", "$default")
+SOCKET_ACTIONS = ("subscribe", "unsubscribe", "ping")  # the function's message actions
+WEBSOCKET_ROUTES = ("$connect", "$disconnect", *SOCKET_ACTIONS, "$default")
 WEBSOCKET_STAGE = "live"
 HTTP_STAGE = "$default"
 PAYLOAD_FORMAT = "2.0"
@@ -498,13 +499,16 @@ def _dashboard(stack: StackConfig) -> Resource:
     from taskmgmt_deploy.stack.dashboard import dashboard_body
 
     cluster_ids = {region: Ref(cluster_key(stack, region), "id") for region in stack.regions}
+    api_ids = {
+        region: (Ref(http_api_key(region), "id"), Ref(websocket_api_key(region), "id")) for region in stack.regions
+    }
     return _res(
         stack,
         "dashboard",
         "overview",
         stack.primary_region,
         stack.name("dashboard"),
-        {"body": dashboard_body(stack, cluster_ids)},
+        {"body": dashboard_body(stack, cluster_ids, api_ids)},
         tagged=False,
     )
 

@@ -1,6 +1,10 @@
 """The CloudWatch dashboard body: Lambda, EventBridge (the task rule and the broadcast rule's
-failures), queues and DSQL for both regions,
+failures), queues, DSQL, the HTTP API and the WebSocket API for both regions,
 with the alarms' thresholds drawn on the metrics they watch (stack/alarms.py).
+
+The APIs' widgets use the ApiId dimension, which API Gateway publishes without detailed
+metrics: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-metrics.html
+and https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-logging.html
 
 DSQL widgets use SEARCH expressions on the cluster id rather than a fixed dimension: the
 documentation and AWS's own walkthroughs disagree on the dimension's name (ResourceId or
@@ -17,16 +21,21 @@ from taskmgmt_deploy.stack import alarms
 from taskmgmt_deploy.stack.config import StackConfig
 
 WIDTH, HEIGHT = 8, 6
+ROWS = 3  # per region
 
 
-def dashboard_body(stack: StackConfig, cluster_ids: Mapping[str, Ref]) -> dict[str, Any]:
+def dashboard_body(
+    stack: StackConfig, cluster_ids: Mapping[str, Ref], api_ids: Mapping[str, tuple[Ref, Ref]]
+) -> dict[str, Any]:
+    """api_ids: each region's (HTTP API id, WebSocket API id)."""
     fn = stack.name("task-processor")
     bus, rule = stack.name("task-events"), stack.name("task-processing")
     broadcast = stack.name("broadcast")
     queues = (stack.name("task-events-dlq"), stack.name("task-processor-failures"), stack.name("broadcast-dlq"))
     widgets: list[dict[str, Any]] = []
     for row, region in enumerate(stack.regions):
-        y = row * HEIGHT * 2
+        y = row * HEIGHT * ROWS
+        http, websocket = api_ids[region]
         widgets += [
             _metrics(
                 0,
@@ -90,6 +99,37 @@ def dashboard_body(stack: StackConfig, cluster_ids: Mapping[str, Ref]) -> dict[s
                 cluster_ids[region],
                 [("CommitLatency", "Average")],
                 thresholds={"commit latency alarm": alarms.COMMIT_LATENCY_MS},
+            ),
+            _metrics(
+                0,
+                y + HEIGHT * 2,
+                f"HTTP API {region}",
+                region,
+                "Sum",
+                [["AWS/ApiGateway", name, "ApiId", http] for name in ("Count", "4xx", "5xx")],
+            ),
+            _metrics(
+                WIDTH,
+                y + HEIGHT * 2,
+                f"HTTP API latency {region} (ms)",
+                region,
+                "p99",
+                [
+                    ["AWS/ApiGateway", "Latency", "ApiId", http, {"stat": "p50", "label": "p50"}],
+                    ["AWS/ApiGateway", "Latency", "ApiId", http, {"stat": "p99", "label": "p99"}],
+                    ["AWS/ApiGateway", "IntegrationLatency", "ApiId", http, {"stat": "p99", "label": "function p99"}],
+                ],
+            ),
+            _metrics(
+                WIDTH * 2,
+                y + HEIGHT * 2,
+                f"Live connections {region}",
+                region,
+                "Sum",
+                [
+                    ["AWS/ApiGateway", name, "ApiId", websocket]
+                    for name in ("ConnectCount", "MessageCount", "ClientError", "IntegrationError", "ExecutionError")
+                ],
             ),
         ]
     return {"widgets": widgets}

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from taskmgmt_deploy.core.context import StepContext
 from taskmgmt_deploy.core.models import Change, Observed, Record, Resource
 from taskmgmt_deploy.steps.aws_step import AwsStep, absent_is_done, absent_is_none, managed_tags
-from taskmgmt_deploy.steps.lambda_fn import LambdaPermissionStep, _statement_live, call_when_ready
+from taskmgmt_deploy.steps.lambda_fn import LambdaPermissionStep, _statement_live, call_when_ready, function_statement
 
 SCOPED = "scoped to this API"
 AUTHORIZER = "jwt"
@@ -80,8 +80,9 @@ class ApiStep(AwsStep):
         return {a["Name"]: a for a in found if a}
 
     def _permission_live(self, res: Resource, outputs: Mapping[str, Any]) -> str:
-        lam = self.aws.get("lambda", res.region)
-        statement = LambdaPermissionStep._statement(lam, res.spec.get("function_name"), res.spec.get("permission_id"))
+        statement = function_statement(
+            self.aws, res.region, res.spec.get("function_name"), res.spec.get("permission_id")
+        )
         if statement is None:
             return "missing"
         live = _statement_live(statement)

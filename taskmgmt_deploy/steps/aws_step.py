@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -17,6 +18,9 @@ T = TypeVar("T")
 class AwsStep(Step):
     def __init__(self, aws: AwsClients):
         self.aws = aws
+
+    def read_phase(self) -> AbstractContextManager[None]:
+        return self.aws.shared_reads.phase()
 
 
 def absent_is_none(call: Callable[[], T]) -> T | None:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
+from taskmgmt_deploy.aws.clients import AwsClients
 from taskmgmt_deploy.aws.errors import error_code, error_message
 from taskmgmt_deploy.aws.retry import call_with_retry, is_iam_propagation, is_lambda_busy
 from taskmgmt_deploy.aws.waiting import poll
@@ -236,28 +237,15 @@ class LambdaPermissionStep(AwsStep):
     """events.amazonaws.com may invoke the function, only from the RuleArn put_rule returned."""
 
     kind = "lambda_permission"
-    reads_in_batches = True  # a function's statements come in one GetPolicy: one call per function
 
     def read(self, res: Resource, record: Record | None) -> Observed | None:
-        return self.read_many([(res, record)])[0]
-
-    def read_many(self, items: list[tuple[Resource, Record | None]]) -> list[Observed | None]:
-        lam = self.aws.get("lambda", items[0][0].region)
-        policies: dict[str, list[dict[str, Any]]] = {}
-        found: list[Observed | None] = []
-        for res, record in items:
-            function = res.spec.get("function_name") or (record.outputs.get("function_name") if record else None)
-            if function and function not in policies:
-                policies[function] = self._statements(lam, function)
-            statement = next((s for s in policies.get(function or "", []) if s.get("Sid") == res.name), None)
-            found.append(
-                None
-                if statement is None
-                else Observed(
-                    outputs=_permission_outputs(res.name, function), live=_statement_live(statement), state="present"
-                )
-            )
-        return found
+        function = res.spec.get("function_name") or (record.outputs.get("function_name") if record else None)
+        statement = function_statement(self.aws, res.region, function, res.name)
+        if statement is None:
+            return None
+        return Observed(
+            outputs=_permission_outputs(res.name, function), live=_statement_live(statement), state="present"
+        )
 
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"principal": spec["principal"], "action": "lambda:InvokeFunction", "source_arn": spec["source_arn"]}
@@ -285,7 +273,7 @@ class LambdaPermissionStep(AwsStep):
             if error_code(exc) != "ResourceConflictException":
                 raise
             # Someone added the same id meanwhile (or an earlier response was lost): take it over.
-            current = self._statement(lam, function, res.name)
+            current = function_statement(self.aws, res.region, function, res.name, fresh=True)
             if current is None or _statement_live(current) != self.desired(res, spec):
                 self._remove(lam, function, res.name, ctx)
                 call_when_ready(add, ctx)
@@ -302,14 +290,23 @@ class LambdaPermissionStep(AwsStep):
             lambda: call_when_ready(lambda: lam.remove_permission(FunctionName=function, StatementId=sid), ctx)
         )
 
-    @staticmethod
-    def _statements(lam: Any, function: str) -> list[dict[str, Any]]:
+
+def function_statement(
+    aws: AwsClients, region: str | None, function: str | None, sid: str | None, fresh: bool = False
+) -> dict[str, Any] | None:
+    """The statement `sid` of the function's resource policy, or None. The policy holds every
+    invoke permission (the rules' and the APIs'): in a read phase one GetPolicy serves them all;
+    `fresh` asks again whatever phase is open (after a change)."""
+    if not function or not sid:
+        return None
+    lam = aws.get("lambda", region)
+
+    def statements() -> list[dict[str, Any]]:
         policy = absent_is_none(lambda: lam.get_policy(FunctionName=function))
         return json.loads(policy["Policy"]).get("Statement", []) if policy else []
 
-    @classmethod
-    def _statement(cls, lam: Any, function: str | None, sid: str) -> dict[str, Any] | None:
-        return next((s for s in cls._statements(lam, function) if s.get("Sid") == sid), None) if function else None
+    found = statements() if fresh else aws.shared_reads.read(("lambda:GetPolicy", region, function), statements)
+    return next((s for s in found if s.get("Sid") == sid), None)
 
 
 def _statement_live(statement: Mapping[str, Any]) -> dict[str, Any]:

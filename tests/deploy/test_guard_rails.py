@@ -132,6 +132,14 @@ def test_each_cluster_and_the_function_are_watched_with_the_dashboards_threshold
             assert metric in drawn and cluster in drawn
         (duration,) = cloudwatch.describe_alarms(AlarmNames=[f"{STACK}-task-processor-duration"])["MetricAlarms"]
         assert duration["ExtendedStatistic"] == "p99" and duration["Threshold"] == 24000.0  # 80% of 30 s
+        # each API is drawn by its ApiId, in its own region
+        apis = {
+            a["ProtocolType"]: a["ApiId"] for a in boto3.client("apigatewayv2", region_name=region).get_apis()["Items"]
+        }
+        metrics = [m[:4] for w in widgets if w["properties"]["region"] == region for m in w["properties"]["metrics"]]
+        for protocol, names in (("HTTP", ("Count", "5xx", "Latency")), ("WEBSOCKET", ("ConnectCount", "MessageCount"))):
+            for name in names:
+                assert ["AWS/ApiGateway", name, "ApiId", apis[protocol]] in metrics, (protocol, name)
     assert "24000" in drawn
 
 

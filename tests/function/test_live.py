@@ -1,4 +1,4 @@
-"""The WebSocket routes: $connect, $disconnect, subscribe, ping and $default, against PostgreSQL."""
+"""The WebSocket routes: $connect, $disconnect, subscribe, unsubscribe, ping and $default, against PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from task_processor import subscriptions
+from task_processor import contract, subscriptions
 from task_processor.db import Database, url_connect
 from task_processor.live import LiveApp
 from task_processor.management import Poster, management_endpoint
@@ -30,7 +30,8 @@ def connect(live: LiveApp, connection_id: str, **kwargs) -> dict:
 
 def send(live: LiveApp, connection_id: str, body, **kwargs) -> dict:
     route = body.get("action", "$default") if isinstance(body, dict) else "$default"
-    return live.handle(ws_event(route if route in ("subscribe", "ping") else "$default", connection_id, body, **kwargs))
+    routed = route in contract.SOCKET_ACTIONS
+    return live.handle(ws_event(route if routed else "$default", connection_id, body, **kwargs))
 
 
 def test_connect_records_the_connection_its_region_endpoint_and_expiry(live: LiveApp):
@@ -94,6 +95,24 @@ def test_a_connection_has_a_bounded_number_of_subscriptions(live: LiveApp, manag
     assert management.received("conn-1")[-1]["type"] == "error"
 
 
+def test_unsubscribe_takes_back_one_subscription_and_is_idempotent(live: LiveApp, management: FakeManagement):
+    connect(live, "conn-1")
+    connect(live, "conn-2")
+    for connection in ("conn-1", "conn-2"):
+        send(live, connection, {"action": "subscribe", "all": True})
+    send(live, "conn-1", {"action": "subscribe", "project": 42})
+    assert send(live, "conn-1", {"action": "unsubscribe", "all": True}) == {"statusCode": 200}
+    assert send(live, "conn-1", {"action": "unsubscribe", "all": True}) == {"statusCode": 200}  # not any more: the same
+    assert management.received("conn-1")[-2:] == [{"type": "unsubscribed", "all": True}] * 2
+    topics = sorted((r["connection_id"], r["topic"]) for r in rows(live, "SELECT * FROM subscriptions"))
+    assert topics == [("conn-1", "project:42"), ("conn-2", "all")]  # conn-2's "all" stays
+    found = live.db.read(lambda conn: subscriptions.subscribers(conn, ["all", "project:42"], ""))
+    assert sorted(s.connection_id for s in found) == ["conn-1", "conn-2"]
+    send(live, "conn-1", {"action": "unsubscribe", "project": "42"})
+    found = live.db.read(lambda conn: subscriptions.subscribers(conn, ["all", "project:42"], ""))
+    assert [s.connection_id for s in found] == ["conn-2"]
+
+
 def test_ping_is_answered_with_pong(live: LiveApp, management: FakeManagement):
     connect(live, "conn-1")
     assert send(live, "conn-1", {"action": "ping"}) == {"statusCode": 200}
@@ -114,6 +133,8 @@ def test_ping_is_answered_with_pong(live: LiveApp, management: FakeManagement):
         ({"action": "subscribe", "project": -1}, "project id"),
         ({"action": "subscribe", "assignee": ""}, "assignee"),
         ({"action": "subscribe", "assignee": "x" * 101}, "assignee"),
+        ({"action": "unsubscribe"}, "unsubscribe from one of"),
+        ({"action": "unsubscribe", "project": "p"}, "project id"),
         ("x" * (32 * 1024 + 1), "at most"),
     ],
 )

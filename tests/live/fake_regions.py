@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,28 +28,44 @@ from task_processor.notify import Notifier  # noqa: E402
 
 @dataclass
 class Hub:
-    """Every socket of both regions, with what it subscribed to."""
+    """Every socket of both regions, with what it subscribed to (subscriptions add up, as the
+    function keeps them, until unsubscribed)."""
 
-    sockets: dict[Any, dict[str, Any]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    sockets: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
+    lock: threading.Condition = field(default_factory=threading.Condition)  # notified when subscriptions change
     sent: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)  # what each connection asked for (its ?token=)
+    messages: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)  # (connection, message), as received
 
     def serve(self, connection: Any) -> None:
         self.paths.append(connection.request.path)
         try:
             for raw in connection:
                 message = json.loads(raw)
+                self.messages.append((connection, message))
+                topic = {k: message[k] for k in ("project", "assignee", "all") if k in message}
                 if message.get("action") == "subscribe":
-                    topic = {k: message[k] for k in ("project", "assignee", "all") if k in message}
                     with self.lock:
-                        self.sockets[connection] = topic
+                        topics = self.sockets.setdefault(connection, [])
+                        topics += [] if topic in topics else [topic]
+                        self.lock.notify_all()
                     connection.send(json.dumps({"type": "subscribed", **topic}))
+                elif message.get("action") == "unsubscribe":
+                    with self.lock:
+                        self.sockets[connection] = [t for t in self.sockets.get(connection, []) if t != topic]
+                        self.lock.notify_all()
+                    connection.send(json.dumps({"type": "unsubscribed", **topic}))
                 elif message.get("action") == "ping":
                     connection.send(json.dumps({"type": "pong"}))
         finally:
             with self.lock:
                 self.sockets.pop(connection, None)
+
+    def subscriptions_when(self, ready: Callable[[dict[Any, list[dict[str, Any]]]], bool]) -> dict[Any, list[Any]]:
+        """Every socket's subscriptions, once `ready` holds for them (waits at most 10 s)."""
+        with self.lock:
+            assert self.lock.wait_for(lambda: ready(self.sockets), timeout=10), self.sockets
+            return {connection: list(topics) for connection, topics in self.sockets.items()}
 
     def broadcast(self, detail: dict[str, Any]) -> None:
         """The message the function's broadcast entry point makes of the notification."""
@@ -57,7 +73,7 @@ class Hub:
         message = json.loads(broadcast.message(event) or b"{}")
         task = detail["data"]
         with self.lock:
-            targets = [c for c, topic in self.sockets.items() if _wants(topic, task)]
+            targets = [c for c, topics in self.sockets.items() if any(_wants(t, task) for t in topics)]
             self.sent.append(message)
         for connection in targets:
             try:

@@ -14,14 +14,19 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.live.fake_regions import LOGIN_URL, Region, regions
+from tests.live.fake_regions import LOGIN_URL, Hub, Region, regions
 from tests.live.pages import card, edit, open_board, two_regions_flow
 
 
 @pytest.fixture(scope="module")
-def two_regions(live_database: str) -> Iterator[list[Region]]:
-    with regions(live_database) as (_hub, made):
+def stand_ins(live_database: str) -> Iterator[tuple[Hub, list[Region]]]:
+    with regions(live_database) as made:
         yield made
+
+
+@pytest.fixture(scope="module")
+def two_regions(stand_ins: tuple[Hub, list[Region]]) -> list[Region]:
+    return stand_ins[1]
 
 
 def test_a_change_in_one_stand_in_region_shows_in_the_other(new_page: Any, two_regions: list[Region], artifacts: Path):
@@ -56,6 +61,42 @@ def test_a_change_in_one_stand_in_region_shows_in_the_other(new_page: Any, two_r
     assert created == 201
     card(b, "Offsite agenda").get_by_role("button", name="Edit Offsite agenda").click()
     assert b.locator("#editor [name=description]").input_value() == long
+
+
+def test_a_new_filter_moves_the_subscription_on_the_same_connection(new_page: Any, stand_ins: tuple[Hub, list[Region]]):
+    hub, (east, _west) = stand_ins
+    before = set(hub.subscriptions_when(lambda sockets: True))
+    page = open_board(new_page, east.url, "cy")
+
+    def mine(sockets: dict[Any, list[Any]]) -> list[Any]:
+        return [c for c in sockets if c not in before]
+
+    (socket,) = mine(hub.subscriptions_when(lambda sockets: any(sockets[c] for c in mine(sockets))))
+    assert hub.subscriptions_when(lambda sockets: True)[socket] == [{"all": True}]
+
+    def show(**fields: str) -> None:
+        for name, value in fields.items():
+            page.fill(f"#filter [name={name}]", value)
+        page.click("#filter button[type=submit]")
+
+    show(assigned_to="di")
+    assert hub.subscriptions_when(lambda s: s.get(socket) == [{"assignee": "di"}])[socket] == [{"assignee": "di"}]
+    show(assigned_to="", project_id="7")
+    hub.subscriptions_when(lambda s: s.get(socket) == [{"project": "7"}])
+    show()  # the same filter again: nothing to take back or add
+    show(project_id="")
+    hub.subscriptions_when(lambda s: s.get(socket) == [{"all": True}])
+    assert mine(hub.subscriptions_when(lambda s: True)) == [socket]  # never reconnected
+    sent = [(m["action"], *(v for k, v in m.items() if k != "action")) for c, m in hub.messages if c is socket]
+    assert [m for m in sent if m != ("ping",)] == [
+        ("subscribe", True),
+        ("unsubscribe", True),
+        ("subscribe", "di"),
+        ("unsubscribe", "di"),
+        ("subscribe", "7"),
+        ("unsubscribe", "7"),
+        ("subscribe", True),
+    ]
 
 
 def test_a_phone_sized_board_works_from_the_keyboard(new_page: Any, two_regions: list[Region], artifacts: Path):

@@ -71,6 +71,8 @@ def test_the_apis_route_what_the_function_serves_and_pass_what_it_reads(monkeypa
         contract.NOTIFICATION_SOURCE,
         contract.NOTIFICATION_DETAIL_TYPE,
     )
+    # each message action the function handles has its own route on the WebSocket API
+    assert [r for r in blueprint.WEBSOCKET_ROUTES if not r.startswith("$")] == list(contract.SOCKET_ACTIONS)
 
 
 def _environment(tmp_path, env: dict[str, str]) -> dict[str, object]:

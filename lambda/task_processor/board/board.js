@@ -21,6 +21,7 @@
     gone: new Map(), // id -> version it was deleted at: a late message must not bring it back
     filter: {},
     socket: null,
+    subscribed: null, // the subscribe message the socket last sent
     retries: 0,
     editing: null, // {base: the task as it was when opened, mine: the changes of the last save, current}
   };
@@ -437,7 +438,8 @@
     let pinger = null;
     socket.addEventListener("open", () => {
       board.retries = 0;
-      socket.send(JSON.stringify(subscription()));
+      board.subscribed = subscription();
+      socket.send(JSON.stringify(board.subscribed));
       pinger = setInterval(() => socket.send(JSON.stringify({ action: "ping" })), PING_MS);
       if (board.reconnected) loadTasks().catch((e) => problem(explain(e))); // what changed while away
     });
@@ -456,7 +458,19 @@
   }
 
   function resubscribe() {
-    // A subscription cannot be taken back: a new connection subscribes to the new filter only.
+    const socket = board.socket;
+    if (socket && socket.readyState === WebSocket.OPEN && board.subscribed) {
+      // The same connection: take the old filter's subscription back and subscribe to the new.
+      // Each message is its own invocation and may be handled in either order, so the same
+      // topic is left alone (an unsubscribe could land after its subscribe).
+      const wanted = subscription();
+      if (JSON.stringify(wanted) === JSON.stringify(board.subscribed)) return;
+      socket.send(JSON.stringify({ ...board.subscribed, action: "unsubscribe" }));
+      board.subscribed = wanted;
+      socket.send(JSON.stringify(wanted));
+      return;
+    }
+    // not connected yet: a new connection subscribes to the new filter when it opens
     const old = board.socket;
     board.socket = null;
     if (old) old.close();
