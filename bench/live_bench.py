@@ -385,12 +385,12 @@ def measure_in(cwd: Path, sockets: int, rate: float, seconds: float, warmup: flo
     return result
 
 
-def table(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+def table(result: dict[str, Any], label: str = "live") -> list[tuple[str, str, str, bool]]:
     fan, warm = result["fanout_ms"], result["warmup"]
     delivered_all = result["delivered"] == result["expected"] and result["created"] == result["changes"]
     return [
         (
-            "live: messages delivered",
+            f"{label}: messages delivered",
             f"{result['delivered']} of {result['expected']} ({result['created']} of {result['changes']} changes "
             f"accepted, {result['sockets']} sockets, {result['duplicates']} duplicates; "
             f"waited {result['drained_s']:.0f} s after the last change)",
@@ -398,7 +398,7 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             delivered_all,
         ),
         (
-            "live: change-to-delivery latency",
+            f"{label}: change-to-delivery latency",
             f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms (max {result['max_ms']:.0f} ms; "
             f"from the change's answer p50 {result['after_answer_p50_ms']:.0f} ms, p99 "
             f"{result['after_answer_p99_ms']:.0f} ms; the request itself p50 {result['request_p50_ms']:.0f} ms)",
@@ -406,7 +406,7 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             result["p99_ms"] <= TARGET_P99_MS,
         ),
         (
-            "live: warm-up, not counted above",
+            f"{label}: warm-up, not counted above",
             f"a burst of {SENDERS}, then {warm['seconds']:g} s: {warm['delivered']} of {warm['expected']} delivered, "
             f"p50 {warm['p50_ms']:.0f} ms, "
             f"p99 {warm['p99_ms']:.0f} ms (max {warm['max_ms']:.0f} ms, as the functions' environments start)"
@@ -416,7 +416,7 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             True,
         ),
         (
-            "live: fan-out duration per change",
+            f"{label}: fan-out duration per change",
             f"p50 {fan['p50']:.0f} ms, p99 {fan['p99']:.0f} ms ({fan['count']} fan-outs posted "
             f"{fan['posted']}, {fan['failed']} posts failed)"
             if fan["count"]
@@ -425,7 +425,7 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             True,
         ),
         (
-            "live: delivery throughput",
+            f"{label}: delivery throughput",
             f"{result['throughput']:.0f} messages/s ({result['sandbox_cpu_s']:.0f} s of sandbox CPU, "
             f"{1000 * result['sandbox_cpu_s'] / max(result['delivered'], 1):.1f} ms per message)",
             f">= {result['rate'] * result['sockets']:.0f} messages/s (rate x sockets)",

@@ -54,7 +54,8 @@ def sandbox_start(state_dir: StateDir = None) -> None:
 
 @sandbox_app.command("stop")
 def sandbox_stop(state_dir: StateDir = None) -> None:
-    """Stop exactly the processes `sandbox start` started. Its data stays for the next start."""
+    """Stop exactly the processes `sandbox start` started. The emulated AWS account ends with it:
+    the next start begins empty (deploy again); the logs and PostgreSQL's files stay."""
     for line in _sandbox(state_dir).stop():
         console.info(line)
 

@@ -5,7 +5,8 @@ URL, log), PostgreSQL's data, the emulator's unpacked code and function logs, an
 manifests of sandbox deployments. `start` only starts what is not already running; `stop`
 ends exactly the processes the state file names, after checking each pid still belongs to
 the process that was started (a recycled pid is left alone); `reset` stops them and
-removes all of it.
+removes all of it. The emulator holds its AWS resources in memory: each one it starts is a
+new, empty account, and what the previous one held is put aside (`_end_previous_account`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from taskmgmt_deploy.core.manifest import atomic_write, utc_now
 from taskmgmt_deploy.emulator.server import free_port, wait_until_answering
 from taskmgmt_deploy.errors import TaskmgmtError, UserError
-from taskmgmt_deploy.sandbox import postgres, require_extra
+from taskmgmt_deploy.sandbox import databases, postgres, require_extra
 
 EMULATOR_MODULE = "taskmgmt_deploy.sandbox.emulator_process"
 
@@ -133,11 +134,33 @@ class Sandbox:
             if stale and emulator is not None:  # it points at a database that was restarted elsewhere
                 _terminate_group(emulator.pid)
             if emulator is None or stale or not emulator.alive():
+                ended = self._end_previous_account(database.url)
                 emulator = self._start_emulator(database.url)
                 found["emulator"] = emulator
                 self._save(found)
                 done.append(f"started the AWS emulator on {emulator.url} (pid {emulator.pid})")
+                done += ended
         return done
+
+    def _end_previous_account(self, postgres_url: str) -> list[str]:
+        """The emulator keeps its AWS resources in memory: a new one starts as an empty account.
+        What was deployed in an earlier one is gone, so its manifests are put aside (they would
+        name resources that no longer exist) and its clusters' databases are dropped (no new
+        cluster reaches them; on AWS a new cluster pair starts empty too)."""
+        manifests = sorted(p for p in self.root.glob("*.json") if p != self.state_file)
+        dropped = databases.forget_all(postgres_url)
+        if not manifests:
+            return [f"dropped {len(dropped)} databases of clusters no emulator has"] if dropped else []
+        ended = self.root / "ended"
+        ended.mkdir(exist_ok=True)
+        stamp = utc_now().replace(":", "")
+        for manifest in manifests:
+            manifest.rename(ended / f"{manifest.stem}.{stamp}.json")
+        names = ", ".join(m.stem for m in manifests)
+        return [
+            f"the emulator starts as an empty AWS account: what was deployed in the previous one ({names}) ended "
+            f"with it, its tasks too; deploy again with `taskmgmt deploy --sandbox` (its records: {ended})"
+        ]
 
     def _start_postgres(self) -> Component:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -190,7 +213,10 @@ class Sandbox:
             if emulator is not None:
                 if emulator.alive():
                     _terminate_group(emulator.pid)
-                    said.append(f"stopped the AWS emulator (pid {emulator.pid})")
+                    said.append(
+                        f"stopped the AWS emulator (pid {emulator.pid}); what was deployed in it ended with it: "
+                        "the next start begins with an empty account"
+                    )
                 else:
                     said.append(f"the AWS emulator (pid {emulator.pid}) was not running")
                 self._save(found)

@@ -83,6 +83,20 @@ class ClusterDatabases:
         return database_url(self.admin_url, endpoint, user)
 
 
+def forget_all(admin_url: str) -> list[str]:
+    """A new emulator has no clusters: drop the databases of the clusters an earlier one made
+    (no cluster can reach them any more); return their names."""
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", [DIRECTORY]).fetchone()
+        if not exists or not exists[0]:
+            return []
+        names = [row[0] for row in conn.execute(sql.SQL("SELECT DISTINCT database FROM {}").format(_TABLE))]
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DELETE FROM {}").format(_TABLE))
+        return sorted(names)
+
+
 def database_name(endpoint: str) -> str:
     """The database a cluster founds: named after its identifier, the endpoint's first label."""
     return "dsql_" + re.sub(r"[^a-z0-9]", "_", endpoint.split(".", 1)[0].lower())[:40]

@@ -86,6 +86,7 @@ class DbSchemaStep(Step):
             state=f"at {state.latest}",
             live={
                 "reachable": True,
+                "endpoint": endpoint,
                 "pending": state.pending,
                 "app_role": state.role_exists,
                 "role_mapped": state.role_mapped,
@@ -96,6 +97,10 @@ class DbSchemaStep(Step):
     def desired(self, res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "reachable": True,
+            # The schema is read where it was applied; a cluster made again since (deleted
+            # outside taskmgmt, or a sandbox started anew) has another endpoint and an empty
+            # database, even when the old one still answers.
+            "endpoint": None if self.target.database_url else spec.get("endpoint"),
             "pending": [],
             "app_role": True,
             "role_mapped": True if self.target.dsql else None,

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from taskmgmt_deploy.assets import sql_dir
 from taskmgmt_deploy.database.connect import from_url
@@ -340,6 +341,49 @@ def test_status_reports_a_lost_iam_mapping_and_deploy_restores_it(database_url, 
     step.apply(res, spec, change, observed, ctx)
     assert stand_in.mappings == [(APP_ROLE, ROLE_ARN)]
     assert step.plan(res, spec, step.read(res, record)).action is Action.NOOP
+
+
+@dataclass
+class ClustersTarget(StandInTarget):
+    """Each cluster endpoint its own database, as each new DSQL cluster pair is."""
+
+    by_endpoint: dict[str, StandIn] | None = None
+
+    def migrator(self, endpoint: str | None, region: str, role_arn: str | None, *args: Any, **kwargs: Any) -> Migrator:
+        assert self.by_endpoint is not None and endpoint is not None
+        return dsql_migrator(self.by_endpoint[endpoint], self.clock)
+
+
+def test_a_cluster_made_again_gets_the_schema_even_while_the_old_one_answers(database_url, pg_server, clock):
+    """Clusters deleted outside taskmgmt, or a sandbox started anew: deploy makes new clusters
+    (another endpoint, an empty database) while the schema's record names the old endpoint."""
+    from taskmgmt_deploy.core.context import StepContext
+    from taskmgmt_deploy.core.models import Action, Change, Resource, record_of
+    from taskmgmt_deploy.steps.schema import DbSchemaStep
+
+    old, new = "old.dsql.us-east-1.on.aws", "new.dsql.us-east-1.on.aws"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE t_new_cluster")
+    try:
+        second = make_conninfo(database_url, dbname="t_new_cluster")
+        clusters = {old: StandIn(database_url, polls=0), new: StandIn(second, polls=0)}
+        step = DbSchemaStep(ClustersTarget(clusters[old], clock, by_endpoint=clusters))  # type: ignore[arg-type]
+        spec = {"endpoint": old, "region": "us-east-1", "role_arn": ROLE_ARN}
+        res = Resource("db_schema", "tasks", None, "tasks", spec)
+        ctx = StepContext(clock=clock)
+        record = record_of(res, 1, "ready", step.apply(res, spec, Change(Action.CREATE), None, ctx))
+        assert step.plan(res, spec, step.read(res, record)).action is Action.NOOP
+
+        moved = {**spec, "endpoint": new}
+        observed = step.read(res, record)  # the old database still answers, migrated
+        change = step.plan(res, moved, observed)
+        assert change.action is Action.UPDATE and change.reasons == (f"endpoint: {old} -> {new}",)
+        record = record_of(res, 1, "ready", step.apply(res, moved, change, observed, ctx))
+        assert recorded(second) == ["0001", "0002", "0003", "0004", "0005"]
+        assert step.plan(res, moved, step.read(res, record)).action is Action.NOOP
+    finally:
+        with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS t_new_cluster WITH (FORCE)")
 
 
 def test_dsql_conflicts_during_migration_are_retried(database_url, clock):

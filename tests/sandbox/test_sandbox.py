@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 
 from taskmgmt_deploy.emulator.server import free_port
+from taskmgmt_deploy.sandbox.databases import ClusterDatabases, database_name
 
 TASKMGMT = str(Path(sys.executable).parent / "taskmgmt")
 
@@ -280,9 +282,15 @@ def test_stop_when_a_process_already_died(workdir: Path):
     assert leftovers([running["postgres"]["pid"]], []) == []
 
 
-def test_start_restarts_only_what_died(workdir: Path):
+def test_start_restarts_only_what_died_and_the_new_emulator_is_an_empty_account(workdir: Path):
     assert run(workdir, "sandbox", "start").returncode == 0
     before = components(workdir)
+    # what a deployment leaves: its manifest, and its cluster pair's database
+    root = workdir / ".taskmgmt" / "sandbox"
+    (root / "dev.json").write_text('{"resources": []}\n')
+    cluster = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
+    ClusterDatabases(before["postgres"]["url"]).created(cluster, [])
+
     os.killpg(before["emulator"]["pid"], signal.SIGKILL)
     assert leftovers([before["emulator"]["pid"]], []) == []
     restarted = run(workdir, "sandbox", "start")
@@ -290,6 +298,14 @@ def test_start_restarts_only_what_died(workdir: Path):
     after = components(workdir)
     assert after["postgres"]["pid"] == before["postgres"]["pid"]
     assert after["emulator"]["pid"] != before["emulator"]["pid"]
+
+    # the new emulator holds none of what the old one did: the deployment is put aside, its data dropped
+    assert "what was deployed in the previous one (dev) ended with it" in restarted.stderr
+    assert not (root / "dev.json").exists() and len(list((root / "ended").glob("dev.*.json"))) == 1
+    with psycopg.connect(before["postgres"]["url"]) as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database_name(cluster)]).fetchone() is None
+    status = run(workdir, "status", "--sandbox")
+    assert status.returncode == 2 and "no deployment of environment 'dev' is recorded" in status.stderr
 
 
 def test_commands_need_a_running_sandbox(workdir: Path):
