@@ -169,7 +169,9 @@ def test_help_explains_each_command(cli):
     [
         (("invoke", "--payload", "{not json"), "--payload is invalid: not JSON"),
         (("invoke", "--payload", "@/no/such/file.json"), "--payload '@/no/such/file.json' is invalid"),
-        (("serve", "--port", "eighty"), "Invalid value for '--port'"),
+        (("serve", "--port", "eighty"), "--port 'eighty' is invalid: must be an integer from 0 to 65535"),
+        (("serve", "--port", "99999"), "--port '99999' is invalid: must be an integer from 0 to 65535"),
+        (("serve", "--port", "-1"), "--port '-1' is invalid"),
         (("serve", "--cors-origin", "localhost:3000/"), "--cors-origin 'localhost:3000/' is invalid"),
         (("deploy", "--plan", "--sandbox", "--profile", "work"), "--profile and --sandbox conflict"),
     ],
