@@ -194,7 +194,7 @@ _METAVARS = {
     "cors_origins": "ORIGINS",
     "api_throttle_burst": "INT 0-5000",
     "api_throttle_rate": "INT 0-10000",
-    "state": "DIR|s3://BUCKET/PREFIX",
+    "state": "DIR|S3_URL",
     "state_dir": "DIR",
 }
 _FLAG_OF = {key: decls[0] for key, decls, _ in _OPTIONS.values()}
@@ -215,24 +215,39 @@ def _common_parameters() -> list[inspect.Parameter]:
             for name, (_, decls, text) in _OPTIONS.items()
         ),
         _config_option("sandbox", bool, False, "--sandbox", help="Work on the local sandbox instead of AWS."),
-        _config_option(
-            "deletion_protection",
-            bool | None,
-            None,
-            "--deletion-protection/--no-deletion-protection",
-            show_default=False,
-            help="DSQL deletion protection. \\[default: on for prod and staging]",
-        ),
-        _config_option(
-            "cluster_policy",
-            bool | None,
-            None,
-            "--cluster-policy/--no-cluster-policy",
-            show_default=False,
-            help="A DSQL resource policy: only the function role may connect, only this account as admin. "
-            "\\[default: off]",
+        # Each of a pair is a flag of its own: as one "--x/--no-x" option, --help gives the
+        # negative forms a column of their own, which squeezed every name on 80 columns.
+        *(
+            _config_option(name + suffix, bool, False, flag, show_default=False, help=text)
+            for name, _key, pair in _FLAG_PAIRS
+            for suffix, flag, text in zip(("_on", "_off"), *pair, strict=True)
         ),
     ]
+
+
+# (parameter name, setting, ((flag on, flag off), (help on, help off)))
+_FLAG_PAIRS = (
+    (
+        "deletion_protection",
+        "DELETION_PROTECTION",
+        (
+            ("--deletion-protection", "--no-deletion-protection"),
+            ("DSQL deletion protection on. \\[default: on for prod and staging]", "DSQL deletion protection off."),
+        ),
+    ),
+    (
+        "cluster_policy",
+        "DSQL_CLUSTER_POLICY",
+        (
+            ("--cluster-policy", "--no-cluster-policy"),
+            (
+                "A DSQL resource policy: only the function role may connect, only this account as admin. "
+                "\\[default: off]",
+                "No DSQL resource policy.",
+            ),
+        ),
+    ),
+)
 
 
 def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -244,9 +259,11 @@ def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
         flags: dict[str, str | None] = {key: kwargs.pop(name) for name, (key, _, _) in _OPTIONS.items()}
-        for name, key in (("deletion_protection", "DELETION_PROTECTION"), ("cluster_policy", "DSQL_CLUSTER_POLICY")):
-            value = kwargs.pop(name)
-            flags[key] = None if value is None else str(value).lower()
+        for name, key, ((on, off), _) in _FLAG_PAIRS:
+            given = kwargs.pop(name + "_on"), kwargs.pop(name + "_off")
+            if all(given):
+                raise UserError(f"{on} and {off} conflict: give one")
+            flags[key] = "true" if given[0] else "false" if given[1] else None
         flags["SANDBOX"] = "true" if kwargs.pop("sandbox") else None
         return fn(flags=flags, **kwargs)
 

@@ -163,6 +163,7 @@ class Console:
         a traceback indented below. A line that is not JSON is printed as it is."""
         when = datetime.fromtimestamp(timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         record = _json_object(message)
+        record = _unhandled_error(record) or record
         if record is None:
             text, level, style, extra = message.rstrip(), "", None, ""
         elif "_aws" in record:  # CloudWatch embedded metrics
@@ -211,6 +212,26 @@ def _cut(text: str, width: int) -> str:
 
 
 _LOG_KEYS = ("timestamp", "level", "message", "logger", "request_id", "exception")
+
+
+def _unhandled_error(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The runtime's report of an exception the handler did not catch, in the function's record
+    shape. Lambda logs it as {"errorMessage", "errorType", "stackTrace": [lines]}, on its own or,
+    with JSON logging, as the "message" of a record that carries "requestId"."""
+    if not record:
+        return None
+    error = record.get("message") if isinstance(record.get("message"), Mapping) else record
+    if not isinstance(error, Mapping) or "errorType" not in error:
+        return None
+    trace = error.get("stackTrace")
+    return {
+        "level": "ERROR",
+        "message": f"unhandled {error['errorType']}: {error.get('errorMessage', '')}",
+        "request_id": error.get("requestId") or record.get("requestId") or record.get("request_id") or "-",
+        "exception": "".join(map(str, trace)) if isinstance(trace, list) else trace,
+    }
+
+
 _LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red", "DEBUG": "dim"}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -282,7 +283,7 @@ def _live_check(stack, settings, report) -> list:
 @app.command(rich_help_panel=TRY_PANEL)
 @with_settings
 def serve(
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
+    port: Annotated[str, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = "8080",
     region: Annotated[
         str | None, typer.Option("--region", help="Which region's APIs. \\[default: the primary]")
     ] = None,
@@ -307,6 +308,8 @@ def serve(
 
     if not is_origin(cors_origin):
         raise UserError(f"--cors-origin {cors_origin!r} is invalid: give * or an origin such as http://localhost:3000")
+    if not re.fullmatch(r"\d{1,5}", port) or int(port) > 65535:
+        raise UserError(f"--port {port!r} is invalid: must be an integer from 0 to 65535 (0: any free port)")
     settings = settings_from(flags)
     with open_stack(settings, console, command="serve", lock=False, existing=True) as stack:
         functions = Functions(stack.aws, stack.manifest, deploy_command(settings))
@@ -315,9 +318,10 @@ def serve(
         upstream, board = _upstream(stack, recorded_config(stack.manifest), target, deploy_command(settings))
         try:
             if upstream is not None:
-                server = make_server(port, None, console.info, cors_origin, upstream=upstream, board=board)
+                server = make_server(int(port), None, console.info, cors_origin, upstream=upstream, board=board)
             else:
-                server = make_server(port, lambda body: functions.invoke_raw(target, body), console.info, cors_origin)
+                invoke = functions.invoke_raw
+                server = make_server(int(port), lambda body: invoke(target, body), console.info, cors_origin)
         except OSError as exc:
             raise UserError(f"--port {port} is invalid: {exc.strerror}; choose another with --port") from None
         url = f"http://127.0.0.1:{server.server_port}/"

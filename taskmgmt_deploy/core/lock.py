@@ -17,6 +17,7 @@ import getpass
 import json
 import os
 import socket
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class EnvLock:
         self.path = path
         self.env = env
         self._fd: int | None = None
+        self._made_dir = False  # the state directory did not exist before this lock
 
     def read(self) -> LockInfo | None:
         """Who holds (or last held) the lock; None when there is no lock file or it is empty."""
@@ -98,6 +100,9 @@ class EnvLock:
         if self._fd is not None:
             self.path.unlink(missing_ok=True)  # still holding it: nobody can take over a file being removed
             os.close(self._fd)
+            if self._made_dir:  # a run that recorded nothing leaves no empty state directory behind
+                with suppress(OSError):  # not empty: a manifest, or another run's lock
+                    self.path.parent.rmdir()
             self._fd = None
 
     def break_lock(self) -> LockInfo | None:
@@ -115,9 +120,15 @@ class EnvLock:
     def _lock_file(self) -> int:
         """An fd with the OS lock on the file that is at `path` now. A holder that releases
         unlinks the file; whoever waited on that file retries on the new one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._made_dir = False
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._made_dir = True
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # another run removed the directory it had made: make it again
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -212,6 +213,28 @@ def test_a_second_run_is_refused_while_the_lock_is_held(aws, runtime, cli, calls
     finally:
         holder.release()
     assert not holder.path.exists()
+
+
+def test_a_run_that_records_nothing_leaves_no_state_directory(tmp_path):
+    from taskmgmt_deploy.core.lock import EnvLock
+
+    state = tmp_path / ".taskmgmt"
+    first, other = EnvLock(state / "dev.lock", "dev"), EnvLock(state / "prod.lock", "prod")
+    first.acquire("status --rebuild")
+    other.acquire("deploy")
+    first.release()
+    assert [p.name for p in state.iterdir()] == ["prod.lock"]  # another run's lock is in it
+    other.release()
+    shutil.rmtree(state)
+    first.acquire("status --rebuild")
+    first.release()
+    assert not state.exists()  # this lock made it, and nothing was recorded
+    state.mkdir()
+    (state / "dev.json").write_text("{}")
+    kept = EnvLock(state / "dev.lock", "dev")
+    kept.acquire("deploy")
+    kept.release()
+    assert [p.name for p in state.iterdir()] == ["dev.json"]  # not made by this lock: kept, as is the manifest
 
 
 def _lock_file(tmp_path, host: str) -> Path:

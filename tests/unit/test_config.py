@@ -164,12 +164,38 @@ def test_help_explains_each_command(cli):
         assert "--env" in result.out
 
 
+def test_help_on_80_columns_shows_every_option_name_whole(cli, monkeypatch):
+    from taskmgmt_deploy.cli.main import _command
+
+    monkeypatch.setenv("COLUMNS", "80")
+    group = _command()
+    commands = [(name,) for name in group.commands] + [
+        (name, sub) for name, command in group.commands.items() for sub in getattr(command, "commands", {})
+    ]
+    assert ("deploy",) in commands and ("sandbox", "start") in commands
+    for command in commands:
+        result = cli(*command, "--help")
+        assert result.code == 0, command
+        assert "…" not in result.out, (command, [line for line in result.out.splitlines() if "…" in line])
+        assert all(len(line) <= 80 for line in result.out.splitlines()), command
+    assert "--no-deletion-protection" in cli("deploy", "--help").out
+
+
+def test_the_two_flags_of_a_pair_conflict(cli):
+    result = cli("deploy", "--plan", "--cluster-policy", "--no-cluster-policy")
+    assert (
+        result.code == 2 and result.err.strip() == "error: --cluster-policy and --no-cluster-policy conflict: give one"
+    )
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
         (("invoke", "--payload", "{not json"), "--payload is invalid: not JSON"),
         (("invoke", "--payload", "@/no/such/file.json"), "--payload '@/no/such/file.json' is invalid"),
-        (("serve", "--port", "eighty"), "Invalid value for '--port'"),
+        (("serve", "--port", "eighty"), "--port 'eighty' is invalid: must be an integer from 0 to 65535"),
+        (("serve", "--port", "99999"), "--port '99999' is invalid: must be an integer from 0 to 65535"),
+        (("serve", "--port", "-1"), "--port '-1' is invalid"),
         (("serve", "--cors-origin", "localhost:3000/"), "--cors-origin 'localhost:3000/' is invalid"),
         (("deploy", "--plan", "--sandbox", "--profile", "work"), "--profile and --sandbox conflict"),
     ],

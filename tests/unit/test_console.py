@@ -69,3 +69,32 @@ def test_a_stack_command_suggests_sandbox_when_only_the_sandbox_has_the_environm
         assert "environment 'dev' is deployed in the sandbox: add --sandbox" in result.err
     other = cli("status", "--env", "qa")
     assert "--sandbox" not in other.err
+
+
+STACK_TRACE = ['  File "/var/task/task_processor/handler.py", line 53, in lambda_handler\n', "    raise KeyError(x)\n"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # the runtime's text-format report (and the sandbox's)
+        {"errorMessage": "'x'", "errorType": "KeyError", "requestId": "r-1", "stackTrace": STACK_TRACE},
+        # with JSON logging: the report is the message of a record
+        {
+            "timestamp": "2026-12-01T10:00:00Z",
+            "level": "ERROR",
+            "message": {"errorMessage": "'x'", "errorType": "KeyError", "stackTrace": STACK_TRACE},
+            "requestId": "r-1",
+        },
+    ],
+)
+def test_an_unhandled_error_reads_as_one_line_and_its_traceback_indented(capsys, message):
+    import json
+
+    Console(width=120).log_line(1764583200000, "us-east-1", json.dumps(message))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("us-east-1  ERROR    r-1  unhandled KeyError: 'x'")
+    assert lines[1:] == [
+        '      File "/var/task/task_processor/handler.py", line 53, in lambda_handler',
+        "        raise KeyError(x)",
+    ]
