@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-LIGHT_RATE = 5  # changes/s: the live benchmark again at this rate, with the same 200 sockets
+LIGHT_RATE = 3  # changes/s: the live benchmark again at this rate, with the same 200 sockets
 
 
 def run(script: str, *args: str) -> dict:

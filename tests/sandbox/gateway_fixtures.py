@@ -26,6 +26,7 @@ class StubFunction:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     early: list[str] = field(default_factory=list)
+    released: threading.Event = field(default_factory=threading.Event)  # what a `hold` message waits for
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, invocation: Any) -> tuple[bytes, str | None]:
@@ -52,6 +53,8 @@ class StubFunction:
             refused = query.get("token") == "bad"
             return json.dumps({"statusCode": 401 if refused else 200}).encode(), None
         if route in ("echo", "$default"):
+            if '"hold"' in event["body"]:
+                assert self.released.wait(10), "the test never released the held message"
             self._post(context, event["body"].encode(), invocation.region)
             return json.dumps({"statusCode": 200, "body": "two-way answer"}).encode(), None
         return json.dumps({"statusCode": 200}).encode(), None

@@ -289,6 +289,17 @@ def test_a_route_answers_the_client_only_with_a_route_response(emulator: Emulato
     client("apigatewayv2", emulator.url).delete_api(ApiId=two_way["ApiId"])
 
 
+def test_the_messages_of_one_connection_are_handled_at_once_in_no_promised_order(emulator: Emulator) -> None:
+    """W13: a message whose invocation is still running does not hold back the next one."""
+    emulator.stub.released.clear()
+    with open_socket(emulator) as socket:
+        socket.send(json.dumps({"action": "hold"}))
+        socket.send(json.dumps({"action": "echo", "n": 2}))
+        assert socket.recv(timeout=10) == '{"action": "echo", "n": 2}'  # the first is still being handled
+        emulator.stub.released.set()
+        assert socket.recv(timeout=10) == '{"action": "hold"}'
+
+
 def test_connect_refused_or_unsigned_opens_no_socket_and_a_post_during_connect_is_gone(emulator: Emulator) -> None:
     """W9: no socket when $connect refuses; a post during $connect is Gone."""
     with pytest.raises(InvalidStatus) as refused:
