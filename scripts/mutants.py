@@ -63,8 +63,11 @@ def scratch_copy() -> Path:
 
 def pytest(copy: Path, tests: list[str], *options: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(copy)}  # the copy's code, not the editable install's
+    # --tb=native: only the exit code counts here, and pytest's own traceback rendering (it
+    # re-parses source files) can crash on CPython 3.11 with "AST constructor recursion depth
+    # mismatch", which turns a killed mutant into an internal error (exit 3)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, *tests],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=native", *options, *tests],
         check=False,
         cwd=copy,
         env=env,

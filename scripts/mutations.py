@@ -1061,6 +1061,30 @@ EMULATOR += [
         "            group = backend.groups[group_name]\n",
         f"{GATEWAY_ROWS}::test_an_http_api_writes_its_access_log_only_to_a_log_group_that_exists",
     ),
+    Mutation(  # each connection's messages handled one after the other, in the order sent
+        "W13 made kinder",
+        "row W13 no longer holds",
+        (
+            Edit(
+                f"{GATEWAY}/websocket_api.py",
+                "        self._spawn(self._message(api, conn, message))",
+                '        conn.__dict__["tail"] = asyncio.ensure_future(\n'
+                '            _in_order(conn.__dict__.get("tail"), self._message(api, conn, message))\n'
+                "        )",
+            ),
+            Edit(
+                f"{GATEWAY}/websocket_api.py",
+                "def _iso(wall: float) -> str:",
+                "async def _in_order(previous, coroutine):\n"
+                "    if previous is not None:\n"
+                "        await previous\n"
+                "    await coroutine\n\n\n"
+                "def _iso(wall: float) -> str:",
+            ),
+        ),
+        (f"{GATEWAY_ROWS}::test_the_messages_of_one_connection_are_handled_at_once_in_no_promised_order",),
+        "W13",
+    ),
 ]
 
 LIVE = "tests/function/test_broadcast.py"
