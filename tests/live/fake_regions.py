@@ -42,7 +42,9 @@ class Hub:
         try:
             for raw in connection:
                 message = json.loads(raw)
-                self.messages.append((connection, message))
+                with self.lock:
+                    self.messages.append((connection, message))
+                    self.lock.notify_all()
                 topic = {k: message[k] for k in ("project", "assignee", "all") if k in message}
                 if message.get("action") == "subscribe":
                     with self.lock:
@@ -66,6 +68,16 @@ class Hub:
         with self.lock:
             assert self.lock.wait_for(lambda: ready(self.sockets), timeout=10), self.sockets
             return {connection: list(topics) for connection, topics in self.sockets.items()}
+
+    def sent_by(self, connection: Any, count: int) -> list[dict[str, Any]]:
+        """The messages a connection sent, but pings, once there are `count` (waits at most 10 s)."""
+
+        def mine() -> list[dict[str, Any]]:
+            return [m for c, m in self.messages if c is connection and m.get("action") != "ping"]
+
+        with self.lock:
+            assert self.lock.wait_for(lambda: len(mine()) >= count, timeout=10), mine()
+            return mine()
 
     def broadcast(self, detail: dict[str, Any]) -> None:
         """The message the function's broadcast entry point makes of the notification."""

@@ -248,7 +248,7 @@
   }
 
   function received(message) {
-    if (message.type === "subscribed") return setLive("live");
+    if (message.type === "subscribed" || message.type === "unsubscribed") return settle(message);
     if (message.type !== "task" || !message.task || !message.task.id) return;
     if (message.partial && message.event !== "task.deleted") return readWhole(message);
     if (apply(message.task, message.event)) {
@@ -418,6 +418,32 @@
     const node = $("#live");
     node.dataset.state = state;
     node.textContent = { live: "live", connecting: "connecting…", offline: "offline: reload to see changes" }[state];
+  }
+
+  // What the socket is subscribed to can end up other than wanted when filters change quickly:
+  // each message is its own invocation, handled in either order, so an unsubscribe can land
+  // after a subscribe of the same topic. Each answer says what was just done; where that is not
+  // what is wanted now, the board asks again, and the subscriptions settle on the filter shown.
+  function settle(message) {
+    const wanted = board.subscribed;
+    const socket = board.socket;
+    if (!wanted || !socket || socket.readyState !== WebSocket.OPEN) return;
+    const same = topicOf(message) === topicOf(wanted);
+    if (message.type === "unsubscribed" && same) socket.send(JSON.stringify(wanted));
+    if (message.type === "subscribed" && !same) {
+      socket.send(JSON.stringify({ ...topicFields(message), action: "unsubscribe" }));
+    }
+    if (message.type === "subscribed" && same) setLive("live");
+  }
+
+  function topicFields(message) {
+    const fields = {};
+    for (const key of ["project", "assignee", "all"]) if (key in message) fields[key] = message[key];
+    return fields;
+  }
+
+  function topicOf(message) {
+    return Object.entries(topicFields(message)).map(([k, v]) => `${k}:${v}`).join(",");
   }
 
   function subscription() {
