@@ -69,6 +69,10 @@ class Tally:
     task_ids: set[str] = field(default_factory=set)  # the tasks the changes created
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def created(self) -> int:
+        return sum(1 for status in self.answered.values() if status == 201)
+
 
 # -- the sandbox ---------------------------------------------------------------------------------
 def taskmgmt(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -272,8 +276,7 @@ async def run_phase(
     if burst:
         await asyncio.to_thread(make_changes, where, math.inf, burst, tally)
     await asyncio.to_thread(make_changes, where, rate, int(rate * seconds), tally, burst)
-    created = sum(1 for status in tally.answered.values() if status == 201)
-    return await drain(tally, created * sockets)
+    return await drain(tally, tally.created * sockets)
 
 
 async def measure(
@@ -313,7 +316,7 @@ async def measure(
 
 
 def summary(tally: Tally, sockets: int) -> dict[str, Any]:
-    created = sum(1 for status in tally.answered.values() if status == 201)
+    created = tally.created
     unique = {(s, c): at for s, c, at in tally.received}
     latencies = [(at - tally.sent[c]) * 1000 for (s, c), at in unique.items() if c in tally.sent]
     # the same from the change's answer (committed): what the bus, the rule and the fan-out add

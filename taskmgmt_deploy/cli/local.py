@@ -310,6 +310,7 @@ def serve(
         raise UserError(f"--cors-origin {cors_origin!r} is invalid: give * or an origin such as http://localhost:3000")
     if not re.fullmatch(r"\d{1,5}", port) or int(port) > 65535:
         raise UserError(f"--port {port!r} is invalid: must be an integer from 0 to 65535 (0: any free port)")
+    port_number = int(port)
     settings = settings_from(flags)
     with open_stack(settings, console, command="serve", lock=False, existing=True) as stack:
         functions = Functions(stack.aws, stack.manifest, deploy_command(settings))
@@ -318,10 +319,10 @@ def serve(
         upstream, board = _upstream(stack, recorded_config(stack.manifest), target, deploy_command(settings))
         try:
             if upstream is not None:
-                server = make_server(int(port), None, console.info, cors_origin, upstream=upstream, board=board)
+                server = make_server(port_number, None, console.info, cors_origin, upstream=upstream, board=board)
             else:
                 invoke = functions.invoke_raw
-                server = make_server(int(port), lambda body: invoke(target, body), console.info, cors_origin)
+                server = make_server(port_number, lambda body: invoke(target, body), console.info, cors_origin)
         except OSError as exc:
             raise UserError(f"--port {port} is invalid: {exc.strerror}; choose another with --port") from None
         url = f"http://127.0.0.1:{server.server_port}/"
