@@ -654,8 +654,12 @@ def test_a_second_deploy_or_destroy_is_refused_while_one_runs(endpoint, cli, tmp
         os._exit(0 if os.WIFSIGNALED(status) else 1)
     os.close(write_end)
     lock = tmp_path / ".taskmgmt" / "dev.lock"
+
+    def holder_written() -> str:  # the holder creates the file, then writes who it is
+        return lock.read_text() if lock.exists() else ""
+
     deadline = time.monotonic() + 60
-    while not lock.exists() and time.monotonic() < deadline:
+    while not holder_written().strip() and time.monotonic() < deadline:
         time.sleep(0.05)
     holder = json.loads(lock.read_text())
     for args in (("deploy", "--yes"), ("destroy", "--yes")):
